@@ -1,0 +1,213 @@
+"""Configuration: TOML validated with pydantic; every key has a default, unknown keys are errors.
+
+The defaults here are what ships; `config/sessiond.toml` documents each of them with its unit
+and clinical source (a test keeps the two equal). A mistyped limit must never be silently
+ignored in a clinical system, so every model forbids unknown keys.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+
+from sessiond.model import Phase, Priority, Route
+
+Seconds = Annotated[float, Field(ge=0)]
+Minutes = Annotated[float, Field(gt=0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RoomConfig(Strict):
+    id: str = Field(default="room-1", pattern=r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class MqttConfig(Strict):
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(default=1883, ge=1, le=65535)
+    username: str | None = None
+    password: str | None = None
+    tls: bool = False
+    prefix: str = "sessiond"
+
+
+class ConsoleUser(Strict):
+    #: `pbkdf2_sha256$<iterations>$<salt hex>$<hash hex>`, made by `sessiond hash-password`.
+    password_hash: str = Field(pattern=r"^pbkdf2_sha256\$\d+\$[0-9a-f]+\$[0-9a-f]+$")
+
+
+class ConsoleConfig(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    users: dict[str, ConsoleUser] = Field(default_factory=dict)
+
+
+class DeviceConfig(Strict):
+    path: str = ""
+    decoder: Literal["masimo-ascii1"] = "masimo-ascii1"
+    #: None: the protocol's own baud rate.
+    baudrate: int | None = Field(default=None, gt=0)
+    #: Silence this long is a lost link (reopen); None: the protocol's own watchdog.
+    silence_timeout_s: float | None = Field(default=None, gt=0)
+
+
+class LimitLevel(Strict):
+    """One priority level of a limit alarm: beyond `limit` for `delay_s` raises it."""
+
+    limit: float
+    delay_s: Seconds = 0.0
+    latched: bool = False
+
+
+class LimitAlarmConfig(Strict):
+    """A physiological limit alarm with up to two levels (medium, high)."""
+
+    enabled: bool = True
+    medium: LimitLevel | None = None
+    high: LimitLevel | None = None
+    #: Back inside the limit by at least this much (the value's unit) before clearing.
+    hysteresis: Annotated[float, Field(ge=0)] = 0.0
+    clear_delay_s: Seconds = 5.0
+
+
+class TechnicalAlarmConfig(Strict):
+    """A technical condition that raises after `delay_s` and clears as soon as it is gone."""
+
+    enabled: bool = True
+    priority: Literal["low", "medium", "high"] = "medium"
+    delay_s: Seconds = 5.0
+
+    @property
+    def level(self) -> Priority:
+        return Priority[self.priority.upper()]
+
+
+class DeviceLostConfig(Strict):
+    enabled: bool = True
+    medium_after_s: Seconds = 5.0
+    high_after_s: Seconds = 30.0
+    high_phases: tuple[Phase, ...] = (Phase.ONSET, Phase.EFFECT)
+    high_latched: bool = True
+
+
+class AlarmsConfig(Strict):
+    spo2_low: LimitAlarmConfig = LimitAlarmConfig(
+        medium=LimitLevel(limit=90, delay_s=15),
+        high=LimitLevel(limit=85, delay_s=0, latched=True),
+        hysteresis=1,
+    )
+    sensor_off: TechnicalAlarmConfig = TechnicalAlarmConfig(priority="medium", delay_s=5)
+    signal_poor: TechnicalAlarmConfig = TechnicalAlarmConfig(priority="low", delay_s=30)
+    device_lost: DeviceLostConfig = DeviceLostConfig()
+
+
+class RouteTimeline(Strict):
+    onset_min: Minutes = 30.0
+    effect_end_min: Minutes = 150.0
+
+    @field_validator("effect_end_min")
+    @classmethod
+    def _after_onset(cls, v: float, info: ValidationInfo) -> float:
+        onset = info.data.get("onset_min")
+        if onset is not None and v <= onset:
+            msg = f"must be after onset_min ({onset})"
+            raise ValueError(msg)
+        return v
+
+
+class TimelineConfig(Strict):
+    iv: RouteTimeline = RouteTimeline()
+    im: RouteTimeline = RouteTimeline()
+    intranasal: RouteTimeline = RouteTimeline()
+    oral: RouteTimeline = RouteTimeline(onset_min=60, effect_end_min=240)
+
+    def for_route(self, route: Route) -> RouteTimeline:
+        timeline: RouteTimeline = getattr(self, route.value)
+        return timeline
+
+
+class RecordsConfig(Strict):
+    path: str = "sessiond.sqlite"
+
+
+class SimConfig(Strict):
+    #: A scenario file; empty: the built-in demo scenario.
+    scenario: str = ""
+
+
+def _default_devices() -> dict[str, DeviceConfig]:
+    return {"spo2": DeviceConfig(decoder="masimo-ascii1")}
+
+
+class Config(Strict):
+    room: RoomConfig = RoomConfig()
+    mqtt: MqttConfig = MqttConfig()
+    console: ConsoleConfig = ConsoleConfig()
+    devices: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")], DeviceConfig] = Field(
+        default_factory=_default_devices
+    )
+    alarms: AlarmsConfig = AlarmsConfig()
+    timeline: TimelineConfig = TimelineConfig()
+    records: RecordsConfig = RecordsConfig()
+    sim: SimConfig = SimConfig()
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; `problems` holds one line per problem."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def _describe(error: dict[str, Any]) -> str:
+    if error["type"] == "extra_forbidden":
+        return "unknown key"
+    if error["type"] == "missing":
+        return "required key is missing"
+    got = error.get("input")
+    shown = "" if isinstance(got, dict | list) else f" (got {got!r})"
+    return f"{error['msg']}{shown}"
+
+
+def parse_config(data: dict[str, Any], *, source: str) -> Config:
+    """Validate already-parsed TOML; raises `ConfigError` naming `source`, each key and problem."""
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+            problems.append(f"{source}: {key}: {_describe(dict(error))}")
+        raise ConfigError(problems) from None
+
+
+def load_config(path: str | Path | None) -> Config:
+    """The configuration in `path`, or the embedded defaults when `path` is None."""
+    if path is None:
+        return Config()
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError:
+        raise ConfigError([f"{path}: not UTF-8 text"]) from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    return parse_config(data, source=str(path))

@@ -1,0 +1,47 @@
+"""What every protocol decoder offers: sans-I/O, bytes in, readings out (DESIGN §3).
+
+A decoder never raises on device data, never reads a clock (the arrival time comes in with
+the bytes) and does no I/O. It counts what it could not use, so that a bad cable shows up
+as numbers rather than as silence.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar, Protocol
+
+if TYPE_CHECKING:
+    from sessiond.model import Reading
+
+
+@dataclass(frozen=True, slots=True)
+class SerialSettings:
+    """A protocol's line settings, as pyserial takes them."""
+
+    baudrate: int
+    bytesize: int = 8
+    parity: str = "N"
+    stopbits: float = 1
+
+
+class Decoder(Protocol):
+    """A sans-I/O decoder for one device port."""
+
+    protocol: ClassVar[str]
+    serial: ClassVar[SerialSettings]
+    #: Silence longer than this (session seconds) means the link is lost.
+    silence_timeout_s: ClassVar[float]
+
+    device: str
+    #: Records decoded from valid frames (with values or not).
+    records: int
+    #: Frames rejected: bad checksum, impossible value, broken fields.
+    frames_bad: int
+    #: Bytes thrown away while hunting for the next frame.
+    bytes_skipped: int
+
+    def __init__(self, *, device: str) -> None: ...
+
+    def feed(self, data: bytes, t: float) -> list[Reading]:
+        """Decode `data` that arrived at session time `t`; keeps partial frames for later."""
+        ...

@@ -1,0 +1,170 @@
+"""Masimo "ASCII 1" serial output (Radical-7, Rad-8, Rad-87, Root): one text line a second.
+
+`MM/DD/YY HH:MM:SS` then space-separated `KEY=value` tokens, CR LF. Token sets differ by
+model and firmware, so fields are read by key, never by column (reference/devices.md §2).
+Missing values are dashes; the EXC hex word carries the quality bits.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import ClassVar
+
+from sessiond.devices.decoder import SerialSettings
+from sessiond.model import PROBE_OFF, Quality, Reading
+
+#: A line longer than this without a terminator is noise: the longest rainbow line is ~200.
+MAX_LINE = 512
+
+_STAMP = re.compile(rb"(\d\d)/(\d\d)/(\d\d) (\d\d):(\d\d):(\d\d)(?= )")
+
+# EXC bit → quality flag (devices.md §2.3). Bits not listed carry no quality meaning here.
+_EXC_FLAGS: tuple[tuple[int, Quality], ...] = (
+    (0x000001, Quality.NO_SENSOR),  # no sensor
+    (0x000002, Quality.NO_SENSOR),  # defective sensor
+    (0x000004, Quality.LOW_PERFUSION),
+    (0x000008, Quality.SEARCHING),  # pulse search
+    (0x000010, Quality.ARTIFACT),  # interference
+    (0x000020, Quality.SENSOR_OFF),
+    (0x000040, Quality.ARTIFACT),  # ambient light
+    (0x000080, Quality.NO_SENSOR),  # unrecognised sensor
+    (0x000100, Quality.NO_SENSOR),  # incompatible sensor
+    (0x000400, Quality.LOW_SIGNAL),  # low signal IQ
+    (0x001000, Quality.NO_SENSOR),  # no cable connected
+    (0x004000, Quality.NO_SENSOR),  # incompatible cable
+    (0x008000, Quality.NO_SENSOR),  # unrecognised cable
+    (0x010000, Quality.NO_SENSOR),  # defective cable
+    (0x020000, Quality.SEARCHING),  # sensor calibrating
+)
+
+_MAX_SPO2 = 100
+_MAX_PR = 300  # Masimo displays 25-240 bpm; beyond 300 is a corrupted field
+_MAX_PI = 100.0
+_FLAG_CACHE_SIZE = 256
+
+
+class _BadField(ValueError):
+    """A field that is present but cannot be a real value."""
+
+
+def _exc_flags(exc: int) -> Quality:
+    flags = Quality.NONE
+    for bit, flag in _EXC_FLAGS:
+        if exc & bit:
+            flags |= flag
+    return flags
+
+
+def _int_field(raw: bytes | None, maximum: int) -> int | None:
+    if raw is None or b"--" in raw:
+        return None
+    value = int(raw.rstrip(b"%"))
+    if not 0 <= value <= maximum:
+        raise _BadField(raw)
+    return value
+
+
+def _pi_field(raw: bytes | None) -> float | None:
+    if raw is None or b"--" in raw:
+        return None
+    value = float(raw.rstrip(b"%"))
+    if not 0.0 <= value <= _MAX_PI:
+        raise _BadField(raw)
+    return value
+
+
+class MasimoAscii1Decoder:
+    """Decoder for `masimo-ascii1`; tolerant of NUL bytes, partial first lines and noise."""
+
+    protocol: ClassVar[str] = "masimo-ascii1"
+    serial: ClassVar[SerialSettings] = SerialSettings(baudrate=9600)
+    # One line a second; OpenICE's quiet-time watchdog is 1.1 s, 2.5x leaves room for jitter.
+    silence_timeout_s: ClassVar[float] = 2.5
+
+    def __init__(self, *, device: str) -> None:
+        self.device = device
+        self.records = 0
+        self.frames_bad = 0
+        self.bytes_skipped = 0
+        self._pending = b""
+        self._flag_cache: dict[int, Quality] = {}
+
+    def feed(self, data: bytes, t: float) -> list[Reading]:
+        buf = self._pending + data if self._pending else data
+        end = max(buf.rfind(b"\n"), buf.rfind(b"\r"))
+        if end < 0:
+            if len(buf) > MAX_LINE:
+                self.bytes_skipped += len(buf)
+                buf = b""
+            self._pending = bytes(buf)
+            return []
+        self._pending = bytes(buf[end + 1 :])
+        if len(self._pending) > MAX_LINE:
+            self.bytes_skipped += len(self._pending)
+            self._pending = b""
+        lines = buf[:end].replace(b"\x00", b"").replace(b"\r", b"\n").split(b"\n")
+        out: list[Reading] = []
+        for line in lines:
+            if line:
+                reading = self._line(line, t)
+                if reading is not None:
+                    out.append(reading)
+        return out
+
+    def _line(self, line: bytes, t: float) -> Reading | None:
+        stamp = _STAMP.search(line)
+        if stamp is None:
+            # A partial first line, or noise: skipped while hunting for the next timestamp.
+            self.bytes_skipped += len(line) + 1
+            return None
+        if stamp.start():
+            self.bytes_skipped += stamp.start()
+        fields: dict[bytes, bytes] = {}
+        for token in line[stamp.end() :].split():
+            key, sep, value = token.partition(b"=")
+            if sep:
+                fields[key] = value
+        if b"SPO2" not in fields or b"BPM" not in fields:
+            self.frames_bad += 1
+            return None
+        try:
+            spo2 = _int_field(fields[b"SPO2"], _MAX_SPO2)
+            pr = _int_field(fields[b"BPM"], _MAX_PR)
+            pi = _pi_field(fields.get(b"PI"))
+            exc_raw = fields.get(b"EXC")
+            flags = self._flags(int(exc_raw, 16)) if exc_raw is not None else Quality.NONE
+        except ValueError:
+            self.frames_bad += 1
+            return None
+        if flags & PROBE_OFF:
+            # The device says there is no patient signal: never report its numbers.
+            spo2 = pr = None
+            pi = None
+        self.records += 1
+        return Reading(
+            t=t,
+            device=self.device,
+            spo2=spo2,
+            pr=pr,
+            pi=pi,
+            flags=flags,
+            device_time=_device_time(stamp),
+        )
+
+    def _flags(self, exc: int) -> Quality:
+        flags = self._flag_cache.get(exc)
+        if flags is None:
+            flags = _exc_flags(exc)
+            if len(self._flag_cache) < _FLAG_CACHE_SIZE:  # noise must not grow it without bound
+                self._flag_cache[exc] = flags
+        return flags
+
+
+def _device_time(stamp: re.Match[bytes]) -> datetime | None:
+    """The device's local clock (drifts; kept as metadata only)."""
+    month, day, year, hour, minute, second = (int(g) for g in stamp.groups())
+    try:
+        return datetime(2000 + year, month, day, hour, minute, second)  # noqa: DTZ001  (device local)
+    except ValueError:
+        return None

@@ -1,0 +1,160 @@
+"""Domain types shared by every layer: readings, phases, alarms and the events on the bus.
+
+Times called `t` are session-clock seconds (see `sessiond.clock`): the host time at which a
+thing happened, already scaled by the simulation speed. Wall-clock stamps are added by the
+recorder from the injected UTC clock, never by the pure layers.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+
+class Quality(enum.IntFlag):
+    """Quality flags a device reported with a reading (DESIGN §3)."""
+
+    NONE = 0
+    SENSOR_OFF = enum.auto()
+    NO_SENSOR = enum.auto()
+    SEARCHING = enum.auto()
+    ARTIFACT = enum.auto()
+    LOW_PERFUSION = enum.auto()
+    LOW_SIGNAL = enum.auto()
+
+    def names(self) -> list[str]:
+        """The flags as lower-case names, in declaration order (the replay and wire form)."""
+        return [f.name.lower() for f in Quality if f and f in self and f.name is not None]
+
+
+#: Flags under which a physiological value must not raise or clear an alarm.
+INVALID_FOR_ALARMS = Quality.SENSOR_OFF | Quality.NO_SENSOR | Quality.SEARCHING | Quality.ARTIFACT
+#: Flags meaning the probe is not on a patient at all.
+PROBE_OFF = Quality.SENSOR_OFF | Quality.NO_SENSOR
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Reading:
+    """One record decoded from a valid device frame; `None` means the device sent no value."""
+
+    t: float
+    device: str
+    spo2: int | None = None
+    pr: int | None = None
+    pi: float | None = None
+    sys: int | None = None
+    dia: int | None = None
+    map: int | None = None
+    pleth: tuple[int, ...] = ()
+    flags: Quality = Quality.NONE
+    device_time: datetime | None = None
+
+    def values(self) -> dict[str, float | None]:
+        """The vital values this reading carries, by their contract names."""
+        return {
+            "spo2": self.spo2,
+            "pr": self.pr,
+            "pi": self.pi,
+            "sys": self.sys,
+            "dia": self.dia,
+            "map": self.map,
+        }
+
+
+class Phase(enum.StrEnum):
+    """Session phases of DESIGN §4."""
+
+    BASELINE = "baseline"
+    ONSET = "onset"
+    EFFECT = "effect"
+    RECOVERY = "recovery"
+    ENDED = "ended"
+
+
+class Route(enum.StrEnum):
+    """Ketamine administration routes; each has its own phase durations in config."""
+
+    IV = "iv"
+    IM = "im"
+    INTRANASAL = "intranasal"
+    ORAL = "oral"
+
+
+class Priority(enum.IntEnum):
+    """IEC 60601-1-8 alarm priorities, ordered so that max() picks the most urgent."""
+
+    LOW = 1
+    MEDIUM = 2
+    HIGH = 3
+
+    @property
+    def label(self) -> str:
+        """The contract name (`low`, `medium`, `high`)."""
+        return self.name.lower()
+
+
+class AlarmState(enum.StrEnum):
+    """States an alarm transition reports (DESIGN §6)."""
+
+    ACTIVE = "active"
+    LATCHED = "latched"
+    CLEARED = "cleared"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionStarted:
+    """A nurse started a session; `session_id` is random and names no patient."""
+
+    t: float
+    session_id: str
+    route: Route
+    user: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PhaseChanged:
+    """The session entered `phase` at `t`."""
+
+    t: float
+    phase: Phase
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlarmTransition:
+    """An alarm was raised, changed priority, latched or cleared."""
+
+    t: float
+    alarm_id: str
+    priority: Priority
+    state: AlarmState
+    phase: Phase | None = None
+    value: float | None = None
+    limit: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NurseAction:
+    """Something a user did (start, dose, acknowledge, note ...), attributed to that user."""
+
+    t: float
+    action: str
+    user: str
+    source: str
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceStatus:
+    """A device link opened or was lost (technical events; `device_lost` is raised from these)."""
+
+    t: float
+    device: str
+    connected: bool
+    detail: str = ""
+
+
+Event = Reading | SessionStarted | PhaseChanged | AlarmTransition | NurseAction | DeviceStatus

@@ -1,0 +1,191 @@
+"""masimo-ascii1: golden lines of reference/devices.md §2.5, whole, byte by byte and in chunks."""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from sessiond.devices import make_decoder
+from sessiond.devices.masimo import MAX_LINE, MasimoAscii1Decoder
+from sessiond.model import Quality, Reading
+
+RAD8 = (
+    b"02/22/16 22:47:45 SN=0000056661 SPO2=098% BPM=097 PI=03.60% SPCO=--.-% SPMET=--.-% "
+    b"DESAT=-- PIDELTA=+-- ALARM=0000 EXC=000800\r\n"
+)
+RAD8_B = (
+    b"02/22/16 22:47:46 SN=0000056661 SPO2=098% BPM=096 PI=03.95% SPCO=--.-% SPMET=--.-% "
+    b"DESAT=-- PIDELTA=+-- ALARM=0000 EXC=000800\r\n"
+)
+RAD8_ALARM = (
+    b"03/06/05 21:11:30 SN=0000066575 SPO2=098% BPM=057 PI=07.02% SPCO=--.-% SPMET=--.-% "
+    b"DESAT=-- PIDELTA=+-- ALARM=0038 EXC=000800\r\n"
+)
+RAD8_NO_SENSOR = (
+    b"03/19/16 13:37:12 SN=0000093112 SPO2=---% BPM=--- DESAT=-- # PIDELTA=+-- ALARM=0000 "
+    b"EXC=000001\r\n"
+)
+RAINBOW = (
+    b"03/17/16 19:19:36 SN=---------- SPO2=098% BPM=123 PI=00.55 SPCO=--% SPMET=--.-% SPHB=--.- "
+    b"SPOC=-- RESVD=--- DESAT=-- PIDELTA=+-- PVI=--- ALARM=000000 EXC=0000C00 EXC1=00000000\r\n"
+)
+BLUE = (
+    b"05/15/07 08:12:21 SN=0000070986 SPO2=---% BPM=--- PI=--.--% SPCO=--.-% SPMET=--.-% "
+    b"DESAT=-- PIDELTA=+-- PVI=--- ALARM=0000 EXC=000000\r\n"
+)
+RADICAL7_FULL = (
+    b"12/01/05 11:56:29 SN=0123456789 SPO2=098% BPM=240 PI=20.00% SPCO=01.0% SPMET=00.5% "
+    b"DESAT=01 PIDELTA=-02 PVI=027 ALARM=0000 EXC=000820\r\n"
+)
+RADICAL5 = b"09/15/10 15:10:29 SPO2=097% BPM=064 PI=11.82% ALARM=20 EXC=800\r\n"
+
+GOLDEN = [RAD8, RAD8_B, RAD8_ALARM, RAD8_NO_SENSOR, RAINBOW, BLUE, RADICAL7_FULL, RADICAL5]
+
+
+def values(r: Reading) -> tuple[int | None, int | None, float | None, Quality]:
+    return (r.spo2, r.pr, r.pi, r.flags)
+
+
+EXPECTED = [
+    (98, 97, 3.60, Quality.NONE),
+    (98, 96, 3.95, Quality.NONE),
+    (98, 57, 7.02, Quality.NONE),
+    (None, None, None, Quality.NO_SENSOR),
+    (98, 123, 0.55, Quality.LOW_SIGNAL),
+    (None, None, None, Quality.NONE),
+    (None, None, None, Quality.SENSOR_OFF),  # EXC 0x020: sensor off, so its numbers are withheld
+    (97, 64, 11.82, Quality.NONE),
+]
+
+
+def decode(chunks: list[bytes]) -> tuple[list[Reading], MasimoAscii1Decoder]:
+    dec = MasimoAscii1Decoder(device="spo2")
+    out: list[Reading] = []
+    for i, chunk in enumerate(chunks):
+        out += dec.feed(chunk, float(i))
+    return out, dec
+
+
+def test_golden_lines_decode_all_at_once():
+    """Every captured line decodes to the values devices.md §2.5 derives."""
+    readings, dec = decode([b"".join(GOLDEN)])
+    assert [values(r) for r in readings] == EXPECTED
+    assert (dec.records, dec.frames_bad, dec.bytes_skipped) == (8, 0, 0)
+    assert readings[0].device == "spo2"
+    assert readings[0].device_time == datetime(2016, 2, 22, 22, 47, 45)  # noqa: DTZ001
+
+
+def test_golden_lines_decode_byte_by_byte():
+    stream = b"".join(GOLDEN)
+    readings, dec = decode([stream[i : i + 1] for i in range(len(stream))])
+    assert [values(r) for r in readings] == EXPECTED
+    assert dec.bytes_skipped == 0
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_golden_lines_decode_in_random_chunks(seed):
+    rng = random.Random(seed)
+    stream = b"".join(GOLDEN)
+    chunks, i = [], 0
+    while i < len(stream):
+        n = rng.randint(1, 40)
+        chunks.append(stream[i : i + n])
+        i += n
+    readings, _ = decode(chunks)
+    assert [values(r) for r in readings] == EXPECTED
+
+
+def test_reading_time_is_the_arrival_of_the_line_end():
+    """Host time, not device time: the reading carries the time its last byte arrived."""
+    dec = MasimoAscii1Decoder(device="spo2")
+    assert dec.feed(RAD8[:50], 10.0) == []
+    (r,) = dec.feed(RAD8[50:], 11.5)
+    assert r.t == 11.5
+
+
+def test_nul_bytes_and_partial_first_line_are_tolerated():
+    """Leading NULs and the tail of a line cut at connection time are skipped, not fatal."""
+    stream = b"\x00\x00\x00" + RAD8[40:] + b"\x00" + RAD8_B
+    readings, dec = decode([stream])
+    assert [values(r) for r in readings] == [EXPECTED[1]]
+    assert dec.bytes_skipped == len(RAD8) - 40 - 2 + 1  # the tail, counted once with its CR
+    assert dec.frames_bad == 0
+
+
+def test_lf_only_and_blank_lines_between_records():
+    stream = RAD8.replace(b"\r\n", b"\n") + b"\r\n\r\n" + RAD8_B
+    readings, dec = decode([stream])
+    assert [values(r) for r in readings] == EXPECTED[:2]
+    assert dec.bytes_skipped == 0
+
+
+def test_garbage_before_between_and_after_resynchronises_and_counts():
+    junk = bytes([0xFF, 0x13, 0x7E, 0x80, 0x11])
+    stream = junk + RAD8 + junk + RAD8_B + junk
+    readings, dec = decode([stream])
+    assert [values(r) for r in readings] == EXPECTED[:2]
+    # Junk glued before a line is skipped up to its timestamp; the trailing junk waits for more.
+    assert dec.bytes_skipped == 2 * len(junk)
+
+
+def test_impossible_values_reject_the_frame():
+    bad = RAD8.replace(b"SPO2=098%", b"SPO2=198%")
+    broken = RAD8.replace(b"BPM=097", b"BPM=0x7")
+    readings, dec = decode([bad + broken + RAD8_B])
+    assert [values(r) for r in readings] == [EXPECTED[1]]
+    assert dec.frames_bad == 2
+    assert dec.records == 1
+
+
+def test_line_without_spo2_or_bpm_is_rejected():
+    readings, dec = decode([b"02/22/16 22:47:45 SN=0000056661 ALARM=0000 EXC=000800\r\n"])
+    assert readings == []
+    assert dec.frames_bad == 1
+
+
+def test_searching_and_artifact_keep_their_numbers_with_flags():
+    """Quality flags that do not mean 'no patient' travel with the number, for the alarm gate."""
+    line = RAD8.replace(b"EXC=000800", b"EXC=000818")
+    (r,), _ = decode([line])
+    assert (r.spo2, r.pr) == (98, 97)
+    assert r.flags == Quality.SEARCHING | Quality.ARTIFACT
+    assert r.flags.names() == ["searching", "artifact"]
+
+
+def test_endless_noise_without_a_line_end_is_bounded():
+    dec = MasimoAscii1Decoder(device="spo2")
+    for i in range(10):
+        dec.feed(b"x" * 200, float(i))
+    assert len(dec._pending) <= MAX_LINE
+    assert dec.bytes_skipped >= 2000 - MAX_LINE
+    assert [values(r) for r in dec.feed(b"\r\n" + RAD8, 11.0)] == [EXPECTED[0]]
+
+
+def test_registry_makes_the_decoder_by_protocol_name():
+    dec = make_decoder("masimo-ascii1", device="ox")
+    assert isinstance(dec, MasimoAscii1Decoder)
+    assert dec.device == "ox"
+    with pytest.raises(ValueError, match="unknown decoder"):
+        make_decoder("nonsense", device="ox")
+
+
+@given(st.binary(max_size=2000))
+def test_arbitrary_bytes_never_raise(data):
+    dec = MasimoAscii1Decoder(device="spo2")
+    for r in dec.feed(data, 0.0):
+        assert r.spo2 is None or 0 <= r.spo2 <= 100
+
+
+@given(st.binary(max_size=600), st.integers(min_value=1, max_value=64))
+def test_valid_stream_after_garbage_decodes_completely(garbage, chunk):
+    """Whatever came before, a line end and then good lines decode every good line."""
+    stream = garbage + b"\r\n" + b"".join(GOLDEN)
+    dec = MasimoAscii1Decoder(device="spo2")
+    out: list[Reading] = []
+    for i in range(0, len(stream), chunk):
+        out += dec.feed(stream[i : i + chunk], 0.0)
+    assert [values(r) for r in out[-len(GOLDEN) :]] == EXPECTED
