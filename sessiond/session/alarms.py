@@ -1,0 +1,374 @@
+"""The alarm engine: validity gate → condition (limits, delays, hysteresis) → occurrence state.
+
+Pure logic with time passed in. Each alarm id is a `Rule` made of priority `Level`s; a level
+is an IEC 60601-1-8 occurrence (idle → pending during its delay → on → clearing → latched).
+A rule shows the most urgent of its levels, and the engine emits an `AlarmTransition`
+whenever what a rule shows (priority, state) changes. Deadlines (delays, clear delays, stale
+data, device silence) are reported by `next_due` so that the daemon and replay fire them at
+the time they are due, whether or not a byte arrives then.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from typing import TYPE_CHECKING
+
+from sessiond.model import (
+    INVALID_FOR_ALARMS,
+    PROBE_OFF,
+    AlarmState,
+    AlarmTransition,
+    Phase,
+    Priority,
+    Quality,
+    Reading,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from sessiond.config import (
+        AlarmsConfig,
+        DeviceLostConfig,
+        LimitAlarmConfig,
+        LimitLevel,
+        TechnicalAlarmConfig,
+    )
+
+INF = math.inf
+
+
+class LevelState(enum.Enum):
+    IDLE = "idle"
+    PENDING = "pending"
+    ON = "on"
+    CLEARING = "clearing"
+    LATCHED = "latched"
+
+
+class Level:
+    """One priority level of one alarm: its occurrence state machine and its deadline."""
+
+    __slots__ = ("delay", "due", "latched", "limit", "priority", "remaining", "state", "value")
+
+    def __init__(self, *, priority: Priority, limit: float, delay: float, latched: bool) -> None:
+        self.priority = priority
+        self.limit = limit
+        self.delay = delay
+        self.latched = latched
+        self.state = LevelState.IDLE
+        self.due = INF
+        #: A frozen deadline's remaining time (invalid data neither advances nor resets it).
+        self.remaining: float | None = None
+        self.value: float | None = None
+
+    def update(
+        self, t: float, *, violating: bool, inside: bool, clear_delay: float, value: float | None
+    ) -> None:
+        """A valid observation at `t`: `violating` the limit, or `inside` it with hysteresis."""
+        if self.remaining is not None:
+            self.due, self.remaining = t + self.remaining, None
+        state = self.state
+        if state is LevelState.IDLE:
+            if violating:
+                self.value = value
+                self.state, self.due = LevelState.PENDING, t + self.delay
+        elif state is LevelState.PENDING:
+            if not violating:
+                self.state, self.due = LevelState.IDLE, INF
+            else:
+                self.value = value
+        elif state is LevelState.ON:
+            if inside:
+                self.state, self.due = LevelState.CLEARING, t + clear_delay
+        elif state is LevelState.CLEARING:
+            if not inside:
+                self.state, self.due = LevelState.ON, INF
+        elif violating:  # LATCHED: the condition is back, same occurrence
+            self.value = value
+            self.state = LevelState.ON
+        self.fire(t)
+
+    def fire(self, now: float) -> None:
+        """Move on if the deadline has come."""
+        if self.due > now:
+            return
+        if self.state is LevelState.PENDING:
+            self.state, self.due = LevelState.ON, INF
+        elif self.state is LevelState.CLEARING:
+            self.state = LevelState.LATCHED if self.latched else LevelState.IDLE
+            self.due = INF
+
+    def freeze(self, at: float) -> None:
+        """Stop the clock of a pending or clearing deadline as of `at`."""
+        if self.due < INF and self.remaining is None:
+            self.remaining, self.due = max(0.0, self.due - at), INF
+
+    def reset(self) -> None:
+        """Back to idle (acknowledged latch, or the condition vanished for a technical alarm)."""
+        self.state, self.due, self.remaining = LevelState.IDLE, INF, None
+
+    @property
+    def shown(self) -> bool:
+        return self.state in (LevelState.ON, LevelState.CLEARING, LevelState.LATCHED)
+
+
+class Rule:
+    """An alarm id: levels, and what it currently shows."""
+
+    def __init__(self, alarm_id: str, levels: Iterable[Level]) -> None:
+        self.alarm_id = alarm_id
+        self.levels = sorted(levels, key=lambda lv: lv.priority)
+
+    def next_due(self) -> float:
+        return min((lv.due for lv in self.levels), default=INF)
+
+    def advance(self, now: float) -> None:
+        for lv in self.levels:
+            lv.fire(now)
+
+    def display(self) -> tuple[Level, AlarmState] | None:
+        """The most urgent level shown, and whether its condition is still there."""
+        top: Level | None = None
+        for lv in self.levels:
+            if lv.shown:
+                top = lv
+        if top is None:
+            return None
+        return top, AlarmState.LATCHED if top.state is LevelState.LATCHED else AlarmState.ACTIVE
+
+
+class LimitRule(Rule):
+    """A physiological limit on one value (SpO2, PR ...), below or above, with hysteresis."""
+
+    def __init__(
+        self, alarm_id: str, *, param: str, below: bool, config: LimitAlarmConfig, hold_s: float
+    ) -> None:
+        levels = [
+            Level(priority=priority, limit=lv.limit, delay=lv.delay_s, latched=lv.latched)
+            for priority, lv in _limit_levels(config)
+        ]
+        super().__init__(alarm_id, levels)
+        self.param = param
+        self.below = below
+        self.hysteresis = config.hysteresis
+        self.clear_delay = config.clear_delay_s
+        #: How long a reading's value stands for the patient before it is stale.
+        self.hold_s = hold_s
+        self.valid_until = -INF
+
+    def observe(self, t: float, value: float | None, valid: bool) -> None:
+        if value is None or not valid:
+            self._freeze(t)
+            return
+        self.valid_until = t + self.hold_s
+        h = self.hysteresis
+        for lv in self.levels:
+            if self.below:
+                violating, inside = value < lv.limit, value >= lv.limit + h
+            else:
+                violating, inside = value > lv.limit, value <= lv.limit - h
+            lv.update(
+                t, violating=violating, inside=inside, clear_delay=self.clear_delay, value=value
+            )
+
+    def _freeze(self, at: float) -> None:
+        for lv in self.levels:
+            lv.freeze(at)
+
+    def next_due(self) -> float:
+        due = super().next_due()
+        # Staleness is itself a deadline, but only while a level's clock is running.
+        return min(due, self.valid_until) if due < INF else due
+
+    def advance(self, now: float) -> None:
+        if self.valid_until <= now:
+            # The last value went stale before these deadlines: freeze them where it stopped.
+            for lv in self.levels:
+                if lv.due > self.valid_until:
+                    lv.freeze(self.valid_until)
+        super().advance(now)
+
+
+class FlagRule(Rule):
+    """A technical condition read from quality flags; clears as soon as the flags are gone."""
+
+    def __init__(self, alarm_id: str, *, flags: Quality, config: TechnicalAlarmConfig) -> None:
+        super().__init__(
+            alarm_id, [Level(priority=config.level, limit=0, delay=config.delay_s, latched=False)]
+        )
+        self.flags = flags
+
+    def observe(self, t: float, flags: Quality) -> None:
+        violating = bool(flags & self.flags)
+        for lv in self.levels:
+            lv.update(t, violating=violating, inside=not violating, clear_delay=0.0, value=None)
+
+
+class SilenceRule(Rule):
+    """`device_lost` for one streaming device: no valid frame for a while."""
+
+    def __init__(self, alarm_id: str, *, config: DeviceLostConfig, since: float) -> None:
+        self.medium = Level(
+            priority=Priority.MEDIUM,
+            limit=config.medium_after_s,
+            delay=config.medium_after_s,
+            latched=False,
+        )
+        self.high = Level(
+            priority=Priority.HIGH,
+            limit=config.high_after_s,
+            delay=config.high_after_s,
+            latched=config.high_latched,
+        )
+        super().__init__(alarm_id, [self.medium, self.high])
+        self.high_phases = frozenset(config.high_phases)
+        self.phase: Phase | None = None
+        self.last_frame = since
+        self._schedule()
+
+    def _schedule(self) -> None:
+        medium, high = self.medium, self.high
+        medium.due = self.last_frame + medium.delay if medium.state is LevelState.IDLE else INF
+        # The high level only counts silence in the phases where it is critical.
+        critical = self.phase in self.high_phases and high.state is not LevelState.ON
+        high.due = self.last_frame + high.delay if critical else INF
+
+    def frame(self, t: float) -> None:
+        """A valid frame arrived: the link is alive (a latched high stays until acknowledged)."""
+        self.last_frame = t
+        self.medium.reset()
+        if self.high.state is LevelState.ON:
+            self.high.state = LevelState.LATCHED if self.high.latched else LevelState.IDLE
+        self._schedule()
+
+    def set_phase(self, now: float, phase: Phase) -> None:
+        self.phase = phase
+        self._schedule()
+        self.advance(now)
+
+    def advance(self, now: float) -> None:
+        for level in self.levels:
+            if level.due <= now:
+                level.state = LevelState.ON
+        self._schedule()
+
+
+def _limit_levels(config: LimitAlarmConfig) -> list[tuple[Priority, LimitLevel]]:
+    out: list[tuple[Priority, LimitLevel]] = []
+    if config.medium is not None:
+        out.append((Priority.MEDIUM, config.medium))
+    if config.high is not None:
+        out.append((Priority.HIGH, config.high))
+    return out
+
+
+class AlarmEngine:
+    """Every alarm rule of one room; feed it readings and time, collect transitions."""
+
+    def __init__(
+        self, *, config: AlarmsConfig, streaming: Iterable[str], start: float = 0.0
+    ) -> None:
+        self.phase: Phase | None = None
+        # A value stands for the patient until its device would be declared lost.
+        hold_s = config.device_lost.medium_after_s
+        self.spo2_low = LimitRule(
+            "spo2_low", param="spo2", below=True, config=config.spo2_low, hold_s=hold_s
+        )
+        self.sensor_off = FlagRule("sensor_off", flags=PROBE_OFF, config=config.sensor_off)
+        self.signal_poor = FlagRule(
+            "signal_poor",
+            flags=Quality.ARTIFACT | Quality.SEARCHING | Quality.LOW_SIGNAL,
+            config=config.signal_poor,
+        )
+        self.silence = {
+            device: SilenceRule("device_lost", config=config.device_lost, since=start)
+            for device in streaming
+        }
+        self.rules: list[Rule] = []
+        if config.spo2_low.enabled:
+            self.rules.append(self.spo2_low)
+        if config.sensor_off.enabled:
+            self.rules.append(self.sensor_off)
+        if config.signal_poor.enabled:
+            self.rules.append(self.signal_poor)
+        if config.device_lost.enabled:
+            self.rules += self.silence.values()
+        self._by_id: dict[str, list[Rule]] = {}
+        for rule in self.rules:
+            self._by_id.setdefault(rule.alarm_id, []).append(rule)
+        self._showing: dict[str, tuple[Priority, AlarmState] | None] = {}
+
+    def next_due(self) -> float:
+        return min((rule.next_due() for rule in self.rules), default=INF)
+
+    def advance(self, now: float) -> list[AlarmTransition]:
+        """Fire every deadline up to `now`, in time order, each at the time it was due."""
+        out: list[AlarmTransition] = []
+        while (due := self.next_due()) <= now:
+            for rule in self.rules:
+                rule.advance(due)
+            out += self._transitions(due)
+        return out
+
+    def set_phase(self, t: float, phase: Phase) -> list[AlarmTransition]:
+        self.phase = phase
+        for rule in self.silence.values():
+            rule.set_phase(t, phase)
+        return self._transitions(t)
+
+    def on_reading(self, r: Reading) -> list[AlarmTransition]:
+        """Evaluate a reading that arrived at `r.t` (call `advance(r.t)` first)."""
+        silence = self.silence.get(r.device)
+        if silence is None:
+            return []
+        silence.frame(r.t)
+        valid = not (r.flags & INVALID_FOR_ALARMS)
+        self.spo2_low.observe(r.t, r.spo2, valid)
+        self.sensor_off.observe(r.t, r.flags)
+        self.signal_poor.observe(r.t, r.flags)
+        return self._transitions(r.t)
+
+    def _transitions(self, t: float) -> list[AlarmTransition]:
+        out: list[AlarmTransition] = []
+        for alarm_id, rules in self._by_id.items():
+            shown = None
+            # Several rules may share an id (one silence rule per device): the most urgent wins.
+            for rule in rules:
+                display = rule.display()
+                if display is not None and (
+                    shown is None or display[0].priority > shown[0].priority
+                ):
+                    shown = display
+            before = self._showing.get(alarm_id)
+            after = None if shown is None else (shown[0].priority, shown[1])
+            if after == before:
+                continue
+            self._showing[alarm_id] = after
+            if shown is None:
+                assert before is not None
+                out.append(
+                    AlarmTransition(
+                        t=t,
+                        alarm_id=alarm_id,
+                        priority=before[0],
+                        state=AlarmState.CLEARED,
+                        phase=self.phase,
+                    )
+                )
+                continue
+            level, state = shown
+            active = state is AlarmState.ACTIVE and level.value is not None
+            out.append(
+                AlarmTransition(
+                    t=t,
+                    alarm_id=alarm_id,
+                    priority=level.priority,
+                    state=state,
+                    phase=self.phase,
+                    value=level.value if active else None,
+                    limit=level.limit if active else None,
+                )
+            )
+        return out

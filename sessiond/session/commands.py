@@ -1,0 +1,31 @@
+"""What the console, the CLI and MQTT may ask of a running session, and how a refusal looks."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from sessiond.model import Route
+
+
+class CommandRejected(Exception):
+    """A command that cannot be carried out now; nothing was changed."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class SessionControl(Protocol):
+    """The session commands every front end (console, MQTT, CLI) goes through."""
+
+    def now(self) -> float:
+        """The session clock (seconds)."""
+        ...
+
+    def start_session(self, *, route: Route, user: str, source: str) -> str:
+        """Start a new session; returns its random id. Raises `CommandRejected`."""
+        ...
+
+    def mark_dose(self, *, user: str, source: str) -> None:
+        """Record the dose now. Raises `CommandRejected` (no session, already dosed)."""
+        ...

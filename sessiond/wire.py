@@ -1,0 +1,90 @@
+"""The JSON form of events: replay output (DESIGN §6), the console's WebSocket, MQTT `event`.
+
+One function per direction so that every consumer speaks the same keys. The replay contract
+fixes the keys of `phase`, `alarm` and `reading`; other consumers ignore what they do not know.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sessiond.model import (
+    AlarmTransition,
+    DeviceStatus,
+    Event,
+    NurseAction,
+    PhaseChanged,
+    Reading,
+    SessionStarted,
+)
+
+_VALUE_KEYS = ("spo2", "pr", "pi", "sys", "dia", "map")
+
+
+def _t(t: float) -> float:
+    return round(t, 3)
+
+
+def reading_json(r: Reading) -> dict[str, Any]:
+    """A reading with the values it has; a missing value is absent, never a number."""
+    out: dict[str, Any] = {"t": _t(r.t), "type": "reading", "device": r.device}
+    for key in _VALUE_KEYS:
+        value = getattr(r, key)
+        if value is not None:
+            out[key] = value
+    out["flags"] = r.flags.names()
+    return out
+
+
+def alarm_json(a: AlarmTransition) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "t": _t(a.t),
+        "type": "alarm",
+        "id": a.alarm_id,
+        "priority": a.priority.label,
+        "state": a.state.value,
+    }
+    if a.value is not None:
+        out["value"] = float(a.value)
+    if a.limit is not None:
+        out["limit"] = float(a.limit)
+    return out
+
+
+def event_json(event: Event) -> dict[str, Any]:
+    """Any bus event as a JSON-ready dict with `t` and `type`."""
+    match event:
+        case Reading():
+            return reading_json(event)
+        case AlarmTransition():
+            out = alarm_json(event)
+            if event.phase is not None:
+                out["phase"] = event.phase.value
+            return out
+        case PhaseChanged():
+            return {"t": _t(event.t), "type": "phase", "phase": event.phase.value}
+        case SessionStarted():
+            return {
+                "t": _t(event.t),
+                "type": "session",
+                "session_id": event.session_id,
+                "route": event.route.value,
+                "user": event.user,
+            }
+        case NurseAction():
+            return {
+                "t": _t(event.t),
+                "type": "action",
+                "action": event.action,
+                "user": event.user,
+                "source": event.source,
+                **event.detail,
+            }
+        case DeviceStatus():
+            return {
+                "t": _t(event.t),
+                "type": "device",
+                "device": event.device,
+                "connected": event.connected,
+                "detail": event.detail,
+            }
