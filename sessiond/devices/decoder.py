@@ -29,6 +29,8 @@ class Decoder(Protocol):
 
     protocol: ClassVar[str]
     serial: ClassVar[SerialSettings]
+    #: A streaming device sends continuously (an oximeter); the NIBP module only when asked.
+    streaming: ClassVar[bool]
     #: Silence longer than this (session seconds) means the link is lost.
     silence_timeout_s: ClassVar[float]
 

@@ -79,6 +79,7 @@ class MasimoAscii1Decoder:
 
     protocol: ClassVar[str] = "masimo-ascii1"
     serial: ClassVar[SerialSettings] = SerialSettings(baudrate=9600)
+    streaming: ClassVar[bool] = True
     # One line a second; OpenICE's quiet-time watchdog is 1.1 s, 2.5x leaves room for jitter.
     silence_timeout_s: ClassVar[float] = 2.5
 

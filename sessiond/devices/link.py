@@ -1,0 +1,169 @@
+"""A serial link: opens a device port, feeds its decoder, and reopens it when it fails.
+
+The reader never blocks the event loop (pyserial's asyncio layer registers the port's file
+descriptor with the loop). A read error, end of file or silence longer than the protocol's
+watchdog are all one thing: the link is down. It is closed fully, reported, and reopened
+with backoff by path (so a `/dev/serial/by-id/...` name finds a re-enumerated device).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+import serial
+import serial_asyncio_fast
+
+from sessiond.model import DeviceStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from sessiond.clock import LoopClock
+    from sessiond.devices.decoder import Decoder
+    from sessiond.model import Reading
+
+logger = logging.getLogger(__name__)
+
+#: Reopen delays (session seconds): quick for a replugged cable, capped for a dead port.
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 10.0
+
+
+class LinkDownError(Exception):
+    """The port failed, closed or went silent."""
+
+
+class _PortProtocol(asyncio.Protocol):
+    def __init__(self, link: SerialLink) -> None:
+        self._link = link
+        self.lost: asyncio.Future[Exception | None] = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        self._link.received(data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.lost.done():
+            self.lost.set_result(exc)
+
+
+class SerialLink:
+    """One device port: `run()` keeps it open and decoding until cancelled."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        path: str,
+        decoder: Decoder,
+        clock: LoopClock,
+        on_readings: Callable[[list[Reading]], None],
+        on_status: Callable[[DeviceStatus], None],
+        on_bytes: Callable[[float, str, str, bytes], None] | None = None,
+        baudrate: int | None = None,
+        silence_timeout_s: float | None = None,
+    ) -> None:
+        self.name = name
+        self.path = path
+        self.decoder = decoder
+        self.connected = False
+        self.reopens = 0
+        self._clock = clock
+        self._on_readings = on_readings
+        self._on_status = on_status
+        self._on_bytes = on_bytes
+        self._baudrate = baudrate or decoder.serial.baudrate
+        self._silence_s = silence_timeout_s or decoder.silence_timeout_s
+        self._last_rx = 0.0
+        self._transport: asyncio.Transport | None = None
+        self._reported = False
+
+    def received(self, data: bytes) -> None:
+        """Bytes from the port: stamp them, capture them, decode them."""
+        t = self._clock.now()
+        self._last_rx = t
+        if self._on_bytes is not None:
+            self._on_bytes(t, self.name, "<", data)
+        readings = self.decoder.feed(data, t)
+        if readings:
+            self._on_readings(readings)
+
+    def send(self, data: bytes) -> bool:
+        """Send a command to the device; False when the link is down."""
+        if self._transport is None or self._transport.is_closing():
+            return False
+        if self._on_bytes is not None:
+            self._on_bytes(self._clock.now(), self.name, ">", data)
+        self._transport.write(data)
+        return True
+
+    async def run(self) -> None:
+        backoff = BACKOFF_FIRST_S
+        while True:
+            try:
+                await self._session()
+            except LinkDownError as exc:
+                reason = str(exc)
+            except (OSError, serial.SerialException) as exc:
+                reason = f"cannot open {self.path}: {exc}"
+            else:  # pragma: no cover - _session only returns by raising
+                reason = "closed"
+            if self.connected:
+                backoff = BACKOFF_FIRST_S
+            self._set_connected(connected=False, detail=reason)
+            logger.warning("%s: link down (%s); reopening in %.1f s", self.name, reason, backoff)
+            await self._clock.sleep(backoff)
+            backoff = min(backoff * 2, BACKOFF_MAX_S)
+            self.reopens += 1
+
+    async def _session(self) -> None:
+        settings = self.decoder.serial
+        loop = asyncio.get_running_loop()
+        transport, protocol = await serial_asyncio_fast.create_serial_connection(
+            loop,
+            lambda: _PortProtocol(self),
+            self.path,
+            baudrate=self._baudrate,
+            bytesize=settings.bytesize,
+            parity=settings.parity,
+            stopbits=settings.stopbits,
+            exclusive=True,
+        )
+        assert isinstance(protocol, _PortProtocol)
+        self._transport = transport
+        self._last_rx = self._clock.now()
+        self._set_connected(connected=True, detail=self.path)
+        try:
+            await self._watch(protocol.lost)
+        finally:
+            self._transport = None
+            transport.close()
+            # Wait for the port to be closed fully before it is opened again.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(2.0):
+                    await asyncio.shield(protocol.lost)
+
+    async def _watch(self, lost: asyncio.Future[Exception | None]) -> None:
+        while True:
+            remaining = self._last_rx + self._silence_s - self._clock.now()
+            if remaining <= 0:
+                msg = f"no data for {self._silence_s:g} s"
+                raise LinkDownError(msg)
+            try:
+                async with self._clock.timeout(remaining):
+                    exc = await asyncio.shield(lost)
+            except TimeoutError:
+                continue
+            msg = f"port closed: {exc}" if exc is not None else "port closed"
+            raise LinkDownError(msg)
+
+    def _set_connected(self, *, connected: bool, detail: str) -> None:
+        if connected == self.connected and self._reported:
+            return  # still down: said once, not at every retry
+        self.connected = connected
+        self._reported = True
+        self._on_status(
+            DeviceStatus(t=self._clock.now(), device=self.name, connected=connected, detail=detail)
+        )

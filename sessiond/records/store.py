@@ -1,0 +1,232 @@
+"""The session record: readings, phases, alarm transitions and nurse actions in SQLite (WAL).
+
+The recorder is a bus subscriber; its writes run on one dedicated thread, so a slow disk
+never holds up the monitor. Alarm transitions and nurse actions are committed at once with
+`synchronous=FULL` (durable across power loss); readings are batched for at most
+`READING_BATCH_S` and committed with `synchronous=NORMAL`, so a crash loses at most that
+much of them and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sessiond.model import (
+    AlarmTransition,
+    DeviceStatus,
+    NurseAction,
+    PhaseChanged,
+    Reading,
+    SessionStarted,
+)
+
+if TYPE_CHECKING:
+    from sessiond.bus import Subscription
+    from sessiond.clock import Clock
+    from sessiond.model import Event
+
+logger = logging.getLogger(__name__)
+
+Statement = tuple[str, tuple[Any, ...]]
+
+#: Readings wait at most this long (real seconds) before they are committed.
+READING_BATCH_S = 0.5
+
+SCHEMA_VERSION = 1
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY, room TEXT NOT NULL, route TEXT NOT NULL,
+    started_t REAL NOT NULL, started_wall TEXT NOT NULL, started_by TEXT NOT NULL,
+    dose_t REAL, dose_wall TEXT, ended_t REAL, ended_wall TEXT
+);
+CREATE TABLE IF NOT EXISTS readings (
+    id INTEGER PRIMARY KEY, session_id TEXT, t REAL NOT NULL, wall TEXT NOT NULL,
+    device TEXT NOT NULL, spo2 INTEGER, pr INTEGER, pi REAL,
+    sys INTEGER, dia INTEGER, map INTEGER, flags TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS phases (
+    id INTEGER PRIMARY KEY, session_id TEXT, t REAL NOT NULL, wall TEXT NOT NULL,
+    phase TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS alarms (
+    id INTEGER PRIMARY KEY, session_id TEXT, t REAL NOT NULL, wall TEXT NOT NULL,
+    alarm_id TEXT NOT NULL, priority TEXT NOT NULL, state TEXT NOT NULL, phase TEXT,
+    value REAL, limit_value REAL
+);
+CREATE TABLE IF NOT EXISTS actions (
+    id INTEGER PRIMARY KEY, session_id TEXT, t REAL NOT NULL, wall TEXT NOT NULL,
+    action TEXT NOT NULL, user TEXT NOT NULL, source TEXT NOT NULL, detail TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS device_events (
+    id INTEGER PRIMARY KEY, session_id TEXT, t REAL NOT NULL, wall TEXT NOT NULL,
+    device TEXT NOT NULL, connected INTEGER NOT NULL, detail TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS readings_by_session ON readings (session_id, t);
+CREATE INDEX IF NOT EXISTS alarms_by_session ON alarms (session_id, t);
+"""
+
+
+def open_database(path: str | Path) -> sqlite3.Connection:
+    """Open (and create) the record database in WAL mode."""
+    path = Path(path)
+    if path.parent != Path():
+        path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA busy_timeout=5000")
+    db.executescript(SCHEMA)
+    db.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
+        (str(SCHEMA_VERSION),),
+    )
+    return db
+
+
+def _critical(event: Event) -> bool:
+    return not isinstance(event, Reading)
+
+
+class Recorder:
+    """Writes every bus event of one room to SQLite, off the event loop."""
+
+    def __init__(self, *, path: str | Path, clock: Clock, room_id: str) -> None:
+        self.path = Path(path)
+        self.room_id = room_id
+        self._clock = clock
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recorder")
+        self._db: sqlite3.Connection | None = None
+        self._session_id: str | None = None
+        self.written = 0
+
+    async def open(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._db = await loop.run_in_executor(self._executor, open_database, self.path)
+
+    async def run(self, sub: Subscription) -> None:
+        """Record until the subscription closes; then flush what is left."""
+        loop = asyncio.get_running_loop()
+        batch: list[Event] = []
+        try:
+            while True:
+                try:
+                    batch.append(await sub.get())
+                except EOFError:
+                    break
+                deadline = loop.time() + READING_BATCH_S
+                # Gather readings for a moment; an alarm or an action goes to disk at once.
+                while not _critical(batch[-1]):
+                    event = sub.get_nowait()
+                    if event is not None:
+                        batch.append(event)
+                        continue
+                    try:
+                        async with asyncio.timeout_at(deadline):
+                            batch.append(await sub.get())
+                    except (TimeoutError, EOFError):
+                        break
+                while (event := sub.get_nowait()) is not None:
+                    batch.append(event)
+                await self._write(batch)
+                batch = []
+        finally:
+            if batch:
+                await self._write(batch)
+
+    async def _write(self, batch: list[Event]) -> None:
+        rows = [row for event in batch for row in self._rows(event)]
+        durable = any(_critical(event) for event in batch)
+        await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._commit, rows, durable
+        )
+        self.written += len(rows)
+
+    def _rows(self, event: Event) -> list[Statement]:
+        """The SQL for one event; runs on the loop so the session id follows event order."""
+        wall = self._clock.wall(event.t).isoformat()
+        sid = self._session_id
+        match event:
+            case Reading():
+                return [(
+                    "INSERT INTO readings (session_id, t, wall, device, spo2, pr, pi, sys, dia,"
+                    " map, flags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (sid, event.t, wall, event.device, event.spo2, event.pr, event.pi,
+                     event.sys, event.dia, event.map, ",".join(event.flags.names())),
+                )]  # fmt: skip
+            case AlarmTransition():
+                return [(
+                    "INSERT INTO alarms (session_id, t, wall, alarm_id, priority, state, phase,"
+                    " value, limit_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (sid, event.t, wall, event.alarm_id, event.priority.label, event.state.value,
+                     None if event.phase is None else event.phase.value, event.value,
+                     event.limit),
+                )]  # fmt: skip
+            case PhaseChanged():
+                return [
+                    (
+                        "INSERT INTO phases (session_id, t, wall, phase) VALUES (?, ?, ?, ?)",
+                        (sid, event.t, wall, event.phase.value),
+                    )
+                ]
+            case SessionStarted():
+                self._session_id = event.session_id
+                return [
+                    (
+                        "INSERT INTO sessions (id, room, route, started_t, started_wall, started_by)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (
+                            event.session_id,
+                            self.room_id,
+                            event.route.value,
+                            event.t,
+                            wall,
+                            event.user,
+                        ),
+                    )
+                ]
+            case NurseAction():
+                action = (
+                    "INSERT INTO actions (session_id, t, wall, action, user, source, detail)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (sid, event.t, wall, event.action, event.user, event.source,
+                     json.dumps(event.detail)),
+                )  # fmt: skip
+                if event.action != "dose":
+                    return [action]
+                # One transaction: the action row and the session's dose time.
+                dose = "UPDATE sessions SET dose_t = ?, dose_wall = ? WHERE id = ?"
+                return [action, (dose, (event.t, wall, sid))]
+            case DeviceStatus():
+                return [
+                    (
+                        "INSERT INTO device_events (session_id, t, wall, device, connected, detail)"
+                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        (sid, event.t, wall, event.device, int(event.connected), event.detail),
+                    )
+                ]
+
+    def _commit(self, rows: list[Statement], durable: bool) -> None:
+        db = self._db
+        assert db is not None, "Recorder.open() was not awaited"
+        db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
+        db.execute("BEGIN")
+        try:
+            for sql, params in rows:
+                db.execute(sql, params)
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    async def close(self) -> None:
+        db = self._db
+        self._db = None
+        if db is not None:
+            await asyncio.get_running_loop().run_in_executor(self._executor, db.close)
+        self._executor.shutdown(wait=True)

@@ -1,0 +1,107 @@
+"""Timeline and monitor on plain calls, including a whole 3-hour session on virtual time."""
+
+from __future__ import annotations
+
+import pytest
+
+from sessiond.config import Config, RouteTimeline, TimelineConfig
+from sessiond.model import (
+    AlarmTransition,
+    NurseAction,
+    Phase,
+    PhaseChanged,
+    Reading,
+    Route,
+    SessionStarted,
+)
+from sessiond.session.commands import CommandRejected
+from sessiond.session.monitor import Monitor
+from sessiond.session.timeline import Timeline
+
+
+def phases(events) -> list[tuple[float, str]]:
+    return [(e.t, e.phase.value) for e in events if isinstance(e, PhaseChanged)]
+
+
+def test_timeline_phases_follow_the_dose():
+    tl = Timeline(config=TimelineConfig())
+    assert phases(tl.start(0.0, Route.IV)) == [(0.0, "baseline")]
+    assert tl.next_due() is None  # no dose, no clock
+    assert phases(
+        tl.dose(
+            600.0,
+        )
+    ) == [(600.0, "onset")]
+    assert tl.next_due() == 600.0 + 30 * 60
+    # One call far in the future yields each change at the time it was due.
+    assert phases(tl.advance(20_000.0)) == [(2400.0, "effect"), (9600.0, "recovery")]
+    assert tl.next_due() is None
+    assert phases(tl.end(20_001.0)) == [(20_001.0, "ended")]
+
+
+@pytest.mark.parametrize(("route", "onset_end", "effect_end"), [
+    (Route.IV, 30, 150), (Route.ORAL, 60, 240)])  # fmt: skip
+def test_phase_durations_come_from_the_route(route, onset_end, effect_end):
+    tl = Timeline(config=TimelineConfig())
+    tl.start(0.0, route)
+    tl.dose(0.0)
+    assert phases(tl.advance(1e6)) == [
+        (onset_end * 60.0, "effect"),
+        (effect_end * 60.0, "recovery"),
+    ]
+
+
+def test_configured_durations_are_used():
+    config = TimelineConfig(iv=RouteTimeline(onset_min=10, effect_end_min=20))
+    tl = Timeline(config=config)
+    tl.start(0.0, Route.IV)
+    tl.dose(100.0)
+    assert phases(tl.advance(1e6)) == [(700.0, "effect"), (1300.0, "recovery")]
+
+
+def monitor() -> Monitor:
+    return Monitor(config=Config(), streaming=["spo2"])
+
+
+def test_start_and_dose_are_attributed_and_checked():
+    m = monitor()
+    with pytest.raises(CommandRejected, match="start one first"):
+        m.mark_dose(1.0, user="ana", source="console")
+    events = m.start_session(2.0, session_id="s1", route=Route.IM, user="ana", source="console")
+    assert isinstance(events[0], SessionStarted)
+    assert events[0].route is Route.IM
+    action = next(e for e in events if isinstance(e, NurseAction))
+    assert (action.action, action.user, action.source) == ("session_start", "ana", "console")
+    assert phases(events) == [(2.0, "baseline")]
+    with pytest.raises(CommandRejected, match="already running"):
+        m.start_session(3.0, session_id="s2", route=Route.IV, user="ana", source="console")
+    events = m.mark_dose(5.0, user="bo", source="mqtt")
+    assert phases(events) == [(5.0, "onset")]
+    with pytest.raises(CommandRejected, match="already marked"):
+        m.mark_dose(6.0, user="bo", source="console")
+    assert m.phase is Phase.ONSET  # the rejected command changed nothing
+
+
+def test_whole_three_hour_session_on_virtual_time():
+    """Three hours of 1 Hz readings with one desaturation, in well under a second."""
+    m = monitor()
+    out = m.start_session(0.0, session_id="s", route=Route.IV, user="u", source="test")
+    for second in range(3 * 3600):
+        t = float(second)
+        if second == 600:
+            out += m.advance(t)
+            out += m.mark_dose(t, user="u", source="test")
+        spo2 = 87 if 3000 <= second < 3060 else 97
+        out += m.advance(t)
+        out += m.on_reading(Reading(t=t, device="spo2", spo2=spo2, pr=70))
+    out += m.advance(3 * 3600.0)
+    assert phases(out) == [(0.0, "baseline"), (600.0, "onset"), (2400.0, "effect"),
+                           (9600.0, "recovery")]  # fmt: skip
+    alarms = [(e.t, e.alarm_id, e.priority.label, e.state.value, e.phase and e.phase.value)
+              for e in out if isinstance(e, AlarmTransition)]  # fmt: skip
+    assert alarms == [
+        (3015.0, "spo2_low", "medium", "active", "effect"),
+        (3065.0, "spo2_low", "medium", "cleared", "effect"),
+    ]
+    times = [e.t for e in out]
+    assert times == sorted(times)

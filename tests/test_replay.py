@@ -1,0 +1,142 @@
+"""Capture files and `sessiond replay` (DESIGN §6), through the real command line."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from sessiond.config import Config
+from sessiond.records.capture import CaptureError, CaptureReader, CaptureWriter
+from sessiond.records.replay import replay
+from sessiond.sim.masimo import masimo_line
+
+START = datetime(2026, 11, 22, 9, 0, 0)  # noqa: DTZ001
+
+
+def line(second: int, spo2: int | None, exc: int = 0x800) -> bytes:
+    from datetime import timedelta  # noqa: PLC0415
+
+    pr = None if spo2 is None else 72
+    pi = None if spo2 is None else 2.5
+    return masimo_line(device_time=START + timedelta(seconds=second), spo2=spo2, pr=pr, pi=pi,
+                       exc=exc)  # fmt: skip
+
+
+def write_capture(path: Path, spo2_at) -> None:
+    writer = CaptureWriter(path, {"spo2": "masimo-ascii1"})
+    for s in range(300):
+        spo2, exc = spo2_at(s)
+        data = line(s, spo2, exc)
+        writer.write(s + 0.25, "spo2", "<", data[:30])  # split chunks, as a UART delivers them
+        writer.write(s + 0.26, "spo2", "<", data[30:])
+    writer.close()
+
+
+def run_replay(path: Path, *args: str) -> list[dict]:
+    out = io.StringIO()
+    with path.open(encoding="utf-8") as f:
+        reader = CaptureReader(f)
+        config = Config()
+        dose = float(args[args.index("--dose-at") + 1]) if "--dose-at" in args else None
+        replay(reader, config=config, dose_at=dose, readings="--readings" in args,
+               write=out.write)  # fmt: skip
+    return [json.loads(x) for x in out.getvalue().splitlines()]
+
+
+def desat_then_sensor_off(s: int) -> tuple[int | None, int]:
+    if 100 <= s < 140:
+        return 87, 0x800
+    if 200 <= s < 230:
+        return None, 0x820
+    return 97, 0x800
+
+
+def test_replay_reports_phases_alarms_and_summary(tmp_path):
+    cap = tmp_path / "s.cap"
+    write_capture(cap, desat_then_sensor_off)
+    events = run_replay(cap, "--dose-at", "60")
+    kinds = [(e["type"], e.get("id") or e.get("phase"), e.get("state")) for e in events]
+    assert kinds == [
+        ("phase", "baseline", None),
+        ("phase", "onset", None),
+        ("alarm", "spo2_low", "active"),
+        ("alarm", "spo2_low", "cleared"),
+        ("alarm", "sensor_off", "active"),
+        ("alarm", "sensor_off", "cleared"),
+        ("summary", None, None),
+    ]
+    by = {(e["type"], e.get("id"), e.get("state")): e for e in events}
+    assert by[("alarm", "spo2_low", "active")]["t"] == pytest.approx(115.26)
+    assert by[("alarm", "spo2_low", "active")]["value"] == 87.0
+    assert by[("alarm", "spo2_low", "active")]["limit"] == 90.0
+    assert by[("alarm", "sensor_off", "active")]["t"] == pytest.approx(205.26)
+    assert events[-1] == {"t": 299.26, "type": "summary", "readings": 300, "frames_bad": 0,
+                          "bytes_skipped": 0}  # fmt: skip
+
+
+def test_replay_readings_have_no_number_for_dashes(tmp_path):
+    cap = tmp_path / "s.cap"
+    write_capture(cap, desat_then_sensor_off)
+    readings = [e for e in run_replay(cap, "--readings") if e["type"] == "reading"]
+    assert len(readings) == 300
+    assert readings[0] == {"t": 0.26, "type": "reading", "device": "spo2", "spo2": 97, "pr": 72,
+                           "pi": 2.5, "flags": []}  # fmt: skip
+    off = readings[210]
+    assert "spo2" not in off
+    assert off["flags"] == ["sensor_off"]
+
+
+def test_gap_in_capture_raises_device_lost_at_gap_plus_five(tmp_path):
+    """Deadlines fire on the capture's clock, not when the next line comes."""
+    cap = tmp_path / "gap.cap"
+    writer = CaptureWriter(cap, {"spo2": "masimo-ascii1"})
+    writer.write(1.0, "spo2", "<", line(1, 97))
+    writer.write(70.0, "spo2", "<", line(70, 97))
+    writer.close()
+    events = run_replay(cap)
+    lost = [(e["t"], e["state"]) for e in events if e.get("id") == "device_lost"]
+    assert lost == [(6.0, "active"), (70.0, "cleared")]
+
+
+@pytest.mark.parametrize(("text", "lineno"), [
+    ("nonsense\n", 1),
+    ("# sessiond-capture 1\n0.1 spo2 < 30\n", 2),
+    ("# sessiond-capture 1\n# port spo2 masimo-ascii1\n0.100 spo2 < 3031\n0.200 spo2 < zz\n", 4),
+    ("# sessiond-capture 1\n# port spo2 masimo-ascii1\n5.0 spo2 < 30\n4.0 spo2 < 30\n", 4),
+    ("# sessiond-capture 1\n# port spo2 masimo-ascii1\n1.0 nibp < 30\n", 3),
+    ("# sessiond-capture 1\n# port spo2 masimo-ascii1\n1.0 spo2 ? 30\n", 3),
+    ("# sessiond-capture 1\n# port spo2 masimo-ascii1\n1.0 spo2 <\n", 3),
+])  # fmt: skip
+def test_bad_capture_names_its_line(text, lineno):
+    with pytest.raises(CaptureError) as info:
+        list(CaptureReader(io.StringIO(text)))
+    assert info.value.line == lineno
+
+
+def sessiond(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "sessiond", *args], capture_output=True,
+                          text=True, timeout=60, check=False)  # fmt: skip
+
+
+def test_cli_replay_writes_json_lines_and_exit_codes(tmp_path):
+    cap = tmp_path / "s.cap"
+    write_capture(cap, desat_then_sensor_off)
+    out = tmp_path / "out.jsonl"
+    result = sessiond("replay", str(cap), "--dose-at", "60", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(x) for x in out.read_text().splitlines()]
+    assert events[-1]["type"] == "summary"
+    bad = tmp_path / "bad.cap"
+    bad.write_text("# sessiond-capture 1\n# port spo2 masimo-ascii1\n0.1 spo2 < zz\n")
+    result = sessiond("replay", str(bad))
+    assert result.returncode == 2
+    assert "line 3" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    result = sessiond("replay", str(cap), "--route", "teleport")
+    assert result.returncode == 2
