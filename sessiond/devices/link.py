@@ -112,8 +112,11 @@ class SerialLink:
                 reason = "closed"
             if self.connected:
                 backoff = BACKOFF_FIRST_S
+                logger.warning("%s: link down: %s", self.name, reason)
+            elif not self._reported:
+                logger.warning("%s: %s", self.name, reason)
+            logger.debug("%s: reopening in %.1f s", self.name, backoff)
             self._set_connected(connected=False, detail=reason)
-            logger.warning("%s: link down (%s); reopening in %.1f s", self.name, reason, backoff)
             await self._clock.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
             self.reopens += 1
