@@ -38,8 +38,8 @@ class Recorder:
     def on_bytes(self, t: float, port: str, direction: str, data: bytes) -> None:
         self.bytes.append((direction, data))
 
-    async def until(self, condition, timeout: float = 10.0) -> None:
-        async with asyncio.timeout(timeout):
+    async def until(self, condition, within: float = 10.0) -> None:
+        async with asyncio.timeout(within):
             while not condition():
                 self._changed.clear()
                 await self._changed.wait()

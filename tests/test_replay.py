@@ -8,6 +8,7 @@ import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -38,7 +39,7 @@ def write_capture(path: Path, spo2_at) -> None:
     writer.close()
 
 
-def run_replay(path: Path, *args: str) -> list[dict]:
+def run_replay(path: Path, *args: str) -> list[dict[str, Any]]:
     out = io.StringIO()
     with path.open(encoding="utf-8") as f:
         reader = CaptureReader(f)

@@ -73,6 +73,30 @@ CREATE INDEX IF NOT EXISTS alarms_by_session ON alarms (session_id, t);
 """
 
 
+_READING = (
+    "INSERT INTO readings (session_id, t, wall, device, spo2, pr, pi, sys, dia, map, flags)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_ALARM = (
+    "INSERT INTO alarms (session_id, t, wall, alarm_id, priority, state, phase, value,"
+    " limit_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_PHASE = "INSERT INTO phases (session_id, t, wall, phase) VALUES (?, ?, ?, ?)"
+_SESSION = (
+    "INSERT INTO sessions (id, room, route, started_t, started_wall, started_by)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+_ACTION = (
+    "INSERT INTO actions (session_id, t, wall, action, user, source, detail)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
+_DOSE = "UPDATE sessions SET dose_t = ?, dose_wall = ? WHERE id = ?"
+_DEVICE = (
+    "INSERT INTO device_events (session_id, t, wall, device, connected, detail)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
 def open_database(path: str | Path) -> sqlite3.Connection:
     """Open (and create) the record database in WAL mode."""
     path = Path(path)
@@ -147,39 +171,56 @@ class Recorder:
         )
         self.written += len(rows)
 
-    def _rows(self, event: Event) -> list[Statement]:
+    def _rows(self, event: Event) -> list[Statement]:  # noqa: PLR0911  (one return per type)
         """The SQL for one event; runs on the loop so the session id follows event order."""
         wall = self._clock.wall(event.t).isoformat()
         sid = self._session_id
         match event:
             case Reading():
-                return [(
-                    "INSERT INTO readings (session_id, t, wall, device, spo2, pr, pi, sys, dia,"
-                    " map, flags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (sid, event.t, wall, event.device, event.spo2, event.pr, event.pi,
-                     event.sys, event.dia, event.map, ",".join(event.flags.names())),
-                )]  # fmt: skip
-            case AlarmTransition():
-                return [(
-                    "INSERT INTO alarms (session_id, t, wall, alarm_id, priority, state, phase,"
-                    " value, limit_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (sid, event.t, wall, event.alarm_id, event.priority.label, event.state.value,
-                     None if event.phase is None else event.phase.value, event.value,
-                     event.limit),
-                )]  # fmt: skip
-            case PhaseChanged():
+                flags = ",".join(event.flags.names())
                 return [
                     (
-                        "INSERT INTO phases (session_id, t, wall, phase) VALUES (?, ?, ?, ?)",
-                        (sid, event.t, wall, event.phase.value),
+                        _READING,
+                        (
+                            sid,
+                            event.t,
+                            wall,
+                            event.device,
+                            event.spo2,
+                            event.pr,
+                            event.pi,
+                            event.sys,
+                            event.dia,
+                            event.map,
+                            flags,
+                        ),
                     )
                 ]
+            case AlarmTransition():
+                phase = None if event.phase is None else event.phase.value
+                return [
+                    (
+                        _ALARM,
+                        (
+                            sid,
+                            event.t,
+                            wall,
+                            event.alarm_id,
+                            event.priority.label,
+                            event.state.value,
+                            phase,
+                            event.value,
+                            event.limit,
+                        ),
+                    )
+                ]
+            case PhaseChanged():
+                return [(_PHASE, (sid, event.t, wall, event.phase.value))]
             case SessionStarted():
                 self._session_id = event.session_id
                 return [
                     (
-                        "INSERT INTO sessions (id, room, route, started_t, started_wall, started_by)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        _SESSION,
                         (
                             event.session_id,
                             self.room_id,
@@ -192,21 +233,25 @@ class Recorder:
                 ]
             case NurseAction():
                 action = (
-                    "INSERT INTO actions (session_id, t, wall, action, user, source, detail)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (sid, event.t, wall, event.action, event.user, event.source,
-                     json.dumps(event.detail)),
-                )  # fmt: skip
+                    _ACTION,
+                    (
+                        sid,
+                        event.t,
+                        wall,
+                        event.action,
+                        event.user,
+                        event.source,
+                        json.dumps(event.detail),
+                    ),
+                )
                 if event.action != "dose":
                     return [action]
                 # One transaction: the action row and the session's dose time.
-                dose = "UPDATE sessions SET dose_t = ?, dose_wall = ? WHERE id = ?"
-                return [action, (dose, (event.t, wall, sid))]
+                return [action, (_DOSE, (event.t, wall, sid))]
             case DeviceStatus():
                 return [
                     (
-                        "INSERT INTO device_events (session_id, t, wall, device, connected, detail)"
-                        " VALUES (?, ?, ?, ?, ?, ?)",
+                        _DEVICE,
                         (sid, event.t, wall, event.device, int(event.connected), event.detail),
                     )
                 ]

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from sessiond.model import Route
+if TYPE_CHECKING:
+    from sessiond.model import Route
 
 
 class CommandRejected(Exception):

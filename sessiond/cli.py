@@ -1,0 +1,294 @@
+"""The `sessiond` command line (DESIGN §12). Exit 0 on success, 2 on bad input."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import getpass
+import logging
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from sessiond import __version__
+from sessiond.config import ConfigError, load_config
+from sessiond.model import Route
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from sessiond.config import Config
+
+logger = logging.getLogger("sessiond")
+
+EXIT_OK = 0
+EXIT_BAD_INPUT = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's exit code for usage errors (2, as argparse already uses)."""
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        msg = f"not a number: {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if value <= 0:
+        msg = f"must be positive: {text}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        msg = f"not a number of seconds: {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+    if value < 0:
+        msg = f"must not be negative: {text}"
+        raise argparse.ArgumentTypeError(msg)
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="sessiond",
+        description="In-session monitoring and set-and-setting controller for one therapy room.",
+    )
+    parser.add_argument("--version", action="version", version=f"sessiond {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = sub.add_parser(
+        "demo",
+        help="simulator + daemon + console, with the embedded defaults",
+        description="Run the device simulator on a pseudo-terminal, the daemon reading it "
+        "through pyserial, and the console on 127.0.0.1. Data goes to the working directory.",
+    )
+    demo.add_argument(
+        "--speed",
+        type=_positive,
+        default=1.0,
+        help="session time runs this many times faster (default 1)",
+    )
+    demo.add_argument(
+        "--port", type=int, default=None, help="console port (default: [console] port, 8080)"
+    )
+    demo.add_argument("--config", type=Path, default=None, help="TOML configuration file")
+
+    run = sub.add_parser(
+        "run",
+        help="the daemon on real devices",
+        description="Run the daemon on the serial devices of the configuration.",
+    )
+    run.add_argument("--config", type=Path, required=True, help="TOML configuration file")
+    run.add_argument(
+        "--capture",
+        type=Path,
+        default=None,
+        help="record every byte of every port to this capture file",
+    )
+
+    sim = sub.add_parser(
+        "sim",
+        help="the device simulator alone",
+        description="Serve simulated devices on pseudo-terminals and print each device's path.",
+    )
+    sim.add_argument(
+        "--scenario",
+        type=Path,
+        default=None,
+        help="scenario file (default: the built-in demo scenario)",
+    )
+    sim.add_argument(
+        "--speed",
+        type=_positive,
+        default=1.0,
+        help="run this many times faster than real time (default 1)",
+    )
+    sim.add_argument(
+        "--capture", type=Path, default=None, help="also write everything sent to a capture file"
+    )
+
+    rep = sub.add_parser(
+        "replay",
+        help="run a capture through the monitor on virtual time",
+        description="Replay a capture file through the daemon's decoders, "
+        "timeline and alarm engine; write JSON Lines events (DESIGN §6).",
+    )
+    rep.add_argument("capture", type=Path, help="capture file")
+    rep.add_argument("--config", type=Path, default=None, help="TOML configuration file")
+    rep.add_argument(
+        "--route",
+        choices=[r.value for r in Route],
+        default=Route.IV.value,
+        help="administration route (default iv)",
+    )
+    rep.add_argument(
+        "--dose-at",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="mark the dose this many seconds after the capture start",
+    )
+    rep.add_argument(
+        "--end-at",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="stop at this time (default: the last record)",
+    )
+    rep.add_argument("--readings", action="store_true", help="also write every reading")
+    rep.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
+
+    check = sub.add_parser(
+        "check-config",
+        help="validate a configuration file",
+        description="Validate a configuration file without running.",
+    )
+    check.add_argument("file", type=Path, help="TOML configuration file")
+
+    sub.add_parser(
+        "hash-password",
+        help="hash a console password for [console.users]",
+        description="Read a password (twice) and print the hash to put in "
+        "[console.users.NAME] password_hash.",
+    )
+    return parser
+
+
+def _load(path: Path | None) -> Config:
+    return load_config(path)
+
+
+def _cmd_check_config(args: argparse.Namespace) -> int:
+    _load(args.file)
+    print(f"{args.file}: ok")
+    return EXIT_OK
+
+
+def _cmd_replay(args: argparse.Namespace) -> int:
+    from sessiond.records.capture import CaptureError, CaptureReader
+    from sessiond.records.replay import replay
+
+    config = _load(args.config)
+    try:
+        stream = args.capture.open(encoding="utf-8")
+    except OSError as exc:
+        print(f"sessiond replay: {args.capture}: {exc.strerror}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(stream)
+        out = stack.enter_context(args.out.open("w", encoding="utf-8")) if args.out else sys.stdout
+        try:
+            reader = CaptureReader(stream)
+            replay(
+                reader,
+                config=config,
+                route=Route(args.route),
+                dose_at=args.dose_at,
+                end_at=args.end_at,
+                readings=args.readings,
+                write=out.write,
+            )
+        except CaptureError as exc:
+            print(f"sessiond replay: {args.capture}: {exc}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        except UnicodeDecodeError as exc:
+            print(
+                f"sessiond replay: {args.capture}: not UTF-8 text ({exc.reason})",
+                file=sys.stderr,
+            )
+            return EXIT_BAD_INPUT
+    return EXIT_OK
+
+
+def _cmd_hash_password(_: argparse.Namespace) -> int:
+    from sessiond.console.auth import hash_password
+
+    first = getpass.getpass("password: ")
+    if len(first) < 8:  # noqa: PLR2004
+        print("sessiond hash-password: use at least 8 characters", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if getpass.getpass("again: ") != first:
+        print("sessiond hash-password: the two entries differ", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(hash_password(first))
+    return EXIT_OK
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from sessiond.app import run_demo
+
+    config = _load(args.config)
+    return asyncio.run(run_demo(config, speed=args.speed, port=args.port))
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from sessiond.app import run_daemon
+
+    config = _load(args.config)
+    missing = [name for name, dev in config.devices.items() if not dev.path]
+    if missing:
+        raise ConfigError(
+            [
+                f"{args.config}: devices.{name}.path: required to run on real devices"
+                for name in missing
+            ]
+        )
+    return asyncio.run(run_daemon(config, capture=args.capture))
+
+
+def _cmd_sim(args: argparse.Namespace) -> int:
+    from sessiond.records.capture import CaptureWriter
+    from sessiond.sim.scenario import builtin_scenario, load_scenario
+    from sessiond.sim.simulator import (
+        SPO2_PORT,
+        run_sim,
+    )
+
+    scenario = load_scenario(args.scenario) if args.scenario else builtin_scenario("demo")
+    if args.capture is None:
+        return asyncio.run(run_sim(scenario=scenario, speed=args.speed, capture=None))
+    writer = CaptureWriter(args.capture, {SPO2_PORT: "masimo-ascii1"})
+    try:
+        return asyncio.run(
+            run_sim(
+                scenario=scenario,
+                speed=args.speed,
+                capture=lambda t, port, data: writer.write(t, port, "<", data),
+            )
+        )
+    finally:
+        writer.close()
+
+
+_COMMANDS = {
+    "demo": _cmd_demo,
+    "run": _cmd_run,
+    "sim": _cmd_sim,
+    "replay": _cmd_replay,
+    "check-config": _cmd_check_config,
+    "hash-password": _cmd_hash_password,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return _COMMANDS[args.command](args)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            print(problem, file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return EXIT_OK
