@@ -1,0 +1,118 @@
+"""Console sign-in: PBKDF2 password hashes and signed, expiring session tokens.
+
+Tokens are stateless (user, expiry, HMAC-SHA256 under a random per-process secret), so a
+restarted daemon simply asks nurses to sign in again. Neither passwords nor tokens are ever
+logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import secrets
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+_SCHEME = "pbkdf2_sha256"
+_SALT_BYTES = 16
+#: Stored hashes asking for more work than this are refused rather than run (a typo of zeros).
+_MAX_ITERATIONS = 10_000_000
+
+#: How long a sign-in lasts: one long session day.
+TOKEN_TTL_S = 12 * 3600
+
+
+def hash_password(password: str, *, iterations: int = 200_000) -> str:
+    """`pbkdf2_sha256$<iterations>$<salt hex>$<hash hex>` of `password` with a random salt."""
+    if not 1 <= iterations <= _MAX_ITERATIONS:
+        msg = f"iterations must be in 1..{_MAX_ITERATIONS}, not {iterations}"
+        raise ValueError(msg)
+    salt = secrets.token_bytes(_SALT_BYTES)
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations)
+    return f"{_SCHEME}${iterations}${salt.hex()}${digest.hex()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    """Whether `password` matches the `stored` hash; a malformed hash matches nothing."""
+    try:
+        scheme, iterations_text, salt_hex, digest_hex = stored.split("$")
+        iterations = int(iterations_text)
+        salt = bytes.fromhex(salt_hex)
+        expected = bytes.fromhex(digest_hex)
+    except ValueError:
+        return False
+    if scheme != _SCHEME or not 1 <= iterations <= _MAX_ITERATIONS or not expected:
+        return False
+    digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations, len(expected))
+    return hmac.compare_digest(digest, expected)
+
+
+def _b64encode(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _b64decode(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class Sessions:
+    """Issues and checks signed sign-in tokens `<user b64>.<expiry>.<hmac hex>`."""
+
+    def __init__(
+        self, *, ttl_s: float = TOKEN_TTL_S, clock: Callable[[], float] = time.time
+    ) -> None:
+        # Wall time, not the session clock: a sign-in lasts 12 real hours even at 60x speed.
+        self._clock = clock
+        self._ttl_s = ttl_s
+        self._secret = secrets.token_bytes(32)
+        # Signed out before expiry: signature -> expiry, forgotten once expired.
+        self._revoked: dict[str, int] = {}
+
+    def _sign(self, payload: str) -> str:
+        return hmac.new(self._secret, payload.encode("ascii"), hashlib.sha256).hexdigest()
+
+    def issue(self, user: str) -> str:
+        """A token naming `user` that expires after the TTL."""
+        expires = int(self._clock() + self._ttl_s)
+        payload = f"{_b64encode(user.encode())}.{expires}"
+        return f"{payload}.{self._sign(payload)}"
+
+    def _check(self, token: str) -> tuple[str, int, str] | None:
+        parts = token.split(".")
+        if len(parts) != 3:  # noqa: PLR2004 - user, expiry, signature
+            return None
+        user_b64, expires_text, signature = parts
+        if not hmac.compare_digest(self._sign(f"{user_b64}.{expires_text}"), signature):
+            return None
+        expires = int(expires_text)  # signed by us, so a valid integer
+        if expires <= self._clock() or signature in self._revoked:
+            return None
+        try:
+            user = _b64decode(user_b64).decode()
+        except (binascii.Error, UnicodeDecodeError):
+            return None
+        return user, expires, signature
+
+    def user_for(self, token: str) -> str | None:
+        """The user a valid, unexpired, not signed-out token names, else `None`."""
+        try:
+            checked = self._check(token)
+        except (ValueError, UnicodeEncodeError):
+            return None
+        return None if checked is None else checked[0]
+
+    def revoke(self, token: str) -> None:
+        """Sign `token` out before its expiry (logout); unknown tokens are ignored."""
+        try:
+            checked = self._check(token)
+        except (ValueError, UnicodeEncodeError):
+            return
+        now = self._clock()
+        self._revoked = {sig: exp for sig, exp in self._revoked.items() if exp > now}
+        if checked is not None:
+            self._revoked[checked[2]] = checked[1]

@@ -1,0 +1,433 @@
+"""The nurse console: HTTP API, live WebSocket and the static page, served by aiohttp.
+
+Viewing the room (status, WebSocket, page) needs no sign-in; commands do, and each one is
+attributed to the signed-in user. Every WebSocket has its own small bus subscription, so a
+slow or stuck browser drops its own oldest readings and never holds the monitor or other
+browsers up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from aiohttp import WSCloseCode, hdrs, web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from yarl import URL
+
+from sessiond.config import TimelineConfig
+from sessiond.console.auth import TOKEN_TTL_S, Sessions, verify_password
+from sessiond.model import Route
+from sessiond.session.commands import CommandRejected
+from sessiond.status import RoomStatus
+from sessiond.wire import event_json
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Mapping
+
+    from aiohttp.typedefs import Handler
+
+    from sessiond.bus import Bus, Subscription
+    from sessiond.config import ConsoleUser
+    from sessiond.model import Event
+    from sessiond.session.commands import SessionControl
+
+logger = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).parent / "static"
+COOKIE_NAME = "sessiond_console"
+#: Real seconds between `tick` messages that carry the session clock to the page.
+TICK_S = 1.0
+#: Readings queued per browser before its oldest are dropped (a few seconds at 75 Hz).
+WS_QUEUE_READINGS = 256
+#: A browser that stops answering pings for half of this is disconnected.
+WS_HEARTBEAT_S = 20.0
+#: How long a closing WebSocket waits for the browser's close frame (or a blocked send).
+WS_CLOSE_TIMEOUT_S = 2.0
+#: JSON commands are tiny; anything bigger is refused before it is read.
+MAX_BODY_BYTES = 64 * 1024
+#: PBKDF2 verifications running at once: a burst of sign-ins cannot take every core.
+LOGIN_CONCURRENCY = 2
+#: Messages a WebSocket sends before letting the rest of the loop run.
+_YIELD_EVERY = 32
+_CSP = (
+    "default-src 'self'; connect-src 'self'; img-src 'self' data:; style-src 'self'; "
+    "script-src 'self'; object-src 'none'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class _Login(_Body):
+    user: str = Field(min_length=1, max_length=128)
+    password: str = Field(max_length=1024)
+
+
+class _Start(_Body):
+    route: Route
+
+
+class _Dose(_Body):
+    pass
+
+
+class _ApiError(Exception):
+    """An API failure answered as `{"error": message}` with `status`."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _Console:
+    """Per-app state: the folded room status, sign-ins and the open WebSockets."""
+
+    def __init__(
+        self,
+        *,
+        bus: Bus,
+        control: SessionControl,
+        users: Mapping[str, ConsoleUser],
+        room_id: str,
+        timeline: TimelineConfig,
+    ) -> None:
+        self.bus = bus
+        self.control = control
+        self.users = users
+        self.status = RoomStatus(room_id)
+        self.sessions = Sessions()
+        self.sockets: set[web.WebSocketResponse] = set()
+        self.login_slots = asyncio.Semaphore(LOGIN_CONCURRENCY)
+        # Unknown users are checked against a real hash too, so timing does not reveal names.
+        self.decoy_hash = next((u.password_hash for u in users.values()), None)
+        self._timeline = {route.value: timeline.for_route(route).model_dump() for route in Route}
+        self._ws_ids = itertools.count(1)
+        self._sub: Subscription | None = None
+        self._fold_task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._sub = self.bus.subscribe("console.status")
+        self._fold_task = asyncio.create_task(self._fold(self._sub), name="sessiond.console.status")
+
+    async def stop(self) -> None:
+        if self._sub is not None:
+            self._sub.close()
+        if self._fold_task is not None:
+            await self._fold_task
+
+    async def _fold(self, sub: Subscription) -> None:
+        async for event in sub:
+            self._apply(event)
+
+    def _apply(self, event: Event) -> None:
+        try:
+            self.status.apply(event)
+        except Exception:
+            logger.exception("console: cannot fold %r into the room status", event)
+
+    def snapshot(self) -> dict[str, Any]:
+        """The room status now, with every event published so far folded in."""
+        if self._sub is not None:
+            while (event := self._sub.get_nowait()) is not None:
+                self._apply(event)
+        out = self.status.snapshot(self.control.now())
+        # Phase windows per route (minutes after the dose), for the page's window bar.
+        out["timeline"] = self._timeline
+        return out
+
+    def subscribe_socket(self) -> Subscription:
+        return self.bus.subscribe(f"console.ws{next(self._ws_ids)}", maxsize=WS_QUEUE_READINGS)
+
+
+CONSOLE = web.AppKey("sessiond.console", _Console)
+
+
+def create_console_app(
+    *,
+    bus: Bus,
+    control: SessionControl,
+    users: Mapping[str, ConsoleUser],
+    room_id: str,
+    timeline: TimelineConfig | None = None,
+) -> web.Application:
+    """The console as an aiohttp application; it follows `bus` while it runs."""
+    app = web.Application(middlewares=[_api_middleware], client_max_size=MAX_BODY_BYTES)
+    app[CONSOLE] = _Console(
+        bus=bus,
+        control=control,
+        users=users,
+        room_id=room_id,
+        timeline=timeline or TimelineConfig(),
+    )
+    app.cleanup_ctx.append(_status_ctx)
+    app.on_shutdown.append(_close_sockets)
+    app.on_response_prepare.append(_security_headers)
+    app.router.add_get("/", _index)
+    app.router.add_get("/api/status", _status)
+    app.router.add_get("/api/me", _me)
+    app.router.add_post("/api/login", _login)
+    app.router.add_post("/api/logout", _logout)
+    app.router.add_post("/api/session/start", _start_session)
+    app.router.add_post("/api/session/dose", _mark_dose)
+    app.router.add_get("/ws", _websocket)
+    app.router.add_static("/static/", STATIC_DIR)
+    return app
+
+
+async def start_console(app: web.Application, *, host: str, port: int) -> tuple[web.AppRunner, int]:
+    """Serve `app` on `host:port` (0: an ephemeral port); returns the runner and the bound port."""
+    # on_shutdown closes the WebSockets, so handlers finish well within this.
+    runner = web.AppRunner(app, shutdown_timeout=5.0)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port)
+        await site.start()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    bound = int(runner.addresses[0][1])
+    logger.info("console: serving on http://%s:%d/", host, bound)
+    return runner, bound
+
+
+async def _status_ctx(app: web.Application) -> AsyncIterator[None]:
+    console = app[CONSOLE]
+    console.start()
+    try:
+        yield
+    finally:
+        await console.stop()
+
+
+async def _close_sockets(app: web.Application) -> None:
+    sockets = list(app[CONSOLE].sockets)
+    if sockets:
+        await asyncio.gather(*(_close_socket(ws) for ws in sockets))
+
+
+async def _close_socket(ws: web.WebSocketResponse) -> None:
+    # A browser that stopped reading blocks the close frame; close() then drops the connection.
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(WS_CLOSE_TIMEOUT_S):
+            await ws.close(code=WSCloseCode.GOING_AWAY, message=b"console shutting down")
+
+
+async def _security_headers(request: web.Request, response: web.StreamResponse) -> None:
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", _CSP)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    # Live data must never come from a cache; assets are revalidated so upgrades show at once.
+    api = request.path.startswith("/api/")
+    headers.setdefault(hdrs.CACHE_CONTROL, "no-store" if api else "no-cache")
+
+
+def _error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": message}, status=status)
+
+
+def _same_origin(request: web.Request) -> bool:
+    """Whether a browser request comes from this console's own page (no Origin: not a browser)."""
+    origin = request.headers.get(hdrs.ORIGIN)
+    if origin is None:
+        return True
+    try:
+        theirs = URL(origin)
+        ours = URL(f"{request.scheme}://{request.host}")
+    except ValueError:
+        return False
+    return (theirs.scheme, theirs.host, theirs.port) == (ours.scheme, ours.host, ours.port)
+
+
+@web.middleware
+async def _api_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if request.method == hdrs.METH_POST:
+        # With the SameSite=Strict cookie, a cheap guard against cross-site requests.
+        if not _same_origin(request):
+            return _error(403, "cross-origin request refused")
+        if request.content_type != "application/json":
+            return _error(415, "Content-Type must be application/json")
+    try:
+        return await handler(request)
+    except _ApiError as exc:
+        return _error(exc.status, exc.message)
+
+
+def _describe(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or "body"
+    match error["type"]:
+        case "json_invalid":
+            return "body: not valid JSON"
+        case "extra_forbidden":
+            return f"{where}: unknown field"
+        case "missing":
+            return f"{where}: required"
+        case _:
+            return f"{where}: {error['msg']}"
+
+
+async def _body(request: web.Request, model: type[_M]) -> _M:
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _ApiError(413, "body: too large") from None
+    try:
+        return model.model_validate_json(raw)
+    except ValidationError as exc:
+        raise _ApiError(400, _describe(exc)) from None
+
+
+def _signed_in(request: web.Request) -> str:
+    console = request.app[CONSOLE]
+    token = request.cookies.get(COOKIE_NAME)
+    user = None if token is None else console.sessions.user_for(token)
+    if user is None or user not in console.users:
+        raise _ApiError(401, "not signed in")
+    return user
+
+
+async def _index(_request: web.Request) -> web.FileResponse:
+    return web.FileResponse(STATIC_DIR / "index.html")
+
+
+async def _status(request: web.Request) -> web.Response:
+    return web.json_response(request.app[CONSOLE].snapshot())
+
+
+async def _me(request: web.Request) -> web.Response:
+    return web.json_response({"user": _signed_in(request)})
+
+
+async def _login(request: web.Request) -> web.Response:
+    console = request.app[CONSOLE]
+    body = await _body(request, _Login)
+    user = console.users.get(body.user)
+    stored = user.password_hash if user is not None else console.decoy_hash
+    ok = False
+    if stored is not None:
+        async with console.login_slots:
+            # PBKDF2 is ~0.1 s of CPU: off the event loop, which also runs the monitor.
+            ok = await asyncio.to_thread(verify_password, body.password, stored)
+    if user is None or not ok:
+        # What was typed as a user name may be a password: only known names are logged.
+        logger.warning(
+            "console: failed sign-in for %s", repr(body.user) if user else "an unknown user"
+        )
+        raise _ApiError(401, "wrong user name or password")
+    response = web.json_response({"user": body.user})
+    response.set_cookie(
+        COOKIE_NAME,
+        console.sessions.issue(body.user),
+        max_age=TOKEN_TTL_S,
+        path="/",
+        httponly=True,
+        samesite="Strict",
+    )
+    logger.info("console: %r signed in", body.user)
+    return response
+
+
+async def _logout(request: web.Request) -> web.Response:
+    console = request.app[CONSOLE]
+    token = request.cookies.get(COOKIE_NAME)
+    if token is not None:
+        console.sessions.revoke(token)
+    response = web.json_response({})
+    response.del_cookie(COOKIE_NAME, path="/", httponly=True, samesite="Strict")
+    return response
+
+
+async def _start_session(request: web.Request) -> web.Response:
+    user = _signed_in(request)
+    body = await _body(request, _Start)
+    console = request.app[CONSOLE]
+    try:
+        session_id = console.control.start_session(route=body.route, user=user, source="console")
+    except CommandRejected as exc:
+        raise _ApiError(409, exc.reason) from None
+    logger.info("console: %r started session %s (%s)", user, session_id, body.route.value)
+    return web.json_response({"session_id": session_id})
+
+
+async def _mark_dose(request: web.Request) -> web.Response:
+    user = _signed_in(request)
+    await _body(request, _Dose)
+    try:
+        request.app[CONSOLE].control.mark_dose(user=user, source="console")
+    except CommandRejected as exc:
+        raise _ApiError(409, exc.reason) from None
+    logger.info("console: %r marked the dose", user)
+    return web.json_response({})
+
+
+async def _websocket(request: web.Request) -> web.WebSocketResponse:
+    console = request.app[CONSOLE]
+    if not _same_origin(request):
+        # Another site open in the nurse's browser must not read the room.
+        raise _ApiError(403, "cross-origin WebSocket refused")
+    # No compression: the messages are small and deflate would cost the loop the monitor runs on.
+    ws = web.WebSocketResponse(heartbeat=WS_HEARTBEAT_S, timeout=WS_CLOSE_TIMEOUT_S, compress=False)
+    await ws.prepare(request)
+    # Subscribe and snapshot in one step (no await between): nothing missed, nothing twice.
+    sub = console.subscribe_socket()
+    snapshot = console.snapshot()
+    console.sockets.add(ws)
+    pump = asyncio.create_task(
+        _pump(ws, sub, snapshot, console.control), name=f"sessiond.console.{sub.name}"
+    )
+    try:
+        async for _ in ws:  # the page sends nothing; reading answers pings and sees the close
+            pass
+    finally:
+        sub.close()
+        pump.cancel()
+        await asyncio.wait([pump])
+        console.sockets.discard(ws)
+    return ws
+
+
+async def _pump(
+    ws: web.WebSocketResponse,
+    sub: Subscription,
+    snapshot: dict[str, Any],
+    control: SessionControl,
+) -> None:
+    """Send the snapshot, then every event and a tick each second, until either side ends."""
+    loop = asyncio.get_running_loop()
+    sent = 0
+    try:
+        await ws.send_json(snapshot)
+        next_tick = loop.time() + TICK_S
+        while True:
+            if loop.time() >= next_tick:
+                await ws.send_json({"type": "tick", "t": round(control.now(), 3)})
+                next_tick = loop.time() + TICK_S
+            try:
+                async with asyncio.timeout_at(next_tick):
+                    event = await sub.get()
+            except TimeoutError:
+                continue
+            except EOFError:  # the bus closed: the daemon is stopping
+                await ws.close(code=WSCloseCode.GOING_AWAY)
+                return
+            await ws.send_json(event_json(event))
+            sent += 1
+            if sent % _YIELD_EVERY == 0:
+                # get() and send_json() need not suspend: a full queue must not hog the loop.
+                await asyncio.sleep(0)
+    except ConnectionError:
+        return  # the browser went away; the handler cleans up
+    except Exception:
+        logger.exception("console: WebSocket %s failed", sub.name)
+        await ws.close(code=WSCloseCode.INTERNAL_ERROR)

@@ -1,0 +1,469 @@
+// sessiond nurse console: live room view over a WebSocket, commands over the JSON API.
+// Plain browser JavaScript, no build step and no external resources (the clinic may be offline).
+"use strict";
+
+(() => {
+  const $ = (id) => document.getElementById(id);
+
+  const RANK = { high: 3, medium: 2, low: 1 };
+  // Alarm ids of DESIGN §5: what a nurse reads, and the unit of value and limit.
+  const ALARMS = {
+    spo2_low: ["SpO\u2082 low", "%"],
+    pr_high: ["Pulse high", "bpm"],
+    pr_low: ["Pulse low", "bpm"],
+    bp_high: ["BP high", "mmHg"],
+    bp_low: ["BP low", "mmHg"],
+    bp_rise: ["BP rise", "mmHg"],
+    dose_gate: ["Dose gate (BP)", "mmHg"],
+    sensor_off: ["SpO\u2082 sensor off", ""],
+    signal_poor: ["SpO\u2082 signal poor", ""],
+    device_lost: ["Device lost", ""],
+    nibp_error: ["NIBP error", ""],
+    nibp_overdue: ["NIBP overdue", ""],
+  };
+  // Which vital tile an alarm belongs to, so the tile's border shows it too.
+  const ALARM_TILE = {
+    spo2_low: "spo2-tile", sensor_off: "spo2-tile", signal_poor: "spo2-tile",
+    pr_high: "pr-tile", pr_low: "pr-tile",
+  };
+  const DEFAULT_WINDOWS = { onset_min: 30, effect_end_min: 150 };
+  // Session seconds without an oximeter reading before its numbers stop looking current.
+  const STALE_S = 10;
+  // Ticks come every second: this long without any message means the link is dead.
+  const SILENCE_MS = 5000;
+  const BACKOFF_MIN_MS = 500;
+  const BACKOFF_MAX_MS = 10000;
+
+  const state = {
+    room: null,
+    now: null,
+    session: null,
+    phase: null,
+    oximeter: null,
+    bp: null,
+    bpDevices: new Set(),
+    alarms: new Map(),
+    devices: new Map(),
+    timeline: null,
+    user: null,
+    busy: false,
+  };
+
+  // ---- folding server messages into state -------------------------------------------------
+
+  const isBp = (r) => "sys" in r || "dia" in r || "map" in r;
+
+  function takeReading(r) {
+    if (isBp(r)) {
+      state.bpDevices.add(r.device);
+      state.bp = r;
+    } else if (!state.bpDevices.has(r.device)) {
+      state.oximeter = r;
+    }
+  }
+
+  function advance(t) {
+    if (typeof t === "number" && (state.now === null || t > state.now)) state.now = t;
+  }
+
+  function takeStatus(msg) {
+    state.room = msg.room;
+    state.now = msg.t;
+    state.session = msg.session ? { ...msg.session } : null;
+    state.phase = msg.phase;
+    state.timeline = msg.timeline || null;
+    state.oximeter = null;
+    state.bp = null;
+    const readings = Object.values(msg.readings || {}).sort((a, b) => a.t - b.t);
+    readings.filter(isBp).forEach((r) => state.bpDevices.add(r.device));
+    readings.forEach(takeReading);
+    state.alarms = new Map((msg.alarms || []).map((a) => [a.id, a]));
+    state.devices = new Map(Object.entries(msg.devices || {}));
+  }
+
+  function handle(msg) {
+    switch (msg.type) {
+      case "status":
+        takeStatus(msg);
+        break;
+      case "tick":
+        state.now = msg.t;
+        break;
+      case "reading":
+        takeReading(msg);
+        break;
+      case "alarm":
+        if (msg.state === "cleared") state.alarms.delete(msg.id);
+        else state.alarms.set(msg.id, msg);
+        break;
+      case "phase":
+        state.phase = msg.phase;
+        break;
+      case "session":
+        // A new session is a new patient: nothing of the last one may show as theirs.
+        state.session = { id: msg.session_id, route: msg.route, started_t: msg.t, dose_t: null };
+        state.oximeter = null;
+        state.bp = null;
+        break;
+      case "action":
+        if (msg.action === "dose" && state.session) state.session.dose_t = msg.t;
+        break;
+      case "device":
+        state.devices.set(msg.device, { connected: msg.connected, detail: msg.detail });
+        break;
+      default:
+        return; // unknown types are ignored (DESIGN §6)
+    }
+    if (msg.type !== "status" && msg.type !== "tick") advance(msg.t);
+    scheduleRender();
+  }
+
+  // ---- rendering ---------------------------------------------------------------------------
+
+  let renderPending = false;
+  function scheduleRender() {
+    // Readings can arrive at 75 Hz (and 60x that in simulation): draw once per frame.
+    if (renderPending) return;
+    renderPending = true;
+    requestAnimationFrame(() => {
+      renderPending = false;
+      render();
+    });
+  }
+
+  const label = (flag) => flag.replace(/_/g, " ");
+
+  function clock(seconds) {
+    const s = Math.max(0, Math.floor(seconds));
+    const h = Math.floor(s / 3600);
+    const m = Math.floor((s % 3600) / 60);
+    const sec = String(s % 60).padStart(2, "0");
+    return h > 0 ? `${h}:${String(m).padStart(2, "0")}:${sec}` : `${m}:${sec}`;
+  }
+
+  const number = (v) => (Number.isInteger(v) ? String(v) : v.toFixed(1));
+
+  function renderVital(key) {
+    const r = state.oximeter;
+    const value = r ? r[key] : undefined;
+    const flags = r ? r.flags || [] : [];
+    const stale = r !== null && state.now !== null && state.now - r.t > STALE_S;
+    const el = $(key);
+    const missing = value === undefined || value === null || stale;
+    el.textContent = missing ? "---" : number(value);
+    el.classList.toggle("missing", missing);
+    el.classList.toggle("flagged", flags.length > 0);
+    el.classList.toggle("stale", stale);
+    let note = flags.map(label).join(" \u00b7 ");
+    if (stale) note = "no recent data";
+    else if (r === null) note = "no data";
+    $(`${key}-flags`).textContent = note;
+  }
+
+  function renderBp() {
+    const r = state.bp;
+    const el = $("bp");
+    if (!r) {
+      el.textContent = "---/---";
+      $("bp-detail").textContent = "no measurement yet";
+      return;
+    }
+    const show = (v) => (v === undefined || v === null ? "---" : String(v));
+    el.textContent = `${show(r.sys)}/${show(r.dia)}`;
+    const parts = [];
+    if (r.map !== undefined) parts.push(`MAP ${r.map}`);
+    if (r.pr !== undefined) parts.push(`PR ${r.pr}`);
+    if (state.now !== null) parts.push(`${clock(state.now - r.t)} ago`);
+    if ((r.flags || []).length) parts.push(r.flags.map(label).join(", "));
+    $("bp-detail").textContent = parts.join(" \u00b7 ");
+  }
+
+  function renderDevices() {
+    const list = $("devices");
+    list.replaceChildren();
+    for (const [name, d] of [...state.devices.entries()].sort()) {
+      const li = document.createElement("li");
+      li.className = d.connected ? "up" : "down";
+      li.dataset.device = name;
+      li.textContent = d.connected ? name : `${name} lost${d.detail ? `: ${d.detail}` : ""}`;
+      li.title = d.detail || "";
+      list.append(li);
+    }
+  }
+
+  function renderAlarms() {
+    const list = $("alarms");
+    list.replaceChildren();
+    const alarms = [...state.alarms.values()].sort(
+      (a, b) => (RANK[b.priority] || 0) - (RANK[a.priority] || 0) || a.t - b.t,
+    );
+    const tiles = {};
+    for (const a of alarms) {
+      const [name, unit] = ALARMS[a.id] || [a.id.replace(/_/g, " "), ""];
+      const li = document.createElement("li");
+      li.className = `alarm ${a.priority}`;
+      li.dataset.alarmId = a.id;
+      li.dataset.priority = a.priority;
+      li.dataset.state = a.state;
+      const prio = document.createElement("span");
+      prio.className = "prio";
+      prio.textContent = a.priority.toUpperCase();
+      const what = document.createElement("span");
+      what.className = "name";
+      what.textContent = name;
+      const detail = document.createElement("span");
+      detail.className = "detail";
+      const u = unit ? ` ${unit}` : "";
+      const bits = [];
+      if (a.value !== undefined) bits.push(`${number(a.value)}${u}`);
+      if (a.limit !== undefined) bits.push(`(limit ${number(a.limit)}${u})`);
+      detail.textContent = bits.join(" ");
+      const st = document.createElement("span");
+      st.className = "state";
+      st.textContent = a.state === "latched" ? "latched" : "";
+      li.append(prio, what, detail, st);
+      list.append(li);
+      const tile = ALARM_TILE[a.id];
+      if (tile && (RANK[a.priority] || 0) > (RANK[tiles[tile]] || 0)) tiles[tile] = a.priority;
+    }
+    $("no-alarms").hidden = alarms.length > 0;
+    for (const tile of ["spo2-tile", "pr-tile"]) {
+      for (const p of ["high", "medium", "low"]) {
+        $(tile).classList.toggle(`alarm-${p}`, tiles[tile] === p);
+      }
+    }
+  }
+
+  function windowsFor(route) {
+    return (state.timeline && state.timeline[route]) || DEFAULT_WINDOWS;
+  }
+
+  function renderSession() {
+    const s = state.session;
+    const phaseEl = $("phase");
+    const phase = state.phase || (s ? "baseline" : null);
+    phaseEl.textContent = phase || "no session";
+    phaseEl.dataset.phase = phase || "none";
+    $("session-route").textContent = s ? s.route.toUpperCase() : "\u2014";
+    const now = state.now;
+    $("since-start").textContent = s && now !== null ? clock(now - s.started_t) : "\u2014";
+    const dosed = s && s.dose_t !== null && s.dose_t !== undefined;
+    $("since-dose").textContent = dosed && now !== null ? clock(now - s.dose_t) : "\u2014";
+
+    const w = windowsFor(s ? s.route : "iv");
+    const onsetShare = (100 * w.onset_min) / w.effect_end_min;
+    $("window-onset").style.width = `${onsetShare}%`;
+    $("window-onset-label").textContent = `onset 0\u2013${w.onset_min} min`;
+    $("window-effect-label").textContent = `effect ${w.onset_min}\u2013${w.effect_end_min} min`;
+    const marker = $("window-marker");
+    const box = $("window-bar").parentElement;
+    let text = s ? "awaiting dose" : "no session";
+    if (dosed && now !== null) {
+      const min = (now - s.dose_t) / 60;
+      marker.hidden = false;
+      marker.style.left = `${Math.min(100, Math.max(0, (100 * min) / w.effect_end_min))}%`;
+      if (min < w.onset_min) text = `onset window \u00b7 ${Math.ceil(w.onset_min - min)} min to effect`;
+      else if (min < w.effect_end_min) text = `effect window \u00b7 ${Math.ceil(w.effect_end_min - min)} min left`;
+      else text = `effect window ended ${Math.floor(min - w.effect_end_min)} min ago`;
+    } else {
+      marker.hidden = true;
+    }
+    box.classList.toggle("pending", !(dosed && now !== null));
+    $("window-text").textContent = text;
+  }
+
+  function renderControls() {
+    const signedIn = state.user !== null;
+    $("login-form").hidden = signedIn;
+    $("signed-in").hidden = !signedIn;
+    $("signed-in-user").textContent = signedIn ? state.user : "";
+    $("controls").hidden = !signedIn;
+    const s = state.session;
+    const canDose = s && (s.dose_t === null || s.dose_t === undefined) && state.phase !== "ended";
+    $("mark-dose").disabled = state.busy || !canDose;
+    $("start-session").disabled = state.busy;
+  }
+
+  function render() {
+    if (state.room) {
+      $("room").textContent = state.room;
+      document.title = `${state.room} \u00b7 sessiond`;
+    }
+    renderVital("spo2");
+    renderVital("pr");
+    renderBp();
+    renderDevices();
+    renderAlarms();
+    renderSession();
+    renderControls();
+  }
+
+  // ---- commands ----------------------------------------------------------------------------
+
+  function showError(message) {
+    const el = $("error");
+    el.textContent = message;
+    el.hidden = false;
+  }
+
+  function clearError() {
+    $("error").hidden = true;
+    $("error").textContent = "";
+  }
+
+  async function post(path, body) {
+    let res;
+    try {
+      res = await fetch(path, {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify(body || {}),
+        credentials: "same-origin",
+      });
+    } catch {
+      return { ok: false, status: 0, data: { error: "console server unreachable" } };
+    }
+    let data = {};
+    try {
+      data = await res.json();
+    } catch {
+      // not JSON (a proxy error page): the status says enough
+    }
+    return { ok: res.ok, status: res.status, data };
+  }
+
+  async function command(path, body) {
+    state.busy = true;
+    renderControls();
+    try {
+      const res = await post(path, body);
+      if (res.ok) {
+        clearError();
+        return res.data;
+      }
+      if (res.status === 401) {
+        state.user = null;
+        showError("Signed out: please sign in again.");
+      } else {
+        showError(res.data.error || `request failed (HTTP ${res.status})`);
+      }
+      return null;
+    } finally {
+      state.busy = false;
+      renderControls();
+    }
+  }
+
+  async function signIn(event) {
+    event.preventDefault();
+    const user = $("login-user").value.trim();
+    const password = $("login-password").value;
+    $("login-button").disabled = true;
+    try {
+      const res = await post("/api/login", { user, password });
+      $("login-password").value = "";
+      if (res.ok) {
+        state.user = res.data.user;
+        clearError();
+      } else {
+        showError(res.status === 401 ? "Wrong user name or password." : res.data.error || "sign-in failed");
+      }
+    } finally {
+      $("login-button").disabled = false;
+      renderControls();
+    }
+  }
+
+  async function signOut() {
+    await post("/api/logout", {});
+    state.user = null;
+    clearError();
+    renderControls();
+  }
+
+  async function whoAmI() {
+    try {
+      const res = await fetch("/api/me", { credentials: "same-origin" });
+      state.user = res.ok ? (await res.json()).user : null;
+    } catch {
+      state.user = null;
+    }
+    renderControls();
+  }
+
+  // ---- live link ---------------------------------------------------------------------------
+
+  let socket = null;
+  let backoff = BACKOFF_MIN_MS;
+  let lastMessageAt = 0;
+  let wasLive = false;
+
+  function setConnection(kind, text) {
+    const el = $("connection");
+    el.dataset.state = kind;
+    el.textContent = text;
+    document.body.classList.toggle("offline", kind !== "live");
+    if (kind === "live") wasLive = true;
+    // Until the first connection there is nothing on the page that could be mistaken as live.
+    $("offline-banner").hidden = kind === "live" || !wasLive;
+  }
+
+  function connect() {
+    setConnection("connecting", "Connecting\u2026");
+    const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(`${scheme}//${location.host}/ws`);
+    socket = ws;
+    lastMessageAt = Date.now();
+    ws.onmessage = (event) => {
+      if (socket !== ws) return;
+      lastMessageAt = Date.now();
+      let msg;
+      try {
+        msg = JSON.parse(event.data);
+      } catch {
+        return;
+      }
+      if (msg.type === "status") {
+        backoff = BACKOFF_MIN_MS;
+        setConnection("live", "Live");
+      }
+      handle(msg);
+    };
+    ws.onclose = () => {
+      if (socket === ws) reconnectLater();
+    };
+  }
+
+  function reconnectLater() {
+    socket = null;
+    // Jittered exponential backoff: many consoles must not hammer a restarting daemon at once.
+    const delay = backoff * (0.75 + Math.random() * 0.5);
+    backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
+    setConnection("lost", "Connection lost \u2014 values are not live");
+    setTimeout(connect, delay);
+    scheduleRender();
+  }
+
+  // A link that stays open but goes quiet is as dead as a closed one.
+  setInterval(() => {
+    if (socket && socket.readyState === WebSocket.OPEN && Date.now() - lastMessageAt > SILENCE_MS) {
+      const ws = socket;
+      reconnectLater();
+      ws.close();
+    }
+  }, 1000);
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("login-form").addEventListener("submit", signIn);
+    $("logout-button").addEventListener("click", signOut);
+    $("start-session").addEventListener("click", async () => {
+      await command("/api/session/start", { route: $("route").value });
+    });
+    $("mark-dose").addEventListener("click", async () => {
+      await command("/api/session/dose", {});
+    });
+    render();
+    whoAmI();
+    connect();
+  });
+})();
