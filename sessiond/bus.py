@@ -75,7 +75,7 @@ class Subscription:
         return event
 
     async def get(self) -> Event:
-        """Wait for the next event; raises `EOFError` once the subscription is closed and drained."""
+        """Wait for the next event; `EOFError` once the subscription is closed and drained."""
         while True:
             event = self.get_nowait()
             if event is not None:

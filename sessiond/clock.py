@@ -1,4 +1,4 @@
-"""The injected clock: session seconds for durations, UTC for stamps, the speed factor applied here only.
+"""The injected clock: session seconds for durations, UTC for stamps, the speed factor here only.
 
 Durations come from the event loop's clock (`loop.time()`), never from `time.monotonic()`, so
 virtual-time loops and the simulation speed both work. Everything above the clock (links,
@@ -33,7 +33,7 @@ class Clock(Protocol):
 
 
 class LoopClock:
-    """Session time from `loop.time()`, scaled by `speed` (1 = real time, 60 = a minute a second)."""
+    """Session time from `loop.time()`, scaled by `speed` (1 real time, 60 a minute a second)."""
 
     def __init__(
         self,

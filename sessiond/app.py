@@ -1,0 +1,255 @@
+"""The daemon of one room: links → decoders → monitor → bus → recorder and console.
+
+The monitor runs synchronously inside the link's data callback and on a loop timer at its
+next deadline, so nothing optional (console, recorder, later MQTT and music) can delay an
+alarm: they only ever read from their own bus subscriptions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+import signal
+import sys
+from typing import TYPE_CHECKING
+
+from sessiond.bus import Bus
+from sessiond.clock import LoopClock
+from sessiond.config import ConsoleUser
+from sessiond.console.auth import hash_password
+from sessiond.console.server import create_console_app, start_console
+from sessiond.devices import make_decoder
+from sessiond.devices.link import SerialLink
+from sessiond.records.capture import CaptureWriter
+from sessiond.records.store import Recorder
+from sessiond.session.alarms import INF
+from sessiond.session.monitor import Monitor
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from pathlib import Path
+
+    from sessiond.config import Config
+    from sessiond.model import DeviceStatus, Event, Reading, Route
+
+logger = logging.getLogger(__name__)
+
+#: The recorder's queue: it must never lose a reading to a slow disk for a few minutes.
+RECORDER_QUEUE = 100_000
+#: The user the demo creates when the configuration names none.
+DEMO_USER, DEMO_PASSWORD = "nurse", "demo"
+
+
+class Daemon:
+    """One room's daemon; implements `SessionControl` for the console (and later MQTT)."""
+
+    def __init__(
+        self,
+        *,
+        config: Config,
+        clock: LoopClock,
+        device_paths: Mapping[str, str],
+        capture: CaptureWriter | None = None,
+        users: Mapping[str, ConsoleUser] | None = None,
+    ) -> None:
+        self.config = config
+        self.clock = clock
+        self.bus = Bus()
+        self._capture = capture
+        self._users = dict(config.console.users if users is None else users)
+        decoders = {
+            name: make_decoder(dev.decoder, device=name) for name, dev in config.devices.items()
+        }
+        streaming = [name for name, d in decoders.items() if d.streaming]
+        self.monitor = Monitor(config=config, streaming=streaming, start=clock.now())
+        self.links = {
+            name: SerialLink(
+                name=name,
+                path=device_paths[name],
+                decoder=decoder,
+                clock=clock,
+                on_readings=self._on_readings,
+                on_status=self._on_status,
+                on_bytes=None if capture is None else capture.write,
+                baudrate=config.devices[name].baudrate,
+                silence_timeout_s=config.devices[name].silence_timeout_s,
+            )
+            for name, decoder in decoders.items()
+        }
+        self.recorder = Recorder(path=config.records.path, clock=clock, room_id=config.room.id)
+        self.console_port: int | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_due = INF
+
+    # SessionControl -------------------------------------------------------------------
+
+    def now(self) -> float:
+        return self.clock.now()
+
+    def start_session(self, *, route: Route, user: str, source: str) -> str:
+        session_id = secrets.token_hex(8)
+        now = self.clock.now()
+        self._publish(self.monitor.advance(now))
+        self._publish(
+            self.monitor.start_session(now, session_id=session_id, route=route, user=user,
+                                       source=source)
+        )  # fmt: skip
+        logger.info("session %s started (%s) by %s via %s", session_id, route, user, source)
+        return session_id
+
+    def mark_dose(self, *, user: str, source: str) -> None:
+        now = self.clock.now()
+        self._publish(self.monitor.advance(now))
+        self._publish(self.monitor.mark_dose(now, user=user, source=source))
+        logger.info("dose marked by %s via %s", user, source)
+
+    # The vitals path ------------------------------------------------------------------
+
+    def _on_readings(self, readings: list[Reading]) -> None:
+        monitor, publish = self.monitor, self.bus.publish
+        for reading in readings:
+            self._publish(monitor.advance(reading.t))
+            publish(reading)
+            self._publish(monitor.on_reading(reading))
+        self._reschedule()
+
+    def _on_status(self, status: DeviceStatus) -> None:
+        self.bus.publish(status)
+
+    def _publish(self, events: list[Event]) -> None:
+        for event in events:
+            self.bus.publish(event)
+        if events:
+            self._reschedule()
+
+    def _reschedule(self) -> None:
+        """Arm one loop timer at the monitor's next deadline (delays, phases, silence)."""
+        due = self.monitor.next_due()
+        if due == self._timer_due:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._timer_due = due
+        if due < INF:
+            loop = asyncio.get_running_loop()
+            self._timer = loop.call_at(self.clock.loop_time(due), self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer, self._timer_due = None, INF
+        self._publish(self.monitor.advance(self.clock.now()))
+        self._reschedule()
+
+    # Lifetime ---------------------------------------------------------------------------
+
+    async def run(self, *, on_ready: Callable[[Daemon], None] | None = None) -> None:
+        """Run until cancelled; on the way out, every queued event reaches the record."""
+        await self.recorder.open()
+        recorder_sub = self.bus.subscribe("recorder", maxsize=RECORDER_QUEUE)
+        console = create_console_app(
+            bus=self.bus,
+            control=self,
+            users=self._users,
+            room_id=self.config.room.id,
+            timeline=self.config.timeline,
+        )
+        runner, self.console_port = await start_console(
+            console, host=self.config.console.host, port=self.config.console.port
+        )
+        recording = asyncio.create_task(self.recorder.run(recorder_sub), name="sessiond.recorder")
+        links = [
+            asyncio.create_task(link.run(), name=f"sessiond.link[{name}]")
+            for name, link in self.links.items()
+        ]
+        self._reschedule()
+        try:
+            if on_ready is not None:
+                on_ready(self)
+            await asyncio.gather(*links)
+        finally:
+            for task in links:
+                task.cancel()
+            await asyncio.gather(*links, return_exceptions=True)
+            if self._timer is not None:
+                self._timer.cancel()
+            await runner.cleanup()
+            self.bus.close()
+            await recording
+            await self.recorder.close()
+            if self._capture is not None:
+                self._capture.close()
+
+
+async def _until_signalled(main: asyncio.Task[None]) -> None:
+    """Cancel `main` on SIGINT or SIGTERM, so that shutdown runs its `finally` blocks."""
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, main.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await main
+
+
+def _open_capture(path: Path | None, config: Config) -> CaptureWriter | None:
+    if path is None:
+        return None
+    return CaptureWriter(path, {name: dev.decoder for name, dev in config.devices.items()})
+
+
+async def run_daemon(config: Config, *, capture: Path | None = None) -> int:
+    """`sessiond run`: the daemon on the configured serial devices, in real time."""
+    clock = LoopClock()
+    daemon = Daemon(
+        config=config,
+        clock=clock,
+        device_paths={name: dev.path for name, dev in config.devices.items()},
+        capture=_open_capture(capture, config),
+    )
+    if not config.console.users:
+        logger.warning("no [console.users]: the console is read-only until one is configured")
+    await _until_signalled(asyncio.create_task(daemon.run(on_ready=_announce)))
+    return 0
+
+
+async def run_demo(config: Config, *, speed: float, port: int | None) -> int:
+    """`sessiond demo`: the simulator on pseudo-terminals and the daemon reading them."""
+    from sessiond.sim.scenario import builtin_scenario, load_scenario
+    from sessiond.sim.simulator import Simulator
+
+    if port is not None:
+        config = config.model_copy(update={"console": config.console.model_copy(
+            update={"port": port})})  # fmt: skip
+    scenario = (
+        load_scenario(config.sim.scenario) if config.sim.scenario else builtin_scenario("demo")
+    )
+    clock = LoopClock(speed=speed)
+    users = config.console.users or {
+        DEMO_USER: ConsoleUser(password_hash=hash_password(DEMO_PASSWORD))
+    }
+    with Simulator(scenario=scenario, clock=clock) as simulator:
+        simulator.start()
+        paths = {name: simulator.ports[name].path for name in config.devices}
+        daemon = Daemon(config=config, clock=clock, device_paths=paths, users=users)
+
+        async def both() -> None:
+            sim_task = asyncio.create_task(simulator.run(), name="sessiond.sim")
+            try:
+                await daemon.run(on_ready=_announce)
+            finally:
+                sim_task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sim_task
+
+        if not config.console.users:
+            print(f"demo sign-in: {DEMO_USER} / {DEMO_PASSWORD}", flush=True)
+        await _until_signalled(asyncio.create_task(both()))
+    return 0
+
+
+def _announce(daemon: Daemon) -> None:
+    host = daemon.config.console.host
+    print(f"console: http://{host}:{daemon.console_port}/", flush=True)
+    for name, link in daemon.links.items():
+        print(f"device {name}: {link.path} ({link.decoder.protocol})", flush=True)
+    sys.stdout.flush()
