@@ -60,6 +60,10 @@ class LoopClock:
             return self._wall_clock() - timedelta(seconds=self.now() - t)
         return self._wall_origin + timedelta(seconds=t)
 
+    def session_seconds(self, real_seconds: float) -> float:
+        """How much session time passes in `real_seconds` of real time."""
+        return real_seconds * self.speed
+
     def loop_time(self, t: float) -> float:
         """The `loop.time()` at which session time `t` is reached (for `loop.call_at`)."""
         return self._origin + t / self.speed

@@ -102,14 +102,14 @@ async def test_reads_lines_unplug_is_reported_and_replug_reads_again(tmp_path):
 async def test_silence_is_a_lost_link(tmp_path):
     rec = Recorder()
     with VirtualSerialPort("spo2") as port:
-        link = make_link(port.path, rec, silence_timeout_s=0.3)
+        link = make_link(port.path, rec, silence_timeout_s=0.6)
         async with running(link):
             await rec.until(lambda: bool(rec.status) and rec.status[-1].connected)
             port.write(LINE)  # after the open: pyserial flushes what came before it
             await rec.until(lambda: len(rec.readings) == 1)
             # The device stays plugged in but sends nothing more.
             await rec.until(lambda: not rec.status[-1].connected)
-            assert rec.status[-1].detail == "no data for 0.3 s"
+            assert rec.status[-1].detail == "no data for 0.6 s"
 
 
 async def test_a_missing_port_is_reported_once_then_found_when_plugged_in(tmp_path):

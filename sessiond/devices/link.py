@@ -30,6 +30,9 @@ logger = logging.getLogger(__name__)
 #: Reopen delays (session seconds): quick for a replugged cable, capped for a dead port.
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 10.0
+#: The silence watchdog never fires on less real time than this: event-loop jitter is real
+#: time, and at 60x a 2.5 s watchdog would otherwise be 42 ms and flap.
+WATCHDOG_MIN_REAL_S = 0.5
 
 
 class LinkDownError(Exception):
@@ -149,10 +152,11 @@ class SerialLink:
                     await asyncio.shield(protocol.lost)
 
     async def _watch(self, lost: asyncio.Future[Exception | None]) -> None:
+        silence_s = max(self._silence_s, self._clock.session_seconds(WATCHDOG_MIN_REAL_S))
         while True:
-            remaining = self._last_rx + self._silence_s - self._clock.now()
+            remaining = self._last_rx + silence_s - self._clock.now()
             if remaining <= 0:
-                msg = f"no data for {self._silence_s:g} s"
+                msg = f"no data for {silence_s:g} s"
                 raise LinkDownError(msg)
             try:
                 async with self._clock.timeout(remaining):
