@@ -11,23 +11,18 @@ import pytest
 from playwright.async_api import Page, async_playwright, expect
 
 from sessiond.bus import Bus
-from sessiond.config import ConsoleUser
-from sessiond.console.auth import hash_password
 from sessiond.console.server import create_console_app, start_console
 from sessiond.model import (
     AlarmState,
     AlarmTransition,
     DeviceStatus,
-    NurseAction,
     Phase,
-    PhaseChanged,
     Priority,
     Quality,
     Reading,
     Route,
-    SessionStarted,
 )
-from sessiond.session.commands import CommandRejected
+from tests.console_stub import PASSWORD, USERS, StubControl
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -36,8 +31,6 @@ if TYPE_CHECKING:
     from playwright.async_api import Browser, ConsoleMessage, Error
 
 CHROMIUM = "/usr/bin/chromium"
-PASSWORD = "correct horse battery"  # noqa: S105 - the test user's password
-USERS = {"nurse1": ConsoleUser(password_hash=hash_password(PASSWORD, iterations=1_000))}
 
 pytestmark = [
     pytest.mark.browser,
@@ -45,37 +38,6 @@ pytestmark = [
         not Path(CHROMIUM).exists(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"
     ),
 ]
-
-
-class StubControl:
-    """Records commands and publishes the events the real session control would."""
-
-    def __init__(self, *, bus: Bus, t: float = 1000.0) -> None:
-        self.bus = bus
-        self.t = t
-        self.calls: list[tuple[str, dict[str, Any]]] = []
-        self.session_id: str | None = None
-        self.dosed = False
-
-    def now(self) -> float:
-        return self.t
-
-    def start_session(self, *, route: Route, user: str, source: str) -> str:
-        if self.session_id is not None:
-            raise CommandRejected("a session is already running")
-        self.calls.append(("start", {"route": route, "user": user, "source": source}))
-        self.session_id = "sess-1"
-        self.bus.publish(SessionStarted(t=self.t, session_id="sess-1", route=route, user=user))
-        self.bus.publish(PhaseChanged(t=self.t, phase=Phase.BASELINE))
-        return self.session_id
-
-    def mark_dose(self, *, user: str, source: str) -> None:
-        if self.session_id is None or self.dosed:
-            raise CommandRejected("no session, or the dose is already marked")
-        self.calls.append(("dose", {"user": user, "source": source}))
-        self.dosed = True
-        self.bus.publish(NurseAction(t=self.t, action="dose", user=user, source=source))
-        self.bus.publish(PhaseChanged(t=self.t, phase=Phase.ONSET))
 
 
 @dataclass(kw_only=True)
