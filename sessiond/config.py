@@ -195,19 +195,27 @@ def parse_config(data: dict[str, Any], *, source: str) -> Config:
         raise ConfigError(problems) from None
 
 
-def load_config(path: str | Path | None) -> Config:
-    """The configuration in `path`, or the embedded defaults when `path` is None."""
-    if path is None:
-        return Config()
-    path = Path(path)
+def parse_toml(text: str, *, source: str) -> dict[str, Any]:
+    """TOML text as data; `ConfigError` naming `source` when it is not TOML."""
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{source}: not valid TOML: {exc}"]) from None
+
+
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file as data; `ConfigError` naming the file when it cannot be read or parsed."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
     except UnicodeDecodeError:
         raise ConfigError([f"{path}: not UTF-8 text"]) from None
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
-    return parse_config(data, source=str(path))
+    return parse_toml(text, source=str(path))
+
+
+def load_config(path: str | Path | None) -> Config:
+    """The configuration in `path`, or the embedded defaults when `path` is None."""
+    if path is None:
+        return Config()
+    return parse_config(read_toml(Path(path)), source=str(path))

@@ -8,7 +8,6 @@ so a mistyped event never silently does nothing during a training session.
 from __future__ import annotations
 
 import re
-import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -23,7 +22,7 @@ from pydantic import (
     field_validator,
 )
 
-from sessiond.config import ConfigError
+from sessiond.config import ConfigError, parse_toml, read_toml
 
 #: Default session length: three hours.
 DEFAULT_DURATION_S = 3 * 60 * 60
@@ -173,23 +172,12 @@ def parse_scenario(data: dict[str, Any], *, source: str) -> Scenario:
 
 def parse_scenario_text(text: str, *, source: str) -> Scenario:
     """Parse and validate the TOML text of a scenario."""
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError([f"{source}: not valid TOML: {exc}"]) from None
-    return parse_scenario(data, source=source)
+    return parse_scenario(parse_toml(text, source=source), source=source)
 
 
 def load_scenario(path: str | Path) -> Scenario:
     """The scenario in the TOML file `path`."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
-    except UnicodeDecodeError:
-        raise ConfigError([f"{path}: not UTF-8 text"]) from None
-    return parse_scenario_text(text, source=str(path))
+    return parse_scenario(read_toml(Path(path)), source=str(path))
 
 
 def builtin_scenarios() -> list[str]:
