@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import signal
 import sys
 from typing import TYPE_CHECKING
 
@@ -182,15 +181,6 @@ class Daemon:
                 self._capture.close()
 
 
-async def _until_signalled(main: asyncio.Task[None]) -> None:
-    """Cancel `main` on SIGINT or SIGTERM, so that shutdown runs its `finally` blocks."""
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, main.cancel)
-    with contextlib.suppress(asyncio.CancelledError):
-        await main
-
-
 def _open_capture(path: Path | None, config: Config) -> CaptureWriter | None:
     if path is None:
         return None
@@ -208,7 +198,7 @@ async def run_daemon(config: Config, *, capture: Path | None = None) -> int:
     )
     if not config.console.users:
         logger.warning("no [console.users]: the console is read-only until one is configured")
-    await _until_signalled(asyncio.create_task(daemon.run(on_ready=_announce)))
+    await daemon.run(on_ready=_announce)
     return 0
 
 
@@ -243,7 +233,7 @@ async def run_demo(config: Config, *, speed: float, port: int | None) -> int:
 
         if not config.console.users:
             print(f"demo sign-in: {DEMO_USER} / {DEMO_PASSWORD}", flush=True)
-        await _until_signalled(asyncio.create_task(both()))
+        await both()
     return 0
 
 

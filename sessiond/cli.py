@@ -7,16 +7,17 @@ import asyncio
 import contextlib
 import getpass
 import logging
+import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sessiond import __version__
 from sessiond.config import ConfigError, load_config
 from sessiond.model import Route
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Coroutine, Sequence
 
     from sessiond.config import Config
 
@@ -165,6 +166,22 @@ def _load(path: Path | None) -> Config:
     return load_config(path)
 
 
+def _until_signalled(main: Coroutine[Any, Any, int]) -> int:
+    """Run `main`; SIGINT or SIGTERM cancel it, so that its shutdown runs and it exits 0."""
+
+    async def guarded() -> int:
+        task = asyncio.create_task(main)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, task.cancel)
+        try:
+            return await task
+        except asyncio.CancelledError:
+            return EXIT_OK
+
+    return asyncio.run(guarded())
+
+
 def _cmd_check_config(args: argparse.Namespace) -> int:
     _load(args.file)
     print(f"{args.file}: ok")
@@ -225,7 +242,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from sessiond.app import run_demo
 
     config = _load(args.config)
-    return asyncio.run(run_demo(config, speed=args.speed, port=args.port))
+    return _until_signalled(run_demo(config, speed=args.speed, port=args.port))
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
@@ -240,7 +257,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
                 for name in missing
             ]
         )
-    return asyncio.run(run_daemon(config, capture=args.capture))
+    return _until_signalled(run_daemon(config, capture=args.capture))
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
@@ -253,10 +270,10 @@ def _cmd_sim(args: argparse.Namespace) -> int:
 
     scenario = load_scenario(args.scenario) if args.scenario else builtin_scenario("demo")
     if args.capture is None:
-        return asyncio.run(run_sim(scenario=scenario, speed=args.speed, capture=None))
+        return _until_signalled(run_sim(scenario=scenario, speed=args.speed, capture=None))
     writer = CaptureWriter(args.capture, {SPO2_PORT: "masimo-ascii1"})
     try:
-        return asyncio.run(
+        return _until_signalled(
             run_sim(
                 scenario=scenario,
                 speed=args.speed,

@@ -1,0 +1,91 @@
+"""`sessiond sim` and `sessiond run` as separate processes, as on a bench with real hardware.
+
+The simulator prints its pseudo-terminal; the daemon opens that path as it would open
+`/dev/serial/by-id/...`, records every byte to a capture, and the capture replays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+@contextlib.asynccontextmanager
+async def process(*args: str, cwd: Path):
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "sessiond", *args, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE, cwd=cwd, start_new_session=True,
+    )  # fmt: skip
+    try:
+        yield proc
+    finally:
+        if proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            await proc.wait()
+
+
+async def line_starting(proc: asyncio.subprocess.Process, prefix: str) -> str:
+    assert proc.stdout is not None
+    async with asyncio.timeout(30):
+        while line := (await proc.stdout.readline()).decode():
+            if line.startswith(prefix):
+                return line.strip()
+    stderr = await proc.stderr.read() if proc.stderr else b""
+    pytest.fail(f"no line starting {prefix!r}: {stderr.decode()[-2000:]}")
+
+
+async def stop(proc: asyncio.subprocess.Process) -> int:
+    os.killpg(proc.pid, signal.SIGTERM)
+    async with asyncio.timeout(20):
+        return await proc.wait()
+
+
+async def test_daemon_on_the_simulators_port_records_a_capture_that_replays(tmp_path):
+    sim_capture, run_capture = tmp_path / "sim.cap", tmp_path / "run.cap"
+    async with process("sim", "--speed", "5", "--capture", str(sim_capture), cwd=tmp_path) as sim:
+        port = (await line_starting(sim, "spo2 ")).split()[1]
+        assert port.startswith("/dev/pts/")
+        config = tmp_path / "room.toml"
+        config.write_text(
+            f"[console]\nport = 0\n[devices.spo2]\npath = '{port}'\n"
+            f"[records]\npath = '{tmp_path / 'r.sqlite'}'\n"
+        )
+        async with process("run", "--config", str(config), "--capture", str(run_capture),
+                           cwd=tmp_path) as run:  # fmt: skip
+            base = (await line_starting(run, "console: ")).split()[1].rstrip("/")
+            async with aiohttp.ClientSession() as http, http.ws_connect(f"{base}/ws") as ws:
+                async with asyncio.timeout(30):
+                    async for msg in ws:
+                        event = json.loads(msg.data)
+                        if event["type"] == "reading":
+                            break
+            assert event["device"] == "spo2"
+            assert 85 <= event["spo2"] <= 100
+            assert await stop(run) == 0
+        assert await stop(sim) == 0
+
+    for cap in (sim_capture, run_capture):
+        lines = cap.read_text().splitlines()
+        assert lines[:2] == ["# sessiond-capture 1", "# port spo2 masimo-ascii1"], cap
+        assert any(" spo2 < " in line for line in lines[2:]), cap
+        replayed = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sessiond", "replay", str(cap), "--readings",
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await replayed.communicate()
+        assert replayed.returncode == 0, err.decode()
+        events = [json.loads(x) for x in out.decode().splitlines()]
+        assert events[-1]["type"] == "summary"
+        assert events[-1]["readings"] >= 1
+        assert events[-1]["frames_bad"] == 0
