@@ -109,6 +109,16 @@ class AlarmsConfig(Strict):
         high=LimitLevel(limit=85, delay_s=0, latched=True),
         hysteresis=1,
     )
+    pr_high: LimitAlarmConfig = LimitAlarmConfig(
+        medium=LimitLevel(limit=120, delay_s=10),
+        high=LimitLevel(limit=140, delay_s=10),
+        hysteresis=2,
+    )
+    pr_low: LimitAlarmConfig = LimitAlarmConfig(
+        medium=LimitLevel(limit=50, delay_s=10),
+        high=LimitLevel(limit=40, delay_s=5, latched=True),
+        hysteresis=2,
+    )
     sensor_off: TechnicalAlarmConfig = TechnicalAlarmConfig(priority="medium", delay_s=5)
     signal_poor: TechnicalAlarmConfig = TechnicalAlarmConfig(priority="low", delay_s=30)
     device_lost: DeviceLostConfig = DeviceLostConfig()

@@ -224,3 +224,44 @@ def test_level_transitions_one_by_one():
     assert state_of(lv) == "on"
     lv.reset()
     assert (lv.state, lv.due, lv.remaining) == (LevelState.IDLE, INF, None)
+
+
+# --- pr_high / pr_low ----------------------------------------------------------------------
+
+
+def feed_pr(eng: AlarmEngine, series: list[tuple[int, int, int | None]]) -> list[AlarmTransition]:
+    """`series` is (from second, to second, PR); SpO2 stays normal."""
+    out: list[AlarmTransition] = []
+    for start, stop, pr in series:
+        for t in range(start, stop):
+            out += eng.advance(float(t))
+            out += eng.on_reading(Reading(t=float(t), device="spo2", spo2=97, pr=pr))
+    return out
+
+
+@pytest.mark.parametrize(
+    ("alarm_id", "series", "expected"),
+    [
+        ("pr_high", [(0, 30, 120)], []),  # at the limit is not above it
+        ("pr_high", [(0, 9, 125), (9, 30, 80)], []),  # shorter than the 10 s delay
+        ("pr_high", [(0, 30, 125)], [(10.0, "medium", "active")]),
+        ("pr_high", [(0, 30, 145)], [(10.0, "high", "active")]),
+        # Not latched: once 145 is gone the medium condition still stands, as an active medium.
+        ("pr_high", [(0, 15, 145), (15, 40, 125)],
+         [(10.0, "high", "active"), (20.0, "medium", "active")]),
+        # 119 is inside the limit but not by the 2 bpm hysteresis: clears only at 118.
+        ("pr_high", [(0, 15, 125), (15, 30, 119), (30, 40, 118)],
+         [(10.0, "medium", "active"), (35.0, "medium", "cleared")]),
+        ("pr_low", [(0, 30, 50)], []),
+        ("pr_low", [(0, 30, 45)], [(10.0, "medium", "active")]),
+        # The medium level comes due at 10 s too, but the high one is already shown.
+        ("pr_low", [(0, 30, 38)], [(5.0, "high", "active")]),
+        # Latched: back to 70, the high stays shown until acknowledged.
+        ("pr_low", [(0, 10, 38), (10, 30, 70)],
+         [(5.0, "high", "active"), (15.0, "high", "latched")]),
+        # No value (HR 511 on a Nonin): neither raises nor clears.
+        ("pr_low", [(0, 8, 45), (8, 30, None), (30, 33, 45)], [(32.0, "medium", "active")]),
+    ],
+)  # fmt: skip
+def test_pulse_rate_rules(alarm_id, series, expected):
+    assert brief(feed_pr(engine(), series), alarm_id) == expected

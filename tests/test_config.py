@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,23 @@ SHIPPED = Path(__file__).resolve().parent.parent / "config" / "sessiond.toml"
 
 def test_shipped_config_documents_exactly_the_defaults():
     assert load_config(SHIPPED) == Config()
+
+
+def _keys(data: object, prefix: str = "") -> set[str]:
+    if not isinstance(data, dict):
+        return {prefix}
+    out: set[str] = set()
+    for key, value in data.items():
+        if value is not None:  # unset optional keys are shown commented out
+            out |= _keys(value, f"{prefix}{key}.") if isinstance(value, dict) else {prefix + key}
+    return out
+
+
+def test_shipped_config_spells_out_every_key():
+    """A clinic admin reads every setting in the shipped file, not only those that differ."""
+    with SHIPPED.open("rb") as f:
+        shipped = tomllib.load(f)
+    assert _keys(shipped) == _keys(Config().model_dump(mode="json"))
 
 
 def test_no_file_means_the_embedded_defaults():

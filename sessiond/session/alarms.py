@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     )
 
 INF = math.inf
+_INVALID_FOR_ALARMS = int(INVALID_FOR_ALARMS)
 
 
 class LevelState(enum.Enum):
@@ -198,9 +199,9 @@ class FlagRule(Rule):
         super().__init__(
             alarm_id, [Level(priority=config.level, limit=0, delay=config.delay_s, latched=False)]
         )
-        self.flags = flags
+        self.flags = int(flags)
 
-    def observe(self, t: float, flags: Quality) -> None:
+    def observe(self, t: float, flags: int) -> None:
         violating = bool(flags & self.flags)
         for lv in self.levels:
             lv.update(t, violating=violating, inside=not violating, clear_delay=0.0, value=None)
@@ -276,6 +277,12 @@ class AlarmEngine:
         self.spo2_low = LimitRule(
             "spo2_low", param="spo2", below=True, config=config.spo2_low, hold_s=hold_s
         )
+        self.pr_high = LimitRule(
+            "pr_high", param="pr", below=False, config=config.pr_high, hold_s=hold_s
+        )
+        self.pr_low = LimitRule(
+            "pr_low", param="pr", below=True, config=config.pr_low, hold_s=hold_s
+        )
         self.sensor_off = FlagRule("sensor_off", flags=PROBE_OFF, config=config.sensor_off)
         self.signal_poor = FlagRule(
             "signal_poor",
@@ -286,13 +293,22 @@ class AlarmEngine:
             device: SilenceRule("device_lost", config=config.device_lost, since=start)
             for device in streaming
         }
-        self.rules: list[Rule] = []
-        if config.spo2_low.enabled:
-            self.rules.append(self.spo2_low)
-        if config.sensor_off.enabled:
-            self.rules.append(self.sensor_off)
-        if config.signal_poor.enabled:
-            self.rules.append(self.signal_poor)
+        self.limits = [
+            rule
+            for rule, cfg in (
+                (self.spo2_low, config.spo2_low),
+                (self.pr_high, config.pr_high),
+                (self.pr_low, config.pr_low),
+            )
+            if cfg.enabled
+        ]
+        self.flag_rules = [
+            rule
+            for rule, cfg in ((self.sensor_off, config.sensor_off),
+                              (self.signal_poor, config.signal_poor))
+            if cfg.enabled
+        ]  # fmt: skip
+        self.rules: list[Rule] = [*self.limits, *self.flag_rules]
         if config.device_lost.enabled:
             self.rules += self.silence.values()
         self._by_id: dict[str, list[Rule]] = {}
@@ -324,10 +340,12 @@ class AlarmEngine:
         if silence is None:
             return []
         silence.frame(r.t)
-        valid = not (r.flags & INVALID_FOR_ALARMS)
-        self.spo2_low.observe(r.t, r.spo2, valid)
-        self.sensor_off.observe(r.t, r.flags)
-        self.signal_poor.observe(r.t, r.flags)
+        flags = int(r.flags)  # plain int: IntFlag operators are slow on this path
+        valid = not flags & _INVALID_FOR_ALARMS
+        for rule in self.limits:
+            rule.observe(r.t, getattr(r, rule.param), valid)
+        for flag_rule in self.flag_rules:
+            flag_rule.observe(r.t, flags)
         return self._transitions(r.t)
 
     def _transitions(self, t: float) -> list[AlarmTransition]:
