@@ -104,6 +104,12 @@ class Daemon:
         self._publish(self.monitor.mark_dose(now, user=user, source=source))
         logger.info("dose marked by %s via %s", user, source)
 
+    def acknowledge(self, *, alarm_id: str, user: str, source: str) -> None:
+        now = self.clock.now()
+        self._publish(self.monitor.advance(now))
+        self._publish(self.monitor.acknowledge(now, alarm_id=alarm_id, user=user, source=source))
+        logger.info("%s acknowledged by %s via %s", alarm_id, user, source)
+
     # The vitals path ------------------------------------------------------------------
 
     def _on_readings(self, readings: list[Reading]) -> None:

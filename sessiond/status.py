@@ -42,16 +42,27 @@ class RoomStatus:
         self.readings: dict[str, Reading] = {}
         self.alarms: dict[str, AlarmTransition] = {}
         self.devices: dict[str, DeviceStatus] = {}
+        #: Alarms whose audio a nurse acknowledged for their current occurrence.
+        self.acknowledged: set[str] = set()
 
     def apply(self, event: Event) -> None:
         match event:
             case Reading():
                 self.readings[event.device] = event
             case AlarmTransition():
+                before = self.alarms.get(event.alarm_id)
                 if event.state is AlarmState.CLEARED:
                     self.alarms.pop(event.alarm_id, None)
                 else:
                     self.alarms[event.alarm_id] = event
+                # An acknowledgement holds for one occurrence at its priority: a new
+                # occurrence or an escalation sounds again.
+                if (
+                    before is None
+                    or event.state is AlarmState.CLEARED
+                    or (event.priority > before.priority)
+                ):
+                    self.acknowledged.discard(event.alarm_id)
             case PhaseChanged():
                 self.phase = event.phase
             case SessionStarted():
@@ -59,6 +70,8 @@ class RoomStatus:
                 self.readings.clear()
             case NurseAction(action="dose") if self.session is not None:
                 self.session.dose_t = event.t
+            case NurseAction(action="ack"):
+                self.acknowledged.add(str(event.detail["alarm_id"]))
             case DeviceStatus():
                 self.devices[event.device] = event
             case _:
@@ -84,7 +97,10 @@ class RoomStatus:
             "session": session,
             "phase": None if self.phase is None else self.phase.value,
             "readings": {name: reading_json(r) for name, r in self.readings.items()},
-            "alarms": [alarm_json(a) for a in self.alarms.values()],
+            "alarms": [
+                {**alarm_json(a), "acknowledged": a.alarm_id in self.acknowledged}
+                for a in self.alarms.values()
+            ],
             "devices": {
                 name: {"connected": d.connected, "detail": d.detail}
                 for name, d in self.devices.items()

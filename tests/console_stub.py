@@ -56,3 +56,12 @@ class StubControl:
         self.dose_t = self.t
         self.bus.publish(NurseAction(t=self.t, action="dose", user=user, source=source))
         self.bus.publish(PhaseChanged(t=self.t, phase=Phase.ONSET))
+
+    def acknowledge(self, *, alarm_id: str, user: str, source: str) -> None:
+        if self.reject is not None:
+            raise CommandRejected(self.reject)
+        self.calls.append(("ack", {"alarm_id": alarm_id, "user": user, "source": source}))
+        self.bus.publish(
+            NurseAction(t=self.t, action="ack", user=user, source=source,
+                        detail={"alarm_id": alarm_id})
+        )  # fmt: skip

@@ -265,3 +265,36 @@ def feed_pr(eng: AlarmEngine, series: list[tuple[int, int, int | None]]) -> list
 )  # fmt: skip
 def test_pulse_rate_rules(alarm_id, series, expected):
     assert brief(feed_pr(engine(), series), alarm_id) == expected
+
+
+# --- acknowledgement ----------------------------------------------------------------------
+
+
+def test_acknowledging_a_latched_alarm_clears_it():
+    eng = engine()
+    run(eng, steady(0, 5, 84) + steady(5, 20, 97))
+    assert eng.showing("spo2_low") == (Priority.HIGH, AlarmState.LATCHED)
+    assert brief(eng.acknowledge(21.0, "spo2_low")) == [(21.0, "high", "cleared")]
+    assert eng.showing("spo2_low") is None
+    # A new drop is a new occurrence.
+    assert brief(run(eng, steady(30, 31, 84))) == [(30.0, "high", "active")]
+
+
+def test_acknowledging_an_active_alarm_keeps_it_shown():
+    """The visual indication lasts while the condition does; only audio is acknowledged."""
+    eng = engine()
+    run(eng, steady(0, 20, 88))
+    assert eng.acknowledge(20.5, "spo2_low") == []
+    assert eng.showing("spo2_low") == (Priority.MEDIUM, AlarmState.ACTIVE)
+
+
+def test_acknowledging_a_latched_device_lost_rearms_the_watch():
+    eng = engine()
+    eng.set_phase(0.0, Phase.ONSET)
+    run(eng, steady(0, 1, 97))
+    eng.advance(40.0)
+    run(eng, steady(40, 41, 97))
+    assert eng.showing("device_lost") == (Priority.HIGH, AlarmState.LATCHED)
+    assert brief(eng.acknowledge(41.0, "device_lost"), "device_lost") == [
+        (41.0, "high", "cleared")]  # fmt: skip
+    assert eng.next_due() == 45.0  # watching for silence again from the last frame

@@ -234,7 +234,12 @@ async def test_credentials_are_never_logged(
 
 
 @pytest.mark.parametrize(
-    ("path", "body"), [("/api/session/start", {"route": "iv"}), ("/api/session/dose", {})]
+    ("path", "body"),
+    [
+        ("/api/session/start", {"route": "iv"}),
+        ("/api/session/dose", {}),
+        ("/api/alarms/ack", {"id": "spo2_low"}),
+    ],
 )
 async def test_commands_need_sign_in(
     served: Served, client: ClientSession, path: str, body: dict[str, Any]
@@ -286,6 +291,8 @@ async def test_start_and_dose(served: Served, client: ClientSession) -> None:
         ("/api/session/start", b'{"route": 1}', "route: Input should be"),
         ("/api/session/start", b'{"route": "iv", "dose_mg": 50}', "dose_mg: unknown field"),
         ("/api/session/dose", b'{"at": 5}', "at: unknown field"),
+        ("/api/alarms/ack", b"{}", "id: required"),
+        ("/api/alarms/ack", b'{"id": "DROP TABLE"}', "id: String should match pattern"),
         ("/api/login", b'{"user": "nurse1"}', "password: required"),
     ],
 )
@@ -356,6 +363,26 @@ async def test_rejected_command_is_409_and_changes_nothing(
     ]
     async with client.get("/api/status") as resp:
         assert await resp.json() == before
+
+
+async def test_acknowledge_reaches_control_and_marks_the_alarm(
+    served: Served, client: ClientSession
+) -> None:
+    """An acknowledgement is attributed, and the status shows that alarm's audio as acked."""
+    served.bus.publish(spo2_alarm())
+    await sign_in(client)
+    async with client.post("/api/alarms/ack", json={"id": "spo2_low"}) as resp:
+        assert resp.status == 200
+    assert served.control.calls == [
+        ("ack", {"alarm_id": "spo2_low", "user": "nurse1", "source": "console"})
+    ]
+    async with client.get("/api/status") as resp:
+        (alarm,) = (await resp.json())["alarms"]
+    assert (alarm["id"], alarm["acknowledged"]) == ("spo2_low", True)
+    served.control.reject = "spo2_low is not active"
+    async with client.post("/api/alarms/ack", json={"id": "spo2_low"}) as resp:
+        assert resp.status == 409
+        assert await resp.json() == {"error": "spo2_low is not active"}
 
 
 # ---- status and pages ------------------------------------------------------------------------

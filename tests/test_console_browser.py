@@ -186,12 +186,24 @@ async def see_alarm(room: Room) -> None:
     await expect(page.locator('#devices [data-device="nibp"]')).to_have_text("nibp lost: no port")
 
 
+async def acknowledge_alarm(room: Room) -> None:
+    """The Acknowledge button reaches the control as the signed-in user; the page marks it."""
+    page = room.page
+    await page.get_by_test_id("ack-spo2_low").click()
+    alarm = page.locator('#alarms [data-alarm-id="spo2_low"]')
+    await expect(alarm).to_contain_text("acknowledged")
+    await expect(page.get_by_test_id("ack-spo2_low")).to_have_count(0)
+    assert room.control.calls[-1] == (
+        "ack", {"alarm_id": "spo2_low", "user": "nurse1", "source": "console"})  # fmt: skip
+
+
 async def test_console_page(room: Room, tmp_path: Path) -> None:
     """A nurse sees live values, signs in, starts a session, marks the dose and sees an alarm."""
     await see_live_values(room)
     await sign_in(room)
     await start_and_dose(room)
     await see_alarm(room)
+    await acknowledge_alarm(room)
     shot = tmp_path / "console.png"
     await room.page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 0

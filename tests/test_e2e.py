@@ -34,7 +34,7 @@ resp_rate_per_min = 14
 [[events]]
 kind = "desaturation"
 at_s = 150
-duration_s = 60
+duration_s = 300                  # long enough that the alarm is still up when acknowledged
 spo2 = 86
 ramp_s = 3
 """
@@ -108,6 +108,8 @@ async def test_desaturation_reaches_console_and_record(tmp_path):
                     alarm = await next_matching(
                         ws, lambda d: d.get("type") == "alarm" and d["id"] == "spo2_low"
                     )
+                r = await http.post(f"{base}/api/alarms/ack", json={"id": "spo2_low"})
+                assert r.status == 200, await r.text()
         assert onset["phase"] == "onset"
         assert reading["device"] == "spo2"
         assert 80 <= reading["spo2"] <= 100
@@ -126,7 +128,11 @@ async def test_desaturation_reaches_console_and_record(tmp_path):
         "WHERE alarm_id = 'spo2_low' ORDER BY t").fetchall()  # fmt: skip
     assert rows[0] == (session_id, alarm["priority"], "active", alarm["value"], alarm["limit"])
     actions = db.execute("SELECT action, user, source FROM actions ORDER BY t").fetchall()
-    assert actions == [("session_start", "nurse", "console"), ("dose", "nurse", "console")]
+    assert actions == [
+        ("session_start", "nurse", "console"),
+        ("dose", "nurse", "console"),
+        ("ack", "nurse", "console"),
+    ]
     (dose_t,) = db.execute("SELECT dose_t FROM sessions WHERE id = ?", (session_id,)).fetchone()
     assert dose_t is not None
     (n,) = db.execute("SELECT count(*) FROM readings WHERE device = 'spo2'").fetchone()

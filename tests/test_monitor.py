@@ -105,3 +105,22 @@ def test_whole_three_hour_session_on_virtual_time():
     ]
     times = [e.t for e in out]
     assert times == sorted(times)
+
+
+def test_acknowledge_is_recorded_and_rejected_when_nothing_is_shown():
+    m = monitor()
+    m.start_session(0.0, session_id="s", route=Route.IV, user="u", source="test")
+    with pytest.raises(CommandRejected, match="spo2_low is not active"):
+        m.acknowledge(1.0, alarm_id="spo2_low", user="ana", source="console")
+    m.advance(0.0)
+    m.on_reading(Reading(t=0.0, device="spo2", spo2=80, pr=70))
+    m.on_reading(Reading(t=1.0, device="spo2", spo2=97, pr=70))
+    m.advance(10.0)
+    events = m.acknowledge(10.0, alarm_id="spo2_low", user="ana", source="console")
+    action = events[0]
+    assert isinstance(action, NurseAction)
+    assert (action.action, action.user, action.detail) == (
+        "ack", "ana", {"alarm_id": "spo2_low", "priority": "high"})  # fmt: skip
+    (cleared,) = events[1:]
+    assert isinstance(cleared, AlarmTransition)
+    assert (cleared.alarm_id, cleared.state.value) == ("spo2_low", "cleared")

@@ -80,6 +80,10 @@ class _Dose(_Body):
     pass
 
 
+class _Ack(_Body):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+
+
 class _ApiError(Exception):
     """An API failure answered as `{"error": message}` with `status`."""
 
@@ -179,6 +183,7 @@ def create_console_app(
     app.router.add_post("/api/logout", _logout)
     app.router.add_post("/api/session/start", _start_session)
     app.router.add_post("/api/session/dose", _mark_dose)
+    app.router.add_post("/api/alarms/ack", _acknowledge)
     app.router.add_get("/ws", _websocket)
     app.router.add_static("/static/", STATIC_DIR)
     return app
@@ -368,6 +373,17 @@ async def _mark_dose(request: web.Request) -> web.Response:
     except CommandRejected as exc:
         raise _ApiError(409, exc.reason) from None
     logger.info("console: %r marked the dose", user)
+    return web.json_response({})
+
+
+async def _acknowledge(request: web.Request) -> web.Response:
+    user = _signed_in(request)
+    body = await _body(request, _Ack)
+    try:
+        request.app[CONSOLE].control.acknowledge(alarm_id=body.id, user=user, source="console")
+    except CommandRejected as exc:
+        raise _ApiError(409, exc.reason) from None
+    logger.info("console: %r acknowledged %s", user, body.id)
     return web.json_response({})
 
 

@@ -129,6 +129,12 @@ class Rule:
         for lv in self.levels:
             lv.fire(now)
 
+    def acknowledge(self) -> None:
+        """Operator action: clear the latched levels whose condition has gone (ALARM RESET)."""
+        for lv in self.levels:
+            if lv.state is LevelState.LATCHED:
+                lv.reset()
+
     def display(self) -> tuple[Level, AlarmState] | None:
         """The most urgent level shown, and whether its condition is still there."""
         top: Level | None = None
@@ -249,6 +255,10 @@ class SilenceRule(Rule):
         self._schedule()
         self.advance(now)
 
+    def acknowledge(self) -> None:
+        super().acknowledge()
+        self._schedule()
+
     def advance(self, now: float) -> None:
         for level in self.levels:
             if level.due <= now:
@@ -332,6 +342,21 @@ class AlarmEngine:
         self.phase = phase
         for rule in self.silence.values():
             rule.set_phase(t, phase)
+        return self._transitions(t)
+
+    def showing(self, alarm_id: str) -> tuple[Priority, AlarmState] | None:
+        """What the alarm shows now (priority, state), or None when it is not shown."""
+        return self._showing.get(alarm_id)
+
+    def acknowledge(self, t: float, alarm_id: str) -> list[AlarmTransition]:
+        """A nurse acknowledged `alarm_id`: a latched alarm whose condition is gone clears.
+
+        An active alarm stays shown while its condition lasts (the visual indication is
+        never silenced); acknowledging it silences its audio for this occurrence, which the
+        room status tracks from the recorded action.
+        """
+        for rule in self._by_id.get(alarm_id, []):
+            rule.acknowledge()
         return self._transitions(t)
 
     def on_reading(self, r: Reading) -> list[AlarmTransition]:

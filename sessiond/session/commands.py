@@ -30,3 +30,7 @@ class SessionControl(Protocol):
     def mark_dose(self, *, user: str, source: str) -> None:
         """Record the dose now. Raises `CommandRejected` (no session, already dosed)."""
         ...
+
+    def acknowledge(self, *, alarm_id: str, user: str, source: str) -> None:
+        """Acknowledge an alarm now. Raises `CommandRejected` when it is not shown."""
+        ...

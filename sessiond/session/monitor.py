@@ -74,6 +74,16 @@ class Monitor:
         out: list[Event] = [NurseAction(t=t, action="dose", user=user, source=source)]
         return out + self._phase_events(self.timeline.dose(t))
 
+    def acknowledge(self, t: float, *, alarm_id: str, user: str, source: str) -> list[Event]:
+        shown = self.alarms.showing(alarm_id)
+        if shown is None:
+            msg = f"{alarm_id} is not active"
+            raise CommandRejected(msg)
+        out: list[Event] = [NurseAction(t=t, action="ack", user=user, source=source,
+                                        detail={"alarm_id": alarm_id,
+                                                "priority": shown[0].label})]  # fmt: skip
+        return out + self.alarms.acknowledge(t, alarm_id)
+
     def _phase_events(self, changes: list[PhaseChanged]) -> list[Event]:
         out: list[Event] = []
         for change in changes:

@@ -92,10 +92,14 @@
       case "reading":
         takeReading(msg);
         break;
-      case "alarm":
+      case "alarm": {
+        const before = state.alarms.get(msg.id);
+        // An acknowledgement holds for one occurrence at its priority (as RoomStatus does).
+        const keep = before && msg.state !== "cleared" && RANK[msg.priority] <= RANK[before.priority];
         if (msg.state === "cleared") state.alarms.delete(msg.id);
-        else state.alarms.set(msg.id, msg);
+        else state.alarms.set(msg.id, { ...msg, acknowledged: Boolean(keep && before.acknowledged) });
         break;
+      }
       case "phase":
         state.phase = msg.phase;
         break;
@@ -107,6 +111,9 @@
         break;
       case "action":
         if (msg.action === "dose" && state.session) state.session.dose_t = msg.t;
+        if (msg.action === "ack" && state.alarms.has(msg.alarm_id)) {
+          state.alarms.set(msg.alarm_id, { ...state.alarms.get(msg.alarm_id), acknowledged: true });
+        }
         break;
       case "device":
         state.devices.set(msg.device, { connected: msg.connected, detail: msg.detail });
@@ -220,8 +227,20 @@
       detail.textContent = bits.join(" ");
       const st = document.createElement("span");
       st.className = "state";
-      st.textContent = a.state === "latched" ? "latched" : "";
+      st.textContent = [a.state === "latched" ? "latched" : "", a.acknowledged ? "acknowledged" : ""]
+        .filter(Boolean)
+        .join(" \u00b7 ");
       li.append(prio, what, detail, st);
+      if (state.user !== null && !a.acknowledged) {
+        const ack = document.createElement("button");
+        ack.type = "button";
+        ack.className = "ack";
+        ack.textContent = "Acknowledge";
+        ack.dataset.testid = `ack-${a.id}`;
+        ack.disabled = state.busy;
+        ack.addEventListener("click", () => command("/api/alarms/ack", { id: a.id }));
+        li.append(ack);
+      }
       list.append(li);
       const tile = ALARM_TILE[a.id];
       if (tile && (RANK[a.priority] || 0) > (RANK[tiles[tile]] || 0)) tiles[tile] = a.priority;
@@ -334,7 +353,7 @@
 
   async function command(path, body) {
     state.busy = true;
-    renderControls();
+    render();
     try {
       const res = await post(path, body);
       if (res.ok) {
@@ -350,7 +369,7 @@
       return null;
     } finally {
       state.busy = false;
-      renderControls();
+      render();
     }
   }
 
@@ -370,7 +389,7 @@
       }
     } finally {
       $("login-button").disabled = false;
-      renderControls();
+      render();
     }
   }
 
@@ -378,7 +397,7 @@
     await post("/api/logout", {});
     state.user = null;
     clearError();
-    renderControls();
+    render();
   }
 
   async function whoAmI() {
@@ -388,7 +407,7 @@
     } catch {
       state.user = null;
     }
-    renderControls();
+    render();
   }
 
   // ---- live link ---------------------------------------------------------------------------
