@@ -104,6 +104,12 @@ class Daemon:
         self._publish(self.monitor.mark_dose(now, user=user, source=source))
         logger.info("dose marked by %s via %s", user, source)
 
+    def end_session(self, *, user: str, source: str) -> None:
+        now = self.clock.now()
+        self._publish(self.monitor.advance(now))
+        self._publish(self.monitor.end_session(now, user=user, source=source))
+        logger.info("session ended by %s via %s", user, source)
+
     def acknowledge(self, *, alarm_id: str, user: str, source: str) -> None:
         now = self.clock.now()
         self._publish(self.monitor.advance(now))

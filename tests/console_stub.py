@@ -57,6 +57,13 @@ class StubControl:
         self.bus.publish(NurseAction(t=self.t, action="dose", user=user, source=source))
         self.bus.publish(PhaseChanged(t=self.t, phase=Phase.ONSET))
 
+    def end_session(self, *, user: str, source: str) -> None:
+        if self.session_id is None:
+            raise CommandRejected("no session is running")
+        self.calls.append(("end", {"user": user, "source": source}))
+        self.bus.publish(NurseAction(t=self.t, action="session_end", user=user, source=source))
+        self.bus.publish(PhaseChanged(t=self.t, phase=Phase.ENDED))
+
     def acknowledge(self, *, alarm_id: str, user: str, source: str) -> None:
         if self.reject is not None:
             raise CommandRejected(self.reject)

@@ -239,6 +239,7 @@ async def test_credentials_are_never_logged(
         ("/api/session/start", {"route": "iv"}),
         ("/api/session/dose", {}),
         ("/api/alarms/ack", {"id": "spo2_low"}),
+        ("/api/session/end", {}),
     ],
 )
 async def test_commands_need_sign_in(

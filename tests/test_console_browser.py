@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
-from playwright.async_api import Page, async_playwright, expect
+from playwright.async_api import Dialog, Page, async_playwright, expect
 
 from sessiond.bus import Bus
 from sessiond.console.server import create_console_app, start_console
@@ -197,6 +197,21 @@ async def acknowledge_alarm(room: Room) -> None:
         "ack", {"alarm_id": "spo2_low", "user": "nurse1", "source": "console"})  # fmt: skip
 
 
+async def end_session(room: Room) -> None:
+    """Ending asks for confirmation, then the page shows the session ended."""
+    page = room.page
+
+    async def confirm(dialog: Dialog) -> None:
+        assert dialog.type == "confirm"
+        await dialog.accept()
+
+    page.once("dialog", confirm)
+    await page.locator("#end-session").click()
+    await expect(page.locator("#phase")).to_have_text(re.compile("ended", re.IGNORECASE))
+    await expect(page.locator("#end-session")).to_be_disabled()
+    assert room.control.calls[-1] == ("end", {"user": "nurse1", "source": "console"})
+
+
 async def test_console_page(room: Room, tmp_path: Path) -> None:
     """A nurse sees live values, signs in, starts a session, marks the dose and sees an alarm."""
     await see_live_values(room)
@@ -204,6 +219,7 @@ async def test_console_page(room: Room, tmp_path: Path) -> None:
     await start_and_dose(room)
     await see_alarm(room)
     await acknowledge_alarm(room)
+    await end_session(room)
     shot = tmp_path / "console.png"
     await room.page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 0

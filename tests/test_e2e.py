@@ -110,6 +110,10 @@ async def test_desaturation_reaches_console_and_record(tmp_path):
                     )
                 r = await http.post(f"{base}/api/alarms/ack", json={"id": "spo2_low"})
                 assert r.status == 200, await r.text()
+                r = await http.post(f"{base}/api/session/end", json={})
+                assert r.status == 200, await r.text()
+                async with asyncio.timeout(30):
+                    await next_matching(ws, lambda d: d.get("phase") == "ended")
         assert onset["phase"] == "onset"
         assert reading["device"] == "spo2"
         assert 80 <= reading["spo2"] <= 100
@@ -132,9 +136,13 @@ async def test_desaturation_reaches_console_and_record(tmp_path):
         ("session_start", "nurse", "console"),
         ("dose", "nurse", "console"),
         ("ack", "nurse", "console"),
+        ("session_end", "nurse", "console"),
     ]
-    (dose_t,) = db.execute("SELECT dose_t FROM sessions WHERE id = ?", (session_id,)).fetchone()
+    dose_t, ended_t = db.execute(
+        "SELECT dose_t, ended_t FROM sessions WHERE id = ?", (session_id,)
+    ).fetchone()
     assert dose_t is not None
+    assert ended_t > dose_t
     (n,) = db.execute("SELECT count(*) FROM readings WHERE device = 'spo2'").fetchone()
     assert n >= 150
     assert db.execute("PRAGMA journal_mode").fetchone() == ("wal",)

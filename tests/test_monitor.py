@@ -82,6 +82,26 @@ def test_start_and_dose_are_attributed_and_checked():
     assert m.phase is Phase.ONSET  # the rejected command changed nothing
 
 
+def test_end_session_then_a_new_one_may_start():
+    m = monitor()
+    with pytest.raises(CommandRejected, match="no session"):
+        m.end_session(0.0, user="ana", source="console")
+    m.start_session(0.0, session_id="s1", route=Route.IV, user="ana", source="console")
+    m.mark_dose(10.0, user="ana", source="console")
+    events = m.end_session(9000.0, user="ana", source="console")
+    action = events[0]
+    assert isinstance(action, NurseAction)
+    assert action.action == "session_end"
+    assert phases(events) == [(9000.0, "ended")]
+    assert m.next_due() == float("inf") or m.timeline.next_due() is None
+    with pytest.raises(CommandRejected, match="no session"):
+        m.end_session(9001.0, user="ana", source="console")
+    with pytest.raises(CommandRejected, match="start one first"):
+        m.mark_dose(9002.0, user="ana", source="console")
+    events = m.start_session(9003.0, session_id="s2", route=Route.IM, user="bo", source="mqtt")
+    assert phases(events) == [(9003.0, "baseline")]
+
+
 def test_whole_three_hour_session_on_virtual_time():
     """Three hours of 1 Hz readings with one desaturation, in well under a second."""
     m = monitor()

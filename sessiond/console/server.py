@@ -77,7 +77,7 @@ class _Start(_Body):
 
 
 class _Dose(_Body):
-    pass
+    """An empty body (also for ending a session)."""
 
 
 class _Ack(_Body):
@@ -183,6 +183,7 @@ def create_console_app(
     app.router.add_post("/api/logout", _logout)
     app.router.add_post("/api/session/start", _start_session)
     app.router.add_post("/api/session/dose", _mark_dose)
+    app.router.add_post("/api/session/end", _end_session)
     app.router.add_post("/api/alarms/ack", _acknowledge)
     app.router.add_get("/ws", _websocket)
     app.router.add_static("/static/", STATIC_DIR)
@@ -373,6 +374,17 @@ async def _mark_dose(request: web.Request) -> web.Response:
     except CommandRejected as exc:
         raise _ApiError(409, exc.reason) from None
     logger.info("console: %r marked the dose", user)
+    return web.json_response({})
+
+
+async def _end_session(request: web.Request) -> web.Response:
+    user = _signed_in(request)
+    await _body(request, _Dose)
+    try:
+        request.app[CONSOLE].control.end_session(user=user, source="console")
+    except CommandRejected as exc:
+        raise _ApiError(409, exc.reason) from None
+    logger.info("console: %r ended the session", user)
     return web.json_response({})
 
 

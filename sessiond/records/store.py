@@ -91,6 +91,7 @@ _ACTION = (
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
 _DOSE = "UPDATE sessions SET dose_t = ?, dose_wall = ? WHERE id = ?"
+_END = "UPDATE sessions SET ended_t = ?, ended_wall = ? WHERE id = ?"
 _DEVICE = (
     "INSERT INTO device_events (session_id, t, wall, device, connected, detail)"
     " VALUES (?, ?, ?, ?, ?, ?)"
@@ -244,10 +245,12 @@ class Recorder:
                         json.dumps(event.detail),
                     ),
                 )
-                if event.action != "dose":
-                    return [action]
-                # One transaction: the action row and the session's dose time.
-                return [action, (_DOSE, (event.t, wall, sid))]
+                # One transaction: the action row and the session's dose or end time.
+                if event.action == "dose":
+                    return [action, (_DOSE, (event.t, wall, sid))]
+                if event.action == "session_end":
+                    return [action, (_END, (event.t, wall, sid))]
+                return [action]
             case DeviceStatus():
                 return [
                     (

@@ -31,6 +31,10 @@ class SessionControl(Protocol):
         """Record the dose now. Raises `CommandRejected` (no session, already dosed)."""
         ...
 
+    def end_session(self, *, user: str, source: str) -> None:
+        """End the running session (discharge). Raises `CommandRejected` when none runs."""
+        ...
+
     def acknowledge(self, *, alarm_id: str, user: str, source: str) -> None:
         """Acknowledge an alarm now. Raises `CommandRejected` when it is not shown."""
         ...

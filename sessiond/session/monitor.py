@@ -74,6 +74,13 @@ class Monitor:
         out: list[Event] = [NurseAction(t=t, action="dose", user=user, source=source)]
         return out + self._phase_events(self.timeline.dose(t))
 
+    def end_session(self, t: float, *, user: str, source: str) -> list[Event]:
+        if self.session_id is None or self.phase is Phase.ENDED:
+            msg = "no session is running"
+            raise CommandRejected(msg)
+        out: list[Event] = [NurseAction(t=t, action="session_end", user=user, source=source)]
+        return out + self._phase_events(self.timeline.end(t))
+
     def acknowledge(self, t: float, *, alarm_id: str, user: str, source: str) -> list[Event]:
         shown = self.alarms.showing(alarm_id)
         if shown is None:

@@ -300,6 +300,7 @@
     const s = state.session;
     const canDose = s && (s.dose_t === null || s.dose_t === undefined) && state.phase !== "ended";
     $("mark-dose").disabled = state.busy || !canDose;
+    $("end-session").disabled = state.busy || !s || state.phase === "ended";
     $("start-session").disabled = state.busy;
   }
 
@@ -480,6 +481,10 @@
     });
     $("mark-dose").addEventListener("click", async () => {
       await command("/api/session/dose", {});
+    });
+    $("end-session").addEventListener("click", async () => {
+      // Ending stops the timeline and the BP schedule: ask, as a monitor does for discharge.
+      if (window.confirm("End this session?")) await command("/api/session/end", {});
     });
     render();
     whoAmI();
