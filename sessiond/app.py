@@ -37,6 +37,8 @@ logger = logging.getLogger(__name__)
 
 #: The recorder's queue: it must never lose a reading to a slow disk for a few minutes.
 RECORDER_QUEUE = 100_000
+#: An open session older than this is not resumed after a restart: it was left open.
+RESUME_MAX_AGE_S = 24 * 3600.0
 #: The user the demo creates when the configuration names none.
 DEMO_USER, DEMO_PASSWORD = "nurse", "demo"
 
@@ -87,7 +89,7 @@ class Daemon:
     def now(self) -> float:
         return self.clock.now()
 
-    def start_session(self, *, route: Route, user: str, source: str) -> str:
+    async def start_session(self, *, route: Route, user: str, source: str) -> str:
         session_id = secrets.token_hex(8)
         now = self.clock.now()
         self._publish(self.monitor.advance(now))
@@ -96,25 +98,29 @@ class Daemon:
                                        source=source)
         )  # fmt: skip
         logger.info("session %s started (%s) by %s via %s", session_id, route, user, source)
+        await self.recorder.sync()
         return session_id
 
-    def mark_dose(self, *, user: str, source: str) -> None:
+    async def mark_dose(self, *, user: str, source: str) -> None:
         now = self.clock.now()
         self._publish(self.monitor.advance(now))
         self._publish(self.monitor.mark_dose(now, user=user, source=source))
         logger.info("dose marked by %s via %s", user, source)
+        await self.recorder.sync()
 
-    def end_session(self, *, user: str, source: str) -> None:
+    async def end_session(self, *, user: str, source: str) -> None:
         now = self.clock.now()
         self._publish(self.monitor.advance(now))
         self._publish(self.monitor.end_session(now, user=user, source=source))
         logger.info("session ended by %s via %s", user, source)
+        await self.recorder.sync()
 
-    def acknowledge(self, *, alarm_id: str, user: str, source: str) -> None:
+    async def acknowledge(self, *, alarm_id: str, user: str, source: str) -> None:
         now = self.clock.now()
         self._publish(self.monitor.advance(now))
         self._publish(self.monitor.acknowledge(now, alarm_id=alarm_id, user=user, source=source))
         logger.info("%s acknowledged by %s via %s", alarm_id, user, source)
+        await self.recorder.sync()
 
     # The vitals path ------------------------------------------------------------------
 
@@ -155,6 +161,14 @@ class Daemon:
 
     # Lifetime ---------------------------------------------------------------------------
 
+    async def _resume(self) -> None:
+        """After a restart, take up the room's open session where its timeline is now."""
+        now = self.clock.now()
+        session = await self.recorder.open_session(now=now, max_age_s=RESUME_MAX_AGE_S)
+        if session is not None:
+            self._publish(self.monitor.resume(now, session=session))
+            logger.info("session %s resumed (%s)", session.session_id, self.monitor.phase)
+
     async def run(self, *, on_ready: Callable[[Daemon], None] | None = None) -> None:
         """Run until cancelled; on the way out, every queued event reaches the record."""
         await self.recorder.open()
@@ -170,6 +184,7 @@ class Daemon:
             console, host=self.config.console.host, port=self.config.console.port
         )
         recording = asyncio.create_task(self.recorder.run(recorder_sub), name="sessiond.recorder")
+        await self._resume()
         links = [
             asyncio.create_task(link.run(), name=f"sessiond.link[{name}]")
             for name, link in self.links.items()

@@ -33,6 +33,8 @@ class Subscription:
         self.name = name
         self.maxsize = maxsize
         self.dropped = 0
+        #: Events ever put in this queue (with `dropped`, lets a consumer say what it has done).
+        self.received = 0
         self._bus = bus
         self._items: deque[Event] = deque()
         self._readings = 0
@@ -41,6 +43,7 @@ class Subscription:
 
     def put(self, event: Event) -> None:
         """Queue `event`; past `maxsize`, drop this subscriber's oldest reading."""
+        self.received += 1
         if isinstance(event, Reading):
             if self._readings >= self.maxsize:
                 self._drop_oldest_reading()

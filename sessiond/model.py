@@ -111,12 +111,18 @@ class AlarmState(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionStarted:
-    """A nurse started a session; `session_id` is random and names no patient."""
+    """A nurse started a session; `session_id` is random and names no patient.
+
+    `resumed` marks a restarted daemon taking up a session from its record, with the
+    dose (if any) already given at `dose_t`.
+    """
 
     t: float
     session_id: str
     route: Route
     user: str
+    resumed: bool = False
+    dose_t: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -66,7 +66,7 @@ class RoomStatus:
             case PhaseChanged():
                 self.phase = event.phase
             case SessionStarted():
-                self.session = SessionInfo(event.session_id, event.route, event.t)
+                self.session = SessionInfo(event.session_id, event.route, event.t, event.dose_t)
                 self.readings.clear()
             case NurseAction(action="dose") if self.session is not None:
                 self.session.dose_t = event.t

@@ -70,6 +70,8 @@ def event_json(event: Event) -> dict[str, Any]:
                 "session_id": event.session_id,
                 "route": event.route.value,
                 "user": event.user,
+                "resumed": event.resumed,
+                "dose_t": None if event.dose_t is None else _t(event.dose_t),
             }
         case NurseAction():
             return {

@@ -32,7 +32,7 @@ class StubControl:
     def now(self) -> float:
         return self.t
 
-    def start_session(self, *, route: Route, user: str, source: str) -> str:
+    async def start_session(self, *, route: Route, user: str, source: str) -> str:
         if self.reject is not None:
             raise CommandRejected(self.reject)
         if self.session_id is not None:
@@ -45,7 +45,7 @@ class StubControl:
         self.bus.publish(PhaseChanged(t=self.t, phase=Phase.BASELINE))
         return self.session_id
 
-    def mark_dose(self, *, user: str, source: str) -> None:
+    async def mark_dose(self, *, user: str, source: str) -> None:
         if self.reject is not None:
             raise CommandRejected(self.reject)
         if self.session_id is None:
@@ -57,14 +57,14 @@ class StubControl:
         self.bus.publish(NurseAction(t=self.t, action="dose", user=user, source=source))
         self.bus.publish(PhaseChanged(t=self.t, phase=Phase.ONSET))
 
-    def end_session(self, *, user: str, source: str) -> None:
+    async def end_session(self, *, user: str, source: str) -> None:
         if self.session_id is None:
             raise CommandRejected("no session is running")
         self.calls.append(("end", {"user": user, "source": source}))
         self.bus.publish(NurseAction(t=self.t, action="session_end", user=user, source=source))
         self.bus.publish(PhaseChanged(t=self.t, phase=Phase.ENDED))
 
-    def acknowledge(self, *, alarm_id: str, user: str, source: str) -> None:
+    async def acknowledge(self, *, alarm_id: str, user: str, source: str) -> None:
         if self.reject is not None:
             raise CommandRejected(self.reject)
         self.calls.append(("ack", {"alarm_id": alarm_id, "user": user, "source": source}))

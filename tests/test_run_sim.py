@@ -89,3 +89,45 @@ async def test_daemon_on_the_simulators_port_records_a_capture_that_replays(tmp_
         assert events[-1]["type"] == "summary"
         assert events[-1]["readings"] >= 1
         assert events[-1]["frames_bad"] == 0
+
+
+async def test_a_crashed_daemon_resumes_its_session_where_the_timeline_is(tmp_path):
+    """SIGKILL after the dose: the restarted daemon has the session, route and dose time."""
+    from sessiond.console.auth import hash_password  # noqa: PLC0415
+
+    records = tmp_path / "r.sqlite"
+    async with process("sim", "--speed", "1", cwd=tmp_path) as sim:
+        port = (await line_starting(sim, "spo2 ")).split()[1]
+        config = tmp_path / "room.toml"
+        config.write_text(
+            f"[room]\nid = 'room-9'\n[console]\nport = 0\n"
+            f"[console.users.ana]\npassword_hash = '{hash_password('pw', iterations=1000)}'\n"
+            f"[devices.spo2]\npath = '{port}'\n[records]\npath = '{records}'\n"
+        )
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(cookie_jar=jar) as http:
+            async with process("run", "--config", str(config), cwd=tmp_path) as first:
+                base = (await line_starting(first, "console: ")).split()[1].rstrip("/")
+                r = await http.post(f"{base}/api/login", json={"user": "ana", "password": "pw"})
+                assert r.status == 200
+                r = await http.post(f"{base}/api/session/start", json={"route": "im"})
+                session_id = (await r.json())["session_id"]
+                r = await http.post(f"{base}/api/session/dose", json={})
+                assert r.status == 200
+                os.killpg(first.pid, signal.SIGKILL)  # a crash: no shutdown code runs
+                await first.wait()
+            async with process("run", "--config", str(config), cwd=tmp_path) as second:
+                base = (await line_starting(second, "console: ")).split()[1].rstrip("/")
+                status = await (await http.get(f"{base}/api/status")).json()
+                assert await stop(second) == 0
+        assert await stop(sim) == 0
+    session = status["session"]
+    assert (session["id"], session["route"]) == (session_id, "im")
+    assert status["phase"] == "onset"
+    assert 0 <= session["seconds_since_dose"] < 30
+    assert session["seconds_since_start"] >= session["seconds_since_dose"]
+    import sqlite3  # noqa: PLC0415
+
+    db = sqlite3.connect(records)
+    actions = db.execute("SELECT action, user FROM actions ORDER BY id").fetchall()
+    assert actions == [("session_start", "ana"), ("dose", "ana"), ("session_resume", "sessiond")]

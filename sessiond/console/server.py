@@ -359,7 +359,9 @@ async def _start_session(request: web.Request) -> web.Response:
     body = await _body(request, _Start)
     console = request.app[CONSOLE]
     try:
-        session_id = console.control.start_session(route=body.route, user=user, source="console")
+        session_id = await console.control.start_session(
+            route=body.route, user=user, source="console"
+        )
     except CommandRejected as exc:
         raise _ApiError(409, exc.reason) from None
     logger.info("console: %r started session %s (%s)", user, session_id, body.route.value)
@@ -370,7 +372,7 @@ async def _mark_dose(request: web.Request) -> web.Response:
     user = _signed_in(request)
     await _body(request, _Dose)
     try:
-        request.app[CONSOLE].control.mark_dose(user=user, source="console")
+        await request.app[CONSOLE].control.mark_dose(user=user, source="console")
     except CommandRejected as exc:
         raise _ApiError(409, exc.reason) from None
     logger.info("console: %r marked the dose", user)
@@ -381,7 +383,7 @@ async def _end_session(request: web.Request) -> web.Response:
     user = _signed_in(request)
     await _body(request, _Dose)
     try:
-        request.app[CONSOLE].control.end_session(user=user, source="console")
+        await request.app[CONSOLE].control.end_session(user=user, source="console")
     except CommandRejected as exc:
         raise _ApiError(409, exc.reason) from None
     logger.info("console: %r ended the session", user)
@@ -392,7 +394,9 @@ async def _acknowledge(request: web.Request) -> web.Response:
     user = _signed_in(request)
     body = await _body(request, _Ack)
     try:
-        request.app[CONSOLE].control.acknowledge(alarm_id=body.id, user=user, source="console")
+        await request.app[CONSOLE].control.acknowledge(
+            alarm_id=body.id, user=user, source="console"
+        )
     except CommandRejected as exc:
         raise _ApiError(409, exc.reason) from None
     logger.info("console: %r acknowledged %s", user, body.id)

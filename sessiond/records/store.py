@@ -10,10 +10,12 @@ much of them and nothing else.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,8 +25,10 @@ from sessiond.model import (
     NurseAction,
     PhaseChanged,
     Reading,
+    Route,
     SessionStarted,
 )
+from sessiond.session.state import OpenSession
 
 if TYPE_CHECKING:
     from sessiond.bus import Subscription
@@ -34,6 +38,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 Statement = tuple[str, tuple[Any, ...]]
+
+#: How long a nurse's command waits for its record before it answers anyway (and says so).
+SYNC_TIMEOUT_S = 5.0
 
 #: Readings wait at most this long (real seconds) before they are committed.
 READING_BATCH_S = 0.5
@@ -128,14 +135,72 @@ class Recorder:
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recorder")
         self._db: sqlite3.Connection | None = None
         self._session_id: str | None = None
+        self._sub: Subscription | None = None
+        self._waiters: list[asyncio.Future[None]] = []
+        #: Events committed so far.
         self.written = 0
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
         self._db = await loop.run_in_executor(self._executor, open_database, self.path)
 
+    async def open_session(self, *, now: float, max_age_s: float) -> OpenSession | None:
+        """The room's last session without an end, on the session clock at `now`, if any.
+
+        A session started more than `max_age_s` ago, or (with a clock set back) in the
+        future, is not resumed: it was left open by mistake, and is logged as such.
+        """
+        row = await asyncio.get_running_loop().run_in_executor(
+            self._executor, self._last_open_session
+        )
+        if row is None:
+            return None
+        session_id, route, started_by, started_wall, dose_wall = row
+        now_wall = self._clock.wall(now)
+        age = (now_wall - datetime.fromisoformat(started_wall)).total_seconds()
+        if not 0 <= age <= max_age_s:
+            logger.warning("session %s is still open but started %.0f s ago: not resumed",
+                           session_id, age)  # fmt: skip
+            return None
+        dose_t = None
+        if dose_wall is not None:
+            dose_t = now - (now_wall - datetime.fromisoformat(dose_wall)).total_seconds()
+        return OpenSession(session_id=session_id, route=Route(route), started_by=started_by,
+                           started_t=now - age, dose_t=dose_t)  # fmt: skip
+
+    def _last_open_session(self) -> tuple[str, str, str, str, str | None] | None:
+        db = self._db
+        assert db is not None, "Recorder.open() was not awaited"
+        row: tuple[str, str, str, str, str | None] | None = db.execute(
+            "SELECT id, route, started_by, started_wall, dose_wall FROM sessions"
+            " WHERE room = ? AND ended_t IS NULL ORDER BY started_wall DESC LIMIT 1",
+            (self.room_id,),
+        ).fetchone()
+        return row
+
+    async def sync(self, *, timeout_s: float = SYNC_TIMEOUT_S) -> bool:
+        """Wait until every event published so far is committed; False if that took too long.
+
+        A command answers its user only after this, so an acknowledged nurse action is
+        never lost to a crash a moment later.
+        """
+        sub = self._sub
+        if sub is None:
+            return True
+        target = sub.received
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                while self.written + sub.dropped < target:
+                    waiter = asyncio.get_running_loop().create_future()
+                    self._waiters.append(waiter)
+                    await waiter
+                return True
+        logger.error("recorder: events not on disk after %.0f s (disk slow?)", timeout_s)
+        return False
+
     async def run(self, sub: Subscription) -> None:
         """Record until the subscription closes; then flush what is left."""
+        self._sub = sub
         loop = asyncio.get_running_loop()
         batch: list[Event] = []
         try:
@@ -170,7 +235,11 @@ class Recorder:
         await asyncio.get_running_loop().run_in_executor(
             self._executor, self._commit, rows, durable
         )
-        self.written += len(rows)
+        self.written += len(batch)
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
 
     def _rows(self, event: Event) -> list[Statement]:  # noqa: PLR0911  (one return per type)
         """The SQL for one event; runs on the loop so the session id follows event order."""
@@ -219,6 +288,8 @@ class Recorder:
                 return [(_PHASE, (sid, event.t, wall, event.phase.value))]
             case SessionStarted():
                 self._session_id = event.session_id
+                if event.resumed:
+                    return []  # its row is there already
                 return [
                     (
                         _SESSION,

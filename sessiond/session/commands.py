@@ -17,24 +17,28 @@ class CommandRejected(Exception):
 
 
 class SessionControl(Protocol):
-    """The session commands every front end (console, MQTT, CLI) goes through."""
+    """The session commands every front end (console, MQTT, CLI) goes through.
+
+    Each returns once its nurse action is in the record, so what a user was told was done
+    survives a crash.
+    """
 
     def now(self) -> float:
         """The session clock (seconds)."""
         ...
 
-    def start_session(self, *, route: Route, user: str, source: str) -> str:
+    async def start_session(self, *, route: Route, user: str, source: str) -> str:
         """Start a new session; returns its random id. Raises `CommandRejected`."""
         ...
 
-    def mark_dose(self, *, user: str, source: str) -> None:
+    async def mark_dose(self, *, user: str, source: str) -> None:
         """Record the dose now. Raises `CommandRejected` (no session, already dosed)."""
         ...
 
-    def end_session(self, *, user: str, source: str) -> None:
+    async def end_session(self, *, user: str, source: str) -> None:
         """End the running session (discharge). Raises `CommandRejected` when none runs."""
         ...
 
-    def acknowledge(self, *, alarm_id: str, user: str, source: str) -> None:
+    async def acknowledge(self, *, alarm_id: str, user: str, source: str) -> None:
         """Acknowledge an alarm now. Raises `CommandRejected` when it is not shown."""
         ...

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sessiond.model import NurseAction, Phase, SessionStarted
+from sessiond.model import NurseAction, Phase, PhaseChanged, SessionStarted
 from sessiond.session.alarms import INF, AlarmEngine
 from sessiond.session.commands import CommandRejected
 from sessiond.session.timeline import Timeline
@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from sessiond.config import Config
-    from sessiond.model import Event, PhaseChanged, Reading, Route
+    from sessiond.model import Event, Reading, Route
+    from sessiond.session.state import OpenSession
 
 
 class Monitor:
@@ -63,6 +64,28 @@ class Monitor:
             )
         )
         return out + self._phase_events(self.timeline.start(t, route))
+
+    def resume(self, now: float, *, session: OpenSession) -> list[Event]:
+        """Take up a session from the record after a restart, at the point its timeline is now.
+
+        The phase changes that fell while the daemon was down are not replayed as events;
+        the session continues in the phase it is in now.
+        """
+        self.session_id = session.session_id
+        self.timeline.start(session.started_t, session.route)
+        if session.dose_t is not None:
+            self.timeline.dose(session.dose_t)
+        self.timeline.advance(now)
+        phase = self.timeline.phase
+        assert phase is not None
+        out: list[Event] = [
+            SessionStarted(t=session.started_t, session_id=session.session_id,
+                           route=session.route, user=session.started_by, resumed=True,
+                           dose_t=session.dose_t),
+            NurseAction(t=now, action="session_resume", user="sessiond", source="restart"),
+            PhaseChanged(t=now, phase=phase),
+        ]  # fmt: skip
+        return out + self.alarms.set_phase(now, phase)
 
     def mark_dose(self, t: float, *, user: str, source: str) -> list[Event]:
         if self.session_id is None or self.phase is Phase.ENDED:
