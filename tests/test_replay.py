@@ -141,3 +141,22 @@ def test_cli_replay_writes_json_lines_and_exit_codes(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1
     result = sessiond("replay", str(cap), "--route", "teleport")
     assert result.returncode == 2
+
+
+def test_replay_decodes_a_contec_v7_capture(tmp_path):
+    """Every registered decoder replays: a CMS50 V7.0 stream, then the finger comes out."""
+    good = bytes.fromhex("01E085B396C1E1FFFF")  # PR 65, SpO2 97 (headrotor capture)
+    finger_out = bytes.fromhex("01E185B396C1E1FFFF")  # the same with the finger-out bit
+    cap = tmp_path / "contec.cap"
+    writer = CaptureWriter(cap, {"ox": "contec-v7"})
+    for k in range(40 * 6):  # 40 s, ten packets every 1/6 s
+        writer.write(k / 6, "ox", "<", (good if k < 20 * 6 else finger_out) * 10)
+    writer.close()
+    events = run_replay(cap, "--readings")
+    readings = [e for e in events if e["type"] == "reading"]
+    assert (readings[0]["spo2"], readings[0]["pr"]) == (97, 65)
+    assert readings[-1]["flags"] == ["sensor_off"]
+    assert "spo2" not in readings[-1]
+    sensor_off = [(e["t"], e["state"]) for e in events if e.get("id") == "sensor_off"]
+    assert sensor_off == [(pytest.approx(25.0), "active")]
+    assert events[-1]["frames_bad"] == 0

@@ -4,14 +4,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from sessiond.devices.contec import ContecLegacyDecoder, ContecV7Decoder
 from sessiond.devices.masimo import MasimoAscii1Decoder
+from sessiond.devices.suntech import SuntechAdvantageDecoder
 
 if TYPE_CHECKING:
     from sessiond.devices.decoder import Decoder
 
-#: Decoder classes by the protocol names of DESIGN §3.
+#: Decoder classes by the protocol names of DESIGN §3. All of them decode captures in replay;
+#: live links need a protocol's start and keep-alive commands too (see config `decoder`).
 DECODERS: dict[str, type[Decoder]] = {
-    MasimoAscii1Decoder.protocol: MasimoAscii1Decoder,
+    cls.protocol: cls
+    for cls in (
+        MasimoAscii1Decoder,
+        ContecV7Decoder,
+        ContecLegacyDecoder,
+        SuntechAdvantageDecoder,
+    )
 }
 
 
