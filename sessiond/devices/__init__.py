@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING
 
 from sessiond.devices.contec import ContecLegacyDecoder, ContecV7Decoder
 from sessiond.devices.masimo import MasimoAscii1Decoder
+from sessiond.devices.nonin import NoninAsciiDecoder, NoninDf2Decoder, NoninDf7Decoder
 from sessiond.devices.suntech import SuntechAdvantageDecoder
 
 if TYPE_CHECKING:
@@ -17,6 +18,9 @@ DECODERS: dict[str, type[Decoder]] = {
     cls.protocol: cls
     for cls in (
         MasimoAscii1Decoder,
+        NoninDf7Decoder,
+        NoninDf2Decoder,
+        NoninAsciiDecoder,
         ContecV7Decoder,
         ContecLegacyDecoder,
         SuntechAdvantageDecoder,
