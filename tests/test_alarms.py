@@ -133,6 +133,17 @@ def test_sensor_off_raises_sensor_off_not_spo2_low():
     assert brief(out, "sensor_off") == [(15.0, "medium", "active"), (30.0, "medium", "cleared")]
 
 
+def test_frames_with_no_value_and_no_flag_are_sensor_off():
+    """A Masimo all-dashes line or a Nonin 127/511 without status bits: no finger, not lost."""
+    eng = engine()
+    out = []
+    for t in range(12):
+        out += eng.advance(float(t))
+        out += eng.on_reading(Reading(t=float(t), device="spo2"))
+    assert brief(out, "sensor_off") == [(5.0, "medium", "active")]
+    assert brief(out, "device_lost") == []
+
+
 def test_invalid_data_does_not_clear_an_active_alarm():
     eng = engine()
     out = run(eng, steady(0, 20, 88) + steady(20, 60, 97, Quality.ARTIFACT))

@@ -38,6 +38,8 @@ if TYPE_CHECKING:
 
 INF = math.inf
 _INVALID_FOR_ALARMS = int(INVALID_FOR_ALARMS)
+_PROBE_OFF = int(PROBE_OFF)
+_POOR_SIGNAL = int(Quality.ARTIFACT | Quality.SEARCHING | Quality.LOW_SIGNAL)
 
 
 class LevelState(enum.Enum):
@@ -198,17 +200,15 @@ class LimitRule(Rule):
         super().advance(now)
 
 
-class FlagRule(Rule):
-    """A technical condition read from quality flags; clears as soon as the flags are gone."""
+class TechnicalRule(Rule):
+    """A technical condition of the device's frames; clears as soon as it is gone."""
 
-    def __init__(self, alarm_id: str, *, flags: Quality, config: TechnicalAlarmConfig) -> None:
+    def __init__(self, alarm_id: str, *, config: TechnicalAlarmConfig) -> None:
         super().__init__(
             alarm_id, [Level(priority=config.level, limit=0, delay=config.delay_s, latched=False)]
         )
-        self.flags = int(flags)
 
-    def observe(self, t: float, flags: int) -> None:
-        violating = bool(flags & self.flags)
+    def observe(self, t: float, violating: bool) -> None:
         for lv in self.levels:
             lv.update(t, violating=violating, inside=not violating, clear_delay=0.0, value=None)
 
@@ -293,12 +293,8 @@ class AlarmEngine:
         self.pr_low = LimitRule(
             "pr_low", param="pr", below=True, config=config.pr_low, hold_s=hold_s
         )
-        self.sensor_off = FlagRule("sensor_off", flags=PROBE_OFF, config=config.sensor_off)
-        self.signal_poor = FlagRule(
-            "signal_poor",
-            flags=Quality.ARTIFACT | Quality.SEARCHING | Quality.LOW_SIGNAL,
-            config=config.signal_poor,
-        )
+        self.sensor_off = TechnicalRule("sensor_off", config=config.sensor_off)
+        self.signal_poor = TechnicalRule("signal_poor", config=config.signal_poor)
         self.silence = {
             device: SilenceRule("device_lost", config=config.device_lost, since=start)
             for device in streaming
@@ -312,13 +308,13 @@ class AlarmEngine:
             )
             if cfg.enabled
         ]
-        self.flag_rules = [
+        self.technical = [
             rule
             for rule, cfg in ((self.sensor_off, config.sensor_off),
                               (self.signal_poor, config.signal_poor))
             if cfg.enabled
         ]  # fmt: skip
-        self.rules: list[Rule] = [*self.limits, *self.flag_rules]
+        self.rules: list[Rule] = [*self.limits, *self.technical]
         if config.device_lost.enabled:
             self.rules += self.silence.values()
         self._by_id: dict[str, list[Rule]] = {}
@@ -369,8 +365,10 @@ class AlarmEngine:
         valid = not flags & _INVALID_FOR_ALARMS
         for rule in self.limits:
             rule.observe(r.t, getattr(r, rule.param), valid)
-        for flag_rule in self.flag_rules:
-            flag_rule.observe(r.t, flags)
+        # Frames that keep saying "no value" (dashes, 127/511) mean no finger even when the
+        # device sets no flag: the device is connected, the sensor is not on a patient.
+        self.sensor_off.observe(r.t, bool(flags & _PROBE_OFF) or (r.spo2 is None and r.pr is None))
+        self.signal_poor.observe(r.t, bool(flags & _POOR_SIGNAL))
         return self._transitions(r.t)
 
     def _transitions(self, t: float) -> list[AlarmTransition]:
