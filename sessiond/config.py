@@ -57,7 +57,10 @@ class ConsoleConfig(Strict):
 
 class DeviceConfig(Strict):
     path: str = ""
-    decoder: Literal["masimo-ascii1"] = "masimo-ascii1"
+    #: Streaming oximeters the link can run live (the SunTech NIBP needs its command layer).
+    decoder: Literal[
+        "masimo-ascii1", "nonin-df7", "nonin-df2", "nonin-ascii", "contec-v7", "contec-legacy"
+    ] = "masimo-ascii1"
     #: None: the protocol's own baud rate.
     baudrate: int | None = Field(default=None, gt=0)
     #: Silence this long is a lost link (reopen); None: the protocol's own watchdog.

@@ -9,6 +9,7 @@ from datetime import datetime
 import pytest
 
 from sessiond.clock import LoopClock
+from sessiond.devices.contec import ContecV7Decoder
 from sessiond.devices.link import SerialLink
 from sessiond.devices.masimo import MasimoAscii1Decoder
 from sessiond.model import DeviceStatus, Reading
@@ -164,3 +165,31 @@ async def test_backoff_runs_on_session_time(tmp_path, speed):
             await rec.until(lambda: rec.status[-1].connected)
     elapsed = loop.time() - down_at
     assert 0.5 / speed * 0.8 <= elapsed < 0.5 / speed + 0.5
+
+
+async def test_contec_v7_is_started_and_kept_alive(tmp_path):
+    """The V7.0 protocol streams only when asked: start after open, then a keep-alive."""
+    start = bytes.fromhex("7D81A1808080808080")
+    packet = bytes.fromhex("01E085B396C1E1FFFF")  # PR 65, SpO2 97
+    rec = Recorder()
+    loop = asyncio.get_running_loop()
+    commands: asyncio.Queue[bytes] = asyncio.Queue()
+    with VirtualSerialPort("ox") as port:
+        assert port.host_fd is not None
+        loop.add_reader(port.host_fd, lambda: commands.put_nowait(port.read()))
+        try:
+            # 50x: the 5 s keep-alive comes after 0.1 s of real time.
+            link = SerialLink(name="ox", path=port.path, decoder=ContecV7Decoder(device="ox"),
+                              clock=LoopClock(speed=50), on_readings=rec.on_readings,
+                              on_status=rec.on_status)  # fmt: skip
+            async with running(link):
+                async with asyncio.timeout(10):
+                    assert await commands.get() == start
+                sender = asyncio.create_task(keep_sending(port, packet * 3))
+                await rec.until(lambda: len(rec.readings) >= 1)
+                assert (rec.readings[0].spo2, rec.readings[0].pr) == (97, 65)
+                async with asyncio.timeout(10):
+                    assert await commands.get() == start  # the keep-alive re-sends A1
+                sender.cancel()
+        finally:
+            loop.remove_reader(port.host_fd)

@@ -11,11 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import serial
 import serial_asyncio_fast
 
+from sessiond.devices.contec import ContecV7Decoder
 from sessiond.model import DeviceStatus
 
 if TYPE_CHECKING:
@@ -33,6 +35,26 @@ BACKOFF_MAX_S = 10.0
 #: The silence watchdog never fires on less real time than this: event-loop jitter is real
 #: time, and at 60x a 2.5 s watchdog would otherwise be 42 ms and flap.
 WATCHDOG_MIN_REAL_S = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class LinkCommands:
+    """What a protocol needs sent to keep streaming: once after each open, then periodically."""
+
+    start: bytes = b""
+    keepalive: bytes = b""
+    keepalive_s: float | None = None
+
+
+#: Protocols that stream only when asked (DESIGN §3: re-send start and keep-alive commands).
+#: The others stream on their own.
+LINK_COMMANDS: dict[str, LinkCommands] = {
+    ContecV7Decoder.protocol: LinkCommands(
+        start=ContecV7Decoder.start_command(),
+        keepalive=ContecV7Decoder.keepalive_command(),
+        keepalive_s=ContecV7Decoder.KEEPALIVE_INTERVAL_S,
+    ),
+}
 
 
 class LinkDownError(Exception):
@@ -141,15 +163,32 @@ class SerialLink:
         self._transport = transport
         self._last_rx = self._clock.now()
         self._set_connected(connected=True, detail=self.path)
+        commands = LINK_COMMANDS.get(self.decoder.protocol, LinkCommands())
+        if commands.start:
+            self.send(commands.start)
+        keepalive = None
+        if commands.keepalive and commands.keepalive_s:
+            keepalive = asyncio.create_task(
+                self._keep_alive(commands.keepalive, commands.keepalive_s),
+                name=f"sessiond.link[{self.name}].keepalive",
+            )
         try:
             await self._watch(protocol.lost)
         finally:
+            if keepalive is not None:
+                keepalive.cancel()
             self._transport = None
             transport.close()
             # Wait for the port to be closed fully before it is opened again.
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(2.0):
                     await asyncio.shield(protocol.lost)
+
+    async def _keep_alive(self, command: bytes, every_s: float) -> None:
+        # Contec V7 stops streaming after ~30 s unless it is asked again (devices.md §1.2).
+        while True:
+            await self._clock.sleep(every_s)
+            self.send(command)
 
     async def _watch(self, lost: asyncio.Future[Exception | None]) -> None:
         silence_s = max(self._silence_s, self._clock.session_seconds(WATCHDOG_MIN_REAL_S))

@@ -66,6 +66,20 @@ class VirtualSerialPort:
         self.written_bytes += n
         return n
 
+    @property
+    def host_fd(self) -> int | None:
+        """The descriptor on which the host's commands arrive (for `loop.add_reader`)."""
+        return self._master
+
+    def read(self) -> bytes:
+        """What the host sent to the device, without blocking (b"" when nothing waits)."""
+        if self._master is None:
+            return b""
+        try:
+            return os.read(self._master, 4096)
+        except OSError:  # nothing waiting (EAGAIN), or the slave side hung up (EIO)
+            return b""
+
     def unplug(self) -> None:
         """Pull the cable: close the master end; a reader gets an error, later writes vanish."""
         if self._master is not None:
