@@ -267,6 +267,8 @@ async def _api_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     except _ApiError as exc:
         return _error(exc.status, exc.message)
+    except CommandRejected as exc:  # refused by the session: nothing was changed
+        return _error(409, exc.reason)
 
 
 def _describe(exc: ValidationError) -> str:
@@ -358,12 +360,7 @@ async def _start_session(request: web.Request) -> web.Response:
     user = _signed_in(request)
     body = await _body(request, _Start)
     console = request.app[CONSOLE]
-    try:
-        session_id = await console.control.start_session(
-            route=body.route, user=user, source="console"
-        )
-    except CommandRejected as exc:
-        raise _ApiError(409, exc.reason) from None
+    session_id = await console.control.start_session(route=body.route, user=user, source="console")
     logger.info("console: %r started session %s (%s)", user, session_id, body.route.value)
     return web.json_response({"session_id": session_id})
 
@@ -371,10 +368,7 @@ async def _start_session(request: web.Request) -> web.Response:
 async def _mark_dose(request: web.Request) -> web.Response:
     user = _signed_in(request)
     await _body(request, _Dose)
-    try:
-        await request.app[CONSOLE].control.mark_dose(user=user, source="console")
-    except CommandRejected as exc:
-        raise _ApiError(409, exc.reason) from None
+    await request.app[CONSOLE].control.mark_dose(user=user, source="console")
     logger.info("console: %r marked the dose", user)
     return web.json_response({})
 
@@ -382,10 +376,7 @@ async def _mark_dose(request: web.Request) -> web.Response:
 async def _end_session(request: web.Request) -> web.Response:
     user = _signed_in(request)
     await _body(request, _Dose)
-    try:
-        await request.app[CONSOLE].control.end_session(user=user, source="console")
-    except CommandRejected as exc:
-        raise _ApiError(409, exc.reason) from None
+    await request.app[CONSOLE].control.end_session(user=user, source="console")
     logger.info("console: %r ended the session", user)
     return web.json_response({})
 
@@ -393,12 +384,7 @@ async def _end_session(request: web.Request) -> web.Response:
 async def _acknowledge(request: web.Request) -> web.Response:
     user = _signed_in(request)
     body = await _body(request, _Ack)
-    try:
-        await request.app[CONSOLE].control.acknowledge(
-            alarm_id=body.id, user=user, source="console"
-        )
-    except CommandRejected as exc:
-        raise _ApiError(409, exc.reason) from None
+    await request.app[CONSOLE].control.acknowledge(alarm_id=body.id, user=user, source="console")
     logger.info("console: %r acknowledged %s", user, body.id)
     return web.json_response({})
 

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import ClassVar
 
 from sessiond.devices.decoder import SerialSettings
+from sessiond.devices.lines import LineDecoder
 from sessiond.model import PROBE_OFF, Quality, Reading
 
 #: A line longer than this without a terminator is noise: the longest rainbow line is ~200.
@@ -75,7 +76,7 @@ def _pi_field(raw: bytes | None) -> float | None:
     return value
 
 
-class MasimoAscii1Decoder:
+class MasimoAscii1Decoder(LineDecoder):
     """Decoder for `masimo-ascii1`; tolerant of NUL bytes, partial first lines and noise."""
 
     protocol: ClassVar[str] = "masimo-ascii1"
@@ -84,35 +85,11 @@ class MasimoAscii1Decoder:
     # One line a second; OpenICE's quiet-time watchdog is 1.1 s, 2.5x leaves room for jitter.
     silence_timeout_s: ClassVar[float] = 2.5
 
-    def __init__(self, *, device: str) -> None:
-        self.device = device
-        self.records = 0
-        self.frames_bad = 0
-        self.bytes_skipped = 0
-        self._pending = b""
-        self._flag_cache: dict[int, Quality] = {}
+    max_line: ClassVar[int] = MAX_LINE
 
-    def feed(self, data: bytes, t: float) -> list[Reading]:
-        buf = self._pending + data if self._pending else data
-        end = max(buf.rfind(b"\n"), buf.rfind(b"\r"))
-        if end < 0:
-            if len(buf) > MAX_LINE:
-                self.bytes_skipped += len(buf)
-                buf = b""
-            self._pending = bytes(buf)
-            return []
-        self._pending = bytes(buf[end + 1 :])
-        if len(self._pending) > MAX_LINE:
-            self.bytes_skipped += len(self._pending)
-            self._pending = b""
-        lines = buf[:end].replace(b"\x00", b"").replace(b"\r", b"\n").split(b"\n")
-        out: list[Reading] = []
-        for line in lines:
-            if line:
-                reading = self._line(line, t)
-                if reading is not None:
-                    out.append(reading)
-        return out
+    def __init__(self, *, device: str) -> None:
+        super().__init__(device=device)
+        self._flag_cache: dict[int, Quality] = {}
 
     def _line(self, line: bytes, t: float) -> Reading | None:
         stamp = _STAMP.search(line)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 
 from sessiond.devices.decoder import SerialSettings
+from sessiond.devices.lines import LineDecoder
 from sessiond.model import Quality, Reading
 
 if TYPE_CHECKING:
@@ -452,7 +453,7 @@ def _token(line: bytes, i: int) -> bytes:
     return line[i:] if j < 0 else line[i:j]
 
 
-class NoninAsciiDecoder:
+class NoninAsciiDecoder(LineDecoder):
     """Decoder for `nonin-ascii`: one `SPO2=XXX HR=YYY` line a second, CR LF."""
 
     protocol: ClassVar[str] = "nonin-ascii"
@@ -464,34 +465,7 @@ class NoninAsciiDecoder:
     # One line a second, as Masimo: 2.5x the period leaves room for jitter.
     silence_timeout_s: ClassVar[float] = 2.5
 
-    def __init__(self, *, device: str) -> None:
-        self.device = device
-        self.records = 0
-        self.frames_bad = 0
-        self.bytes_skipped = 0
-        self._pending = b""
-
-    def feed(self, data: bytes, t: float) -> list[Reading]:
-        buf = self._pending + data if self._pending else data
-        end = max(buf.rfind(b"\n"), buf.rfind(b"\r"))
-        if end < 0:
-            if len(buf) > MAX_LINE:
-                self.bytes_skipped += len(buf)
-                buf = b""
-            self._pending = bytes(buf)
-            return []
-        self._pending = bytes(buf[end + 1 :])
-        if len(self._pending) > MAX_LINE:
-            self.bytes_skipped += len(self._pending)
-            self._pending = b""
-        lines = buf[:end].replace(b"\x00", b"").replace(b"\r", b"\n").split(b"\n")
-        out: list[Reading] = []
-        for line in lines:
-            if line:
-                reading = self._line(line, t)
-                if reading is not None:
-                    out.append(reading)
-        return out
+    max_line: ClassVar[int] = MAX_LINE
 
     def _line(self, line: bytes, t: float) -> Reading | None:
         start = _ASCII_START.search(line)
