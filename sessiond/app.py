@@ -91,55 +91,54 @@ class Daemon:
 
     async def start_session(self, *, route: Route, user: str, source: str) -> str:
         session_id = secrets.token_hex(8)
-        now = self.clock.now()
-        self._publish(self.monitor.advance(now))
-        self._publish(
-            self.monitor.start_session(now, session_id=session_id, route=route, user=user,
-                                       source=source)
-        )  # fmt: skip
+        await self._command(
+            lambda now: self.monitor.start_session(
+                now, session_id=session_id, route=route, user=user, source=source
+            )
+        )
         logger.info("session %s started (%s) by %s via %s", session_id, route, user, source)
-        await self.recorder.sync()
         return session_id
 
     async def mark_dose(self, *, user: str, source: str) -> None:
-        now = self.clock.now()
-        self._publish(self.monitor.advance(now))
-        self._publish(self.monitor.mark_dose(now, user=user, source=source))
+        await self._command(lambda now: self.monitor.mark_dose(now, user=user, source=source))
         logger.info("dose marked by %s via %s", user, source)
-        await self.recorder.sync()
 
     async def end_session(self, *, user: str, source: str) -> None:
-        now = self.clock.now()
-        self._publish(self.monitor.advance(now))
-        self._publish(self.monitor.end_session(now, user=user, source=source))
+        await self._command(lambda now: self.monitor.end_session(now, user=user, source=source))
         logger.info("session ended by %s via %s", user, source)
-        await self.recorder.sync()
 
     async def acknowledge(self, *, alarm_id: str, user: str, source: str) -> None:
-        now = self.clock.now()
-        self._publish(self.monitor.advance(now))
-        self._publish(self.monitor.acknowledge(now, alarm_id=alarm_id, user=user, source=source))
+        await self._command(
+            lambda now: self.monitor.acknowledge(now, alarm_id=alarm_id, user=user, source=source)
+        )
         logger.info("%s acknowledged by %s via %s", alarm_id, user, source)
+
+    async def _command(self, act: Callable[[float], list[Event]]) -> None:
+        """Run a nurse command on the monitor now; return once its record is on disk."""
+        now = self.clock.now()
+        try:
+            self._emit(self.monitor.advance(now))
+            self._emit(act(now))  # CommandRejected propagates: nothing was published for it
+        finally:
+            self._reschedule()
         await self.recorder.sync()
 
     # The vitals path ------------------------------------------------------------------
 
     def _on_readings(self, readings: list[Reading]) -> None:
-        monitor, publish = self.monitor, self.bus.publish
+        monitor, emit = self.monitor, self._emit
         for reading in readings:
-            self._publish(monitor.advance(reading.t))
-            publish(reading)
-            self._publish(monitor.on_reading(reading))
+            emit(monitor.advance(reading.t))
+            self.bus.publish(reading)
+            emit(monitor.on_reading(reading))
         self._reschedule()
 
     def _on_status(self, status: DeviceStatus) -> None:
         self.bus.publish(status)
 
-    def _publish(self, events: list[Event]) -> None:
+    def _emit(self, events: list[Event]) -> None:
         for event in events:
             self.bus.publish(event)
-        if events:
-            self._reschedule()
 
     def _reschedule(self) -> None:
         """Arm one loop timer at the monitor's next deadline (delays, phases, silence)."""
@@ -156,7 +155,7 @@ class Daemon:
 
     def _on_timer(self) -> None:
         self._timer, self._timer_due = None, INF
-        self._publish(self.monitor.advance(self.clock.now()))
+        self._emit(self.monitor.advance(self.clock.now()))
         self._reschedule()
 
     # Lifetime ---------------------------------------------------------------------------
@@ -166,7 +165,8 @@ class Daemon:
         now = self.clock.now()
         session = await self.recorder.open_session(now=now, max_age_s=RESUME_MAX_AGE_S)
         if session is not None:
-            self._publish(self.monitor.resume(now, session=session))
+            self._emit(self.monitor.resume(now, session=session))
+            self._reschedule()
             logger.info("session %s resumed (%s)", session.session_id, self.monitor.phase)
 
     async def run(self, *, on_ready: Callable[[Daemon], None] | None = None) -> None:
