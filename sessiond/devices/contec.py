@@ -33,7 +33,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
-from sessiond.devices.decoder import SerialSettings
+from sessiond.devices.decoder import DecoderCounters, SerialSettings
 from sessiond.model import Quality, Reading
 
 if TYPE_CHECKING:
@@ -150,7 +150,7 @@ def _v7_values(key: _V7Key) -> _Values:
     )
 
 
-class ContecV7Decoder:
+class ContecV7Decoder(DecoderCounters):
     """Decoder for `contec-v7`: live type-0x01 packets; other replies are framed and skipped."""
 
     protocol: ClassVar[str] = "contec-v7"
@@ -168,13 +168,9 @@ class ContecV7Decoder:
     KEEPALIVE_INTERVAL_S: ClassVar[float] = 5.0
 
     def __init__(self, *, device: str) -> None:
-        self.device = device
-        self.records = 0
-        self.frames_bad = 0
-        self.bytes_skipped = 0
+        super().__init__(device=device)
         #: Well-formed replies of other types (version, model, stop acknowledgements ...).
         self.frames_other = 0
-        self._pending = b""
 
     @staticmethod
     def start_command() -> bytes:
@@ -285,7 +281,7 @@ def _legacy_values(key: _LegacyKey) -> _Values:
     return (b4 if b4 <= _MAX_SPO2 else None, pr if pr <= _MAX_PR else None, None, flags)
 
 
-class ContecLegacyDecoder:
+class ContecLegacyDecoder(DecoderCounters):
     """Decoder for `contec-legacy`: 5-byte live packets, synchronised on bit 7 of byte 0."""
 
     protocol: ClassVar[str] = "contec-legacy"
@@ -295,13 +291,6 @@ class ContecLegacyDecoder:
     # 60 packets a second, sent without being asked: nothing to re-send, so the watchdog only
     # has to tell a dead cable from jitter; 1 s (60 missing packets) does, without flapping.
     silence_timeout_s: ClassVar[float] = 1.0
-
-    def __init__(self, *, device: str) -> None:
-        self.device = device
-        self.records = 0
-        self.frames_bad = 0
-        self.bytes_skipped = 0
-        self._pending = b""
 
     def feed(self, data: bytes, t: float) -> list[Reading]:
         buf = self._pending + data if self._pending else data

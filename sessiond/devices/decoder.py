@@ -24,6 +24,17 @@ class SerialSettings:
     stopbits: float = 1
 
 
+class DecoderCounters:
+    """What every decoder keeps: its port, its counters and the bytes of an unfinished frame."""
+
+    def __init__(self, *, device: str) -> None:
+        self.device = device
+        self.records = 0
+        self.frames_bad = 0
+        self.bytes_skipped = 0
+        self._pending = b""
+
+
 class Decoder(Protocol):
     """A sans-I/O decoder for one device port."""
 

@@ -9,22 +9,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
+from sessiond.devices.decoder import DecoderCounters
+
 if TYPE_CHECKING:
     from sessiond.model import Reading
 
 
-class LineDecoder:
+class LineDecoder(DecoderCounters):
     """Base of a sans-I/O text-line decoder: subclasses decode one line in `_line`."""
 
     #: A line longer than this without a terminator is noise.
     max_line: ClassVar[int]
-
-    def __init__(self, *, device: str) -> None:
-        self.device = device
-        self.records = 0
-        self.frames_bad = 0
-        self.bytes_skipped = 0
-        self._pending = b""
 
     def feed(self, data: bytes, t: float) -> list[Reading]:
         buf = self._pending + data if self._pending else data

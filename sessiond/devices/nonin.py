@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from sessiond.devices.decoder import SerialSettings
+from sessiond.devices.decoder import DecoderCounters, SerialSettings
 from sessiond.devices.lines import LineDecoder
 from sessiond.model import Quality, Reading
 
@@ -109,7 +109,7 @@ def _flag_table() -> tuple[tuple[Quality, bool], ...]:
 _FLAG_TABLE = _flag_table()
 
 
-class _NoninBinaryDecoder:
+class _NoninBinaryDecoder(DecoderCounters):
     """What DF2 and DF7 share: frame search, packet assembly, values, flags and counters.
 
     Counters: every byte consumed is either in a decoded packet or counted in
@@ -133,12 +133,8 @@ class _NoninBinaryDecoder:
     _status_at: ClassVar[int]
 
     def __init__(self, *, device: str) -> None:
-        self.device = device
-        self.records = 0
-        self.frames_bad = 0
-        self.bytes_skipped = 0
+        super().__init__(device=device)
         self.packets_incomplete = 0
-        self._pending = b""
         # The pending bytes start where the last packet ended: the next packet is due there.
         self._in_step = False
         # Hunting state, carried across calls so that chunking never changes the counts:

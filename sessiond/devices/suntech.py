@@ -30,7 +30,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import ClassVar
 
-from sessiond.devices.decoder import SerialSettings
+from sessiond.devices.decoder import DecoderCounters, SerialSettings
 from sessiond.model import Quality, Reading
 
 HOST_SYNC = 0x3A  # ':'
@@ -186,7 +186,7 @@ class ReturnString:
 Reply = Ack | CuffPressure | BpResult | ReturnString
 
 
-class SuntechAdvantageDecoder:
+class SuntechAdvantageDecoder(DecoderCounters):
     """Decoder for `suntech-advantage`: BP data → `Reading`; every reply → `take_replies()`."""
 
     protocol: ClassVar[str] = "suntech-advantage"
@@ -198,12 +198,7 @@ class SuntechAdvantageDecoder:
     silence_timeout_s: ClassVar[float] = 5.0
 
     def __init__(self, *, device: str) -> None:
-        self.device = device
-        #: BP data frames decoded (each one a Reading, with values or not).
-        self.records = 0
-        self.frames_bad = 0
-        self.bytes_skipped = 0
-        self._pending = b""
+        super().__init__(device=device)  # `records`: BP data frames (a Reading, values or not)
         self._replies: deque[Reply] = deque(maxlen=MAX_REPLIES)
 
     def take_replies(self) -> list[Reply]:
