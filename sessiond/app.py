@@ -21,9 +21,12 @@ from sessiond.console.auth import hash_password
 from sessiond.console.server import create_console_app, start_console
 from sessiond.devices import make_decoder
 from sessiond.devices.link import SerialLink
+from sessiond.devices.nibp import NibpLink
+from sessiond.model import NibpRequest
 from sessiond.records.capture import CaptureWriter
 from sessiond.records.store import Recorder
 from sessiond.session.alarms import INF
+from sessiond.session.commands import CommandRejected
 from sessiond.session.monitor import Monitor
 
 if TYPE_CHECKING:
@@ -31,7 +34,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from sessiond.config import Config
-    from sessiond.model import DeviceStatus, Event, Reading, Route
+    from sessiond.model import DeviceStatus, Event, NibpFailed, Reading, Route
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +67,8 @@ class Daemon:
             name: make_decoder(dev.decoder, device=name) for name, dev in config.devices.items()
         }
         streaming = [name for name, d in decoders.items() if d.streaming]
-        self.monitor = Monitor(config=config, streaming=streaming, start=clock.now())
+        nibp = [name for name, d in decoders.items() if not d.streaming]
+        self.monitor = Monitor(config=config, streaming=streaming, nibp=nibp, start=clock.now())
         self.links = {
             name: SerialLink(
                 name=name,
@@ -79,6 +83,18 @@ class Daemon:
             )
             for name, decoder in decoders.items()
         }
+        self.nibp = {
+            name: NibpLink(
+                link=self.links[name],
+                clock=clock,
+                config=config.nibp,
+                on_failed=self._on_nibp_failed,
+            )
+            for name in nibp
+        }
+        for name, nibp_link in self.nibp.items():
+            self.links[name].on_open = nibp_link.on_open
+            self.links[name].on_fed = nibp_link.on_fed
         self.recorder = Recorder(path=config.records.path, clock=clock, room_id=config.room.id)
         self.console_port: int | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -99,9 +115,11 @@ class Daemon:
         logger.info("session %s started (%s) by %s via %s", session_id, route, user, source)
         return session_id
 
-    async def mark_dose(self, *, user: str, source: str) -> None:
-        await self._command(lambda now: self.monitor.mark_dose(now, user=user, source=source))
-        logger.info("dose marked by %s via %s", user, source)
+    async def mark_dose(self, *, user: str, source: str, reason: str | None = None) -> None:
+        await self._command(
+            lambda now: self.monitor.mark_dose(now, user=user, source=source, reason=reason)
+        )
+        logger.info("dose marked by %s via %s%s", user, source, " (gate overridden)" * bool(reason))
 
     async def end_session(self, *, user: str, source: str) -> None:
         await self._command(lambda now: self.monitor.end_session(now, user=user, source=source))
@@ -112,6 +130,24 @@ class Daemon:
             lambda now: self.monitor.acknowledge(now, alarm_id=alarm_id, user=user, source=source)
         )
         logger.info("%s acknowledged by %s via %s", alarm_id, user, source)
+
+    async def pause_audio(self, *, user: str, source: str) -> None:
+        await self._command(lambda now: self.monitor.pause_audio(now, user=user, source=source))
+        logger.info("alarm audio paused by %s via %s", user, source)
+
+    async def add_note(self, *, text: str, user: str, source: str) -> None:
+        # The text stays in the record: it may name the patient, so it is never logged.
+        await self._command(
+            lambda now: self.monitor.add_note(now, text=text, user=user, source=source)
+        )
+        logger.info("note added by %s via %s", user, source)
+
+    async def measure_nibp(self, *, user: str, source: str) -> None:
+        if any(link.measuring for link in self.nibp.values()):
+            msg = "a BP measurement is already running"
+            raise CommandRejected(msg)
+        await self._command(lambda now: self.monitor.measure_nibp(now, user=user, source=source))
+        logger.info("BP measurement asked by %s via %s", user, source)
 
     async def _command(self, act: Callable[[float], list[Event]]) -> None:
         """Run a nurse command on the monitor now; return once its record is on disk."""
@@ -135,10 +171,22 @@ class Daemon:
 
     def _on_status(self, status: DeviceStatus) -> None:
         self.bus.publish(status)
+        self._emit(self.monitor.advance(status.t))
+        self._emit(self.monitor.device_status(status))
+        self._reschedule()
+
+    def _on_nibp_failed(self, failure: NibpFailed) -> None:
+        self.bus.publish(failure)
+        self._emit(self.monitor.advance(failure.t))
+        self._emit(self.monitor.nibp_failed(failure.t))
+        self._reschedule()
 
     def _emit(self, events: list[Event]) -> None:
         for event in events:
             self.bus.publish(event)
+            if isinstance(event, NibpRequest):
+                for link in self.nibp.values():
+                    link.measure(event.reason)
 
     def _reschedule(self) -> None:
         """Arm one loop timer at the monitor's next deadline (delays, phases, silence)."""
@@ -195,6 +243,8 @@ class Daemon:
                 on_ready(self)
             await asyncio.gather(*links)
         finally:
+            for nibp_link in self.nibp.values():
+                await nibp_link.close()
             for task in links:
                 task.cancel()
             await asyncio.gather(*links, return_exceptions=True)

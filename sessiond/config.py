@@ -57,9 +57,14 @@ class ConsoleConfig(Strict):
 
 class DeviceConfig(Strict):
     path: str = ""
-    #: Streaming oximeters the link can run live (the SunTech NIBP needs its command layer).
     decoder: Literal[
-        "masimo-ascii1", "nonin-df7", "nonin-df2", "nonin-ascii", "contec-v7", "contec-legacy"
+        "masimo-ascii1",
+        "nonin-df7",
+        "nonin-df2",
+        "nonin-ascii",
+        "contec-v7",
+        "contec-legacy",
+        "suntech-advantage",
     ] = "masimo-ascii1"
     #: None: the protocol's own baud rate.
     baudrate: int | None = Field(default=None, gt=0)
@@ -84,6 +89,8 @@ class LimitAlarmConfig(Strict):
     #: Back inside the limit by at least this much (the value's unit) before clearing.
     hysteresis: Annotated[float, Field(ge=0)] = 0.0
     clear_delay_s: Seconds = 5.0
+    #: An unacknowledged medium alarm still active this long becomes high; None: never.
+    escalate_after_s: Annotated[float, Field(gt=0)] | None = None
 
 
 class TechnicalAlarmConfig(Strict):
@@ -106,6 +113,76 @@ class DeviceLostConfig(Strict):
     high_latched: bool = True
 
 
+class BpHighConfig(Strict):
+    """`bp_high`: per BP reading; medium at once, high when confirmed (DESIGN §5)."""
+
+    enabled: bool = True
+    medium_sys_mmhg: float = 160
+    medium_dia_mmhg: float = 100
+    high_sys_mmhg: float = 180
+    high_dia_mmhg: float = 110
+    #: Consecutive readings at or above the high limits that raise high.
+    high_confirmations: Annotated[int, Field(ge=1)] = 2
+    #: One reading at or above these raises high at once.
+    critical_sys_mmhg: float = 200
+    critical_dia_mmhg: float = 120
+    high_latched: bool = True
+    hysteresis_mmhg: Annotated[float, Field(ge=0)] = 5
+
+
+class BpRiseConfig(Strict):
+    """`bp_rise`: after the dose, a rise from the pre-dose baseline."""
+
+    enabled: bool = True
+    priority: Literal["low", "medium", "high"] = "medium"
+    sys_rise_mmhg: Annotated[float, Field(gt=0)] = 40
+    dia_rise_mmhg: Annotated[float, Field(gt=0)] = 25
+    hysteresis_mmhg: Annotated[float, Field(ge=0)] = 5
+
+    @property
+    def level(self) -> Priority:
+        return Priority[self.priority.upper()]
+
+
+class DoseGateConfig(Strict):
+    """`dose_gate`: before the dose, on the baseline so far."""
+
+    enabled: bool = True
+    #: Above these (strictly) → low: prescriber review.
+    low_sys_mmhg: float = 140
+    low_dia_mmhg: float = 90
+    #: At or above these → high: dosing needs an override with a reason.
+    high_sys_mmhg: float = 180
+    high_dia_mmhg: float = 110
+    hysteresis_mmhg: Annotated[float, Field(ge=0)] = 5
+
+
+class NibpErrorConfig(Strict):
+    """`nibp_error`: a failed BP measurement; repeated failures in critical phases escalate."""
+
+    enabled: bool = True
+    priority: Literal["low", "medium", "high"] = "low"
+    escalate_after_failures: Annotated[int, Field(ge=1)] = 2
+    escalated_priority: Literal["low", "medium", "high"] = "medium"
+    escalate_phases: tuple[Phase, ...] = (Phase.ONSET, Phase.EFFECT)
+
+
+class NibpOverdueConfig(Strict):
+    """`nibp_overdue`: no valid BP reading for the phase's interval plus a grace period."""
+
+    enabled: bool = True
+    priority: Literal["low", "medium", "high"] = "medium"
+    grace_min: Annotated[float, Field(ge=0)] = 5
+
+
+class AudioConfig(Strict):
+    """Alarm audio: the nurse's global pause."""
+
+    pause_s: Annotated[float, Field(gt=0, le=600)] = 120
+    #: A new high alarm ends a pause early.
+    high_ends_pause: bool = True
+
+
 class AlarmsConfig(Strict):
     spo2_low: LimitAlarmConfig = LimitAlarmConfig(
         medium=LimitLevel(limit=90, delay_s=15),
@@ -125,11 +202,65 @@ class AlarmsConfig(Strict):
     sensor_off: TechnicalAlarmConfig = TechnicalAlarmConfig(priority="medium", delay_s=5)
     signal_poor: TechnicalAlarmConfig = TechnicalAlarmConfig(priority="low", delay_s=30)
     device_lost: DeviceLostConfig = DeviceLostConfig()
+    bp_high: BpHighConfig = BpHighConfig()
+    bp_low: LimitAlarmConfig = LimitAlarmConfig(
+        medium=LimitLevel(limit=90), high=LimitLevel(limit=80), hysteresis=5, clear_delay_s=0
+    )
+    bp_rise: BpRiseConfig = BpRiseConfig()
+    dose_gate: DoseGateConfig = DoseGateConfig()
+    nibp_error: NibpErrorConfig = NibpErrorConfig()
+    nibp_overdue: NibpOverdueConfig = NibpOverdueConfig()
+    audio: AudioConfig = AudioConfig()
+
+
+class NibpConfig(Strict):
+    """The BP schedule (DESIGN §5) and the live command timeouts."""
+
+    baseline_interval_min: Minutes = 5
+    onset_interval_min: Minutes = 10
+    effect_interval_min: Minutes = 15
+    recovery_interval_min: Minutes = 30
+    #: Forced readings, minutes after the dose.
+    forced_after_dose_min: tuple[Minutes, ...] = (40,)
+    #: Re-measure at once after a medium or high BP alarm.
+    remeasure_on_alarm: bool = True
+    #: A command unanswered this long: the module is lost.
+    command_timeout_s: Annotated[float, Field(gt=0)] = 5
+    #: A measurement with no result this long after it started has failed.
+    measurement_timeout_s: Annotated[float, Field(gt=0)] = 150
+
+    def interval_s(self, phase: Phase) -> float | None:
+        minutes = {
+            Phase.BASELINE: self.baseline_interval_min,
+            Phase.ONSET: self.onset_interval_min,
+            Phase.EFFECT: self.effect_interval_min,
+            Phase.RECOVERY: self.recovery_interval_min,
+        }.get(phase)
+        return None if minutes is None else minutes * 60.0
+
+
+class BaselineConfig(Strict):
+    """The pre-dose baseline (DESIGN §5)."""
+
+    #: BP baseline: the mean of the last this many pre-dose readings.
+    bp_readings: Annotated[int, Field(ge=1)] = 2
+    #: SpO2 and PR baseline: medians of the valid values in this window before the dose.
+    window_min: Minutes = 5
+
+
+class DischargeConfig(Strict):
+    """Discharge readiness (DESIGN §5): shown to the nurse, never acted on automatically."""
+
+    spo2_min_pct: float = 92
+    spo2_window_min: Minutes = 5
+    within_baseline_pct: Annotated[float, Field(gt=0)] = 20
 
 
 class RouteTimeline(Strict):
     onset_min: Minutes = 30.0
     effect_end_min: Minutes = 150.0
+    #: Discharge readiness needs at least this long since the dose (the route's minimum).
+    discharge_after_min: Minutes = 120.0
 
     @field_validator("effect_end_min")
     @classmethod
@@ -145,7 +276,7 @@ class TimelineConfig(Strict):
     iv: RouteTimeline = RouteTimeline()
     im: RouteTimeline = RouteTimeline()
     intranasal: RouteTimeline = RouteTimeline()
-    oral: RouteTimeline = RouteTimeline(onset_min=60, effect_end_min=240)
+    oral: RouteTimeline = RouteTimeline(onset_min=60, effect_end_min=240, discharge_after_min=240)
 
     def for_route(self, route: Route) -> RouteTimeline:
         timeline: RouteTimeline = getattr(self, route.value)
@@ -162,7 +293,9 @@ class SimConfig(Strict):
 
 
 def _default_devices() -> dict[str, DeviceConfig]:
-    return {"spo2": DeviceConfig(decoder="masimo-ascii1")}
+    return {
+        "spo2": DeviceConfig(decoder="masimo-ascii1"),
+    }
 
 
 class Config(Strict):
@@ -174,6 +307,9 @@ class Config(Strict):
     )
     alarms: AlarmsConfig = AlarmsConfig()
     timeline: TimelineConfig = TimelineConfig()
+    nibp: NibpConfig = NibpConfig()
+    baseline: BaselineConfig = BaselineConfig()
+    discharge: DischargeConfig = DischargeConfig()
     records: RecordsConfig = RecordsConfig()
     sim: SimConfig = SimConfig()
 

@@ -167,4 +167,84 @@ class DeviceStatus:
     detail: str = ""
 
 
-Event = Reading | SessionStarted | PhaseChanged | AlarmTransition | NurseAction | DeviceStatus
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NibpRequest:
+    """The monitor asks the BP module to measure now (`reason`: schedule, dose+40, alarm, nurse)."""
+
+    t: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NibpFailed:
+    """A BP measurement failed: an error code, an abort or error reply, or no result in time."""
+
+    t: float
+    device: str
+    detail: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AudioPause:
+    """Alarm audio paused (every alarm) until `until_t`, or resumed (`reason` says why)."""
+
+    t: float
+    paused: bool
+    until_t: float | None = None
+    reason: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class BaselineCaptured:
+    """The pre-dose baseline, fixed when the dose is marked (None: not enough readings)."""
+
+    t: float
+    sys: float | None
+    dia: float | None
+    spo2: float | None
+    pr: float | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DischargeReadiness:
+    """Whether the patient meets the discharge criteria now; `unmet` says which are not met."""
+
+    t: float
+    ready: bool
+    unmet: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RoomChanged:
+    """The room's set and setting changed: the scene applied, its lights and its music.
+
+    `override` is `alarm` while a high alarm holds clinical light, `manual` after a nurse's
+    change (until the next phase unless `pinned`), else None.
+    """
+
+    t: float
+    scene: str
+    light_pct: float
+    colour_temp_k: int
+    playlist: str
+    volume_pct: int
+    ducked: bool = False
+    override: str | None = None
+    pinned: bool = False
+    source: str = "phase"
+
+
+Event = (
+    Reading
+    | SessionStarted
+    | PhaseChanged
+    | AlarmTransition
+    | NurseAction
+    | DeviceStatus
+    | NibpRequest
+    | NibpFailed
+    | AudioPause
+    | BaselineCaptured
+    | DischargeReadiness
+    | RoomChanged
+)

@@ -10,11 +10,17 @@ from typing import Any
 
 from sessiond.model import (
     AlarmTransition,
+    AudioPause,
+    BaselineCaptured,
     DeviceStatus,
+    DischargeReadiness,
     Event,
+    NibpFailed,
+    NibpRequest,
     NurseAction,
     PhaseChanged,
     Reading,
+    RoomChanged,
     SessionStarted,
 )
 
@@ -51,7 +57,7 @@ def alarm_json(a: AlarmTransition) -> dict[str, Any]:
     return out
 
 
-def event_json(event: Event) -> dict[str, Any]:
+def event_json(event: Event) -> dict[str, Any]:  # noqa: C901, PLR0911, PLR0912  (one case per type)
     """Any bus event as a JSON-ready dict with `t` and `type`."""
     match event:
         case Reading():
@@ -89,4 +95,51 @@ def event_json(event: Event) -> dict[str, Any]:
                 "device": event.device,
                 "connected": event.connected,
                 "detail": event.detail,
+            }
+        case NibpRequest():
+            return {"t": _t(event.t), "type": "nibp_request", "reason": event.reason}
+        case NibpFailed():
+            return {
+                "t": _t(event.t),
+                "type": "nibp_failed",
+                "device": event.device,
+                "detail": event.detail,
+            }
+        case DischargeReadiness():
+            return {
+                "t": _t(event.t),
+                "type": "discharge_ready",
+                "ready": event.ready,
+                "unmet": list(event.unmet),
+            }
+        case AudioPause():
+            return {
+                "t": _t(event.t),
+                "type": "audio_pause",
+                "paused": event.paused,
+                "until_t": None if event.until_t is None else _t(event.until_t),
+                "reason": event.reason,
+            }
+        case BaselineCaptured():
+            return {
+                "t": _t(event.t),
+                "type": "baseline",
+                "sys": event.sys,
+                "dia": event.dia,
+                "spo2": event.spo2,
+                "pr": event.pr,
+            }
+        case RoomChanged():
+            return {
+                "t": _t(event.t),
+                "type": "room",
+                "scene": event.scene,
+                "light_pct": event.light_pct,
+                "colour_temp_k": event.colour_temp_k,
+                "playlist": event.playlist,
+                "volume_pct": event.volume_pct,
+                "ducked": event.ducked,
+                "override": event.override,
+                "pinned": event.pinned,
+                "source": event.source,
             }

@@ -6,7 +6,8 @@ import pytest
 
 from sessiond.config import Config
 from sessiond.model import AlarmState, AlarmTransition, Phase, Priority, Quality, Reading
-from sessiond.session.alarms import INF, AlarmEngine, Level, LevelState
+from sessiond.session.alarms import INF, AlarmEngine
+from sessiond.session.rules import Level, LevelState
 
 
 def engine(**kw) -> AlarmEngine:

@@ -413,7 +413,9 @@ async def test_status_snapshot(served: Served, client: ClientSession) -> None:
     }
     assert [a["id"] for a in status["alarms"]] == ["spo2_low"]
     assert status["devices"] == {"spo2": {"connected": True, "detail": ""}}
-    assert status["timeline"]["oral"] == {"onset_min": 60.0, "effect_end_min": 240.0}
+    assert status["timeline"]["oral"] == {
+        "onset_min": 60.0, "effect_end_min": 240.0, "discharge_after_min": 240.0
+    }
 
 
 async def test_page_and_assets(client: ClientSession) -> None:

@@ -89,6 +89,8 @@ class SerialLink:
         on_bytes: Callable[[float, str, str, bytes], None] | None = None,
         baudrate: int | None = None,
         silence_timeout_s: float | None = None,
+        on_open: Callable[[], None] | None = None,
+        on_fed: Callable[[], None] | None = None,
     ) -> None:
         self.name = name
         self.path = path
@@ -102,8 +104,11 @@ class SerialLink:
         self._baudrate = baudrate or decoder.serial.baudrate
         self._silence_s = silence_timeout_s or decoder.silence_timeout_s
         self._last_rx = 0.0
+        self.on_open = on_open
+        self.on_fed = on_fed
         self._transport: asyncio.Transport | None = None
         self._reported = False
+        self._down: asyncio.Future[str] | None = None
 
     def received(self, data: bytes) -> None:
         """Bytes from the port: stamp them, capture them, decode them."""
@@ -114,6 +119,12 @@ class SerialLink:
         readings = self.decoder.feed(data, t)
         if readings:
             self._on_readings(readings)
+        if self.on_fed is not None:
+            self.on_fed()
+
+    @property
+    def is_open(self) -> bool:
+        return self._transport is not None and not self._transport.is_closing()
 
     def send(self, data: bytes) -> bool:
         """Send a command to the device; False when the link is down."""
@@ -123,6 +134,15 @@ class SerialLink:
             self._on_bytes(self._clock.now(), self.name, ">", data)
         self._transport.write(data)
         return True
+
+    def declare_lost(self, reason: str) -> None:
+        """The device stopped answering (a command layer decides): close and reopen the port."""
+        if self._down is not None and not self._down.done():
+            self._down.set_result(reason)
+
+    def report_connected(self, detail: str) -> None:
+        """The device answered: for a device that only speaks when asked, this is the sign."""
+        self._set_connected(connected=True, detail=detail)
 
     async def run(self) -> None:
         backoff = BACKOFF_FIRST_S
@@ -162,7 +182,11 @@ class SerialLink:
         assert isinstance(protocol, _PortProtocol)
         self._transport = transport
         self._last_rx = self._clock.now()
-        self._set_connected(connected=True, detail=self.path)
+        self._down = loop.create_future()
+        if self.decoder.streaming:
+            self._set_connected(connected=True, detail=self.path)
+        if self.on_open is not None:
+            self.on_open()
         commands = LINK_COMMANDS.get(self.decoder.protocol, LinkCommands())
         if commands.start:
             self.send(commands.start)
@@ -173,7 +197,7 @@ class SerialLink:
                 name=f"sessiond.link[{self.name}].keepalive",
             )
         try:
-            await self._watch(protocol.lost)
+            await self._watch(protocol.lost, self._down)
         finally:
             if keepalive is not None:
                 keepalive.cancel()
@@ -190,7 +214,17 @@ class SerialLink:
             await self._clock.sleep(every_s)
             self.send(command)
 
-    async def _watch(self, lost: asyncio.Future[Exception | None]) -> None:
+    async def _watch(
+        self, lost: asyncio.Future[Exception | None], down: asyncio.Future[str]
+    ) -> None:
+        if not self.decoder.streaming:
+            # Silence is normal here: only a closed port or an unanswered command is a loss.
+            await asyncio.wait((lost, down), return_when=asyncio.FIRST_COMPLETED)
+            if down.done():
+                raise LinkDownError(down.result())
+            exc = lost.result()
+            msg = f"port closed: {exc}" if exc is not None else "port closed"
+            raise LinkDownError(msg)
         silence_s = max(self._silence_s, self._clock.session_seconds(WATCHDOG_MIN_REAL_S))
         while True:
             remaining = self._last_rx + silence_s - self._clock.now()
@@ -199,9 +233,12 @@ class SerialLink:
                 raise LinkDownError(msg)
             try:
                 async with self._clock.timeout(remaining):
-                    exc = await asyncio.shield(lost)
+                    await asyncio.wait((lost, down), return_when=asyncio.FIRST_COMPLETED)
             except TimeoutError:
                 continue
+            if down.done():
+                raise LinkDownError(down.result())
+            exc = lost.result()
             msg = f"port closed: {exc}" if exc is not None else "port closed"
             raise LinkDownError(msg)
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 #: The user and source recorded for the session start and dose that replay performs.
 REPLAY_USER = "replay"
 
-_PUBLIC_TYPES = frozenset({"phase", "alarm"})
+_PUBLIC_TYPES = frozenset({"phase", "alarm", "nibp_request", "discharge_ready"})
 
 
 def replay(
@@ -39,7 +39,9 @@ def replay(
 ) -> dict[str, int]:
     """Replay `reader`, writing one JSON line per event with `write`; returns the summary."""
     decoders = {name: make_decoder(proto, device=name) for name, proto in reader.ports.items()}
-    monitor = Monitor(config=config, streaming=list(decoders), start=0.0)
+    streaming = [name for name, d in decoders.items() if d.streaming]
+    nibp = [name for name, d in decoders.items() if not d.streaming]
+    monitor = Monitor(config=config, streaming=streaming, nibp=nibp, start=0.0)
     dumps = json.dumps
 
     def emit(events: list[Event]) -> None:
@@ -60,7 +62,9 @@ def replay(
         nonlocal dose_pending
         if dose_pending and dose_at is not None and dose_at <= t:
             emit(monitor.advance(dose_at))
-            emit(monitor.mark_dose(dose_at, user=REPLAY_USER, source="replay"))
+            # The capture already happened: a closed dose gate is overridden, not refused.
+            emit(monitor.mark_dose(dose_at, user=REPLAY_USER, source="replay",
+                                   reason="dose time given to replay"))  # fmt: skip
             dose_pending = False
 
     for record in reader:

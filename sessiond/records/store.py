@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from sessiond.model import (
     AlarmTransition,
+    BaselineCaptured,
     DeviceStatus,
     NurseAction,
     PhaseChanged,
@@ -29,6 +30,7 @@ from sessiond.model import (
     SessionStarted,
 )
 from sessiond.session.state import OpenSession
+from sessiond.wire import event_json
 
 if TYPE_CHECKING:
     from sessiond.bus import Subscription
@@ -45,7 +47,8 @@ SYNC_TIMEOUT_S = 5.0
 #: Readings wait at most this long (real seconds) before they are committed.
 READING_BATCH_S = 0.5
 
-SCHEMA_VERSION = 1
+#: 2: `events` (BP requests and failures, audio pauses, baseline, readiness, room changes).
+SCHEMA_VERSION = 2
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (
@@ -75,6 +78,10 @@ CREATE TABLE IF NOT EXISTS device_events (
     id INTEGER PRIMARY KEY, session_id TEXT, t REAL NOT NULL, wall TEXT NOT NULL,
     device TEXT NOT NULL, connected INTEGER NOT NULL, detail TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS events (
+    id INTEGER PRIMARY KEY, session_id TEXT, t REAL NOT NULL, wall TEXT NOT NULL,
+    type TEXT NOT NULL, data TEXT NOT NULL
+);
 CREATE INDEX IF NOT EXISTS readings_by_session ON readings (session_id, t);
 CREATE INDEX IF NOT EXISTS alarms_by_session ON alarms (session_id, t);
 """
@@ -103,6 +110,9 @@ _DEVICE = (
     "INSERT INTO device_events (session_id, t, wall, device, connected, detail)"
     " VALUES (?, ?, ?, ?, ?, ?)"
 )
+
+
+_EVENT = "INSERT INTO events (session_id, t, wall, type, data) VALUES (?, ?, ?, ?, ?)"
 
 
 def open_database(path: str | Path) -> sqlite3.Connection:
@@ -155,7 +165,7 @@ class Recorder:
         )
         if row is None:
             return None
-        session_id, route, started_by, started_wall, dose_wall = row
+        session_id, route, started_by, started_wall, dose_wall, baseline_json = row
         now_wall = self._clock.wall(now)
         age = (now_wall - datetime.fromisoformat(started_wall)).total_seconds()
         if not 0 <= age <= max_age_s:
@@ -163,16 +173,24 @@ class Recorder:
                            session_id, age)  # fmt: skip
             return None
         dose_t = None
+        baseline = None
         if dose_wall is not None:
             dose_t = now - (now_wall - datetime.fromisoformat(dose_wall)).total_seconds()
+            if baseline_json is not None:
+                data = json.loads(baseline_json)
+                baseline = BaselineCaptured(t=dose_t, sys=data["sys"], dia=data["dia"],
+                                            spo2=data["spo2"], pr=data["pr"])  # fmt: skip
         return OpenSession(session_id=session_id, route=Route(route), started_by=started_by,
-                           started_t=now - age, dose_t=dose_t)  # fmt: skip
+                           started_t=now - age, dose_t=dose_t, baseline=baseline)  # fmt: skip
 
-    def _last_open_session(self) -> tuple[str, str, str, str, str | None] | None:
+    def _last_open_session(self) -> tuple[str, str, str, str, str | None, str | None] | None:
         db = self._db
         assert db is not None, "Recorder.open() was not awaited"
-        row: tuple[str, str, str, str, str | None] | None = db.execute(
-            "SELECT id, route, started_by, started_wall, dose_wall FROM sessions"
+        row: tuple[str, str, str, str, str | None, str | None] | None = db.execute(
+            "SELECT id, route, started_by, started_wall, dose_wall,"
+            " (SELECT data FROM events WHERE session_id = sessions.id AND type = 'baseline'"
+            "  ORDER BY t DESC LIMIT 1)"
+            " FROM sessions"
             " WHERE room = ? AND ended_t IS NULL ORDER BY started_wall DESC LIMIT 1",
             (self.room_id,),
         ).fetchone()
@@ -329,6 +347,11 @@ class Recorder:
                         (sid, event.t, wall, event.device, int(event.connected), event.detail),
                     )
                 ]
+            case _:
+                data = event_json(event)
+                kind = data.pop("type")
+                del data["t"]
+                return [(_EVENT, (sid, event.t, wall, kind, json.dumps(data)))]
 
     def _commit(self, rows: list[Statement], durable: bool) -> None:
         db = self._db

@@ -1,287 +1,72 @@
 """The alarm engine: validity gate → condition (limits, delays, hysteresis) → occurrence state.
 
-Pure logic with time passed in. Each alarm id is a `Rule` made of priority `Level`s; a level
-is an IEC 60601-1-8 occurrence (idle → pending during its delay → on → clearing → latched).
-A rule shows the most urgent of its levels, and the engine emits an `AlarmTransition`
-whenever what a rule shows (priority, state) changes. Deadlines (delays, clear delays, stale
-data, device silence) are reported by `next_due` so that the daemon and replay fire them at
-the time they are due, whether or not a byte arrives then.
+Pure logic with time passed in. Every alarm id of DESIGN §5 is a rule (`rules`, `bp`); the
+engine feeds them readings and time, shows the most urgent level of each id, and emits an
+`AlarmTransition` whenever what an id shows (priority, state) changes. On top of the rules it
+keeps the signal layer: acknowledgement (one occurrence), the global audio pause (ended early
+by a new high alarm) and escalation of an unacknowledged medium alarm. Deadlines are reported
+by `next_due` so that the daemon and replay fire them when due, whether or not a byte arrives.
 """
 
 from __future__ import annotations
 
-import enum
-import math
 from typing import TYPE_CHECKING
 
+from sessiond.config import BaselineConfig, NibpConfig, TechnicalAlarmConfig
 from sessiond.model import (
     INVALID_FOR_ALARMS,
     PROBE_OFF,
     AlarmState,
     AlarmTransition,
+    AudioPause,
+    BaselineCaptured,
     Phase,
     Priority,
-    Quality,
     Reading,
+)
+from sessiond.session.baseline import Baseline
+from sessiond.session.bp import BpHighRule, BpRiseRule, DoseGateRule, NibpErrorRule, NibpOverdueRule
+from sessiond.session.rules import (
+    INF,
+    POOR_SIGNAL,
+    LimitRule,
+    Rule,
+    SilenceRule,
+    TechnicalRule,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from sessiond.config import (
-        AlarmsConfig,
-        DeviceLostConfig,
-        LimitAlarmConfig,
-        LimitLevel,
-        TechnicalAlarmConfig,
-    )
+    from sessiond.config import AlarmsConfig
+    from sessiond.model import Event
 
-INF = math.inf
+__all__ = ["INF", "AlarmEngine"]
+
 _INVALID_FOR_ALARMS = int(INVALID_FOR_ALARMS)
 _PROBE_OFF = int(PROBE_OFF)
-_POOR_SIGNAL = int(Quality.ARTIFACT | Quality.SEARCHING | Quality.LOW_SIGNAL)
 
-
-class LevelState(enum.Enum):
-    IDLE = "idle"
-    PENDING = "pending"
-    ON = "on"
-    CLEARING = "clearing"
-    LATCHED = "latched"
-
-
-class Level:
-    """One priority level of one alarm: its occurrence state machine and its deadline."""
-
-    __slots__ = ("delay", "due", "latched", "limit", "priority", "remaining", "state", "value")
-
-    def __init__(self, *, priority: Priority, limit: float, delay: float, latched: bool) -> None:
-        self.priority = priority
-        self.limit = limit
-        self.delay = delay
-        self.latched = latched
-        self.state = LevelState.IDLE
-        self.due = INF
-        #: A frozen deadline's remaining time (invalid data neither advances nor resets it).
-        self.remaining: float | None = None
-        self.value: float | None = None
-
-    def update(
-        self, t: float, *, violating: bool, inside: bool, clear_delay: float, value: float | None
-    ) -> None:
-        """A valid observation at `t`: `violating` the limit, or `inside` it with hysteresis."""
-        if self.remaining is not None:
-            self.due, self.remaining = t + self.remaining, None
-        state = self.state
-        if state is LevelState.IDLE:
-            if violating:
-                self.value = value
-                self.state, self.due = LevelState.PENDING, t + self.delay
-        elif state is LevelState.PENDING:
-            if not violating:
-                self.state, self.due = LevelState.IDLE, INF
-            else:
-                self.value = value
-        elif state is LevelState.ON:
-            if inside:
-                self.state, self.due = LevelState.CLEARING, t + clear_delay
-        elif state is LevelState.CLEARING:
-            if not inside:
-                self.state, self.due = LevelState.ON, INF
-        elif violating:  # LATCHED: the condition is back, same occurrence
-            self.value = value
-            self.state = LevelState.ON
-        self.fire(t)
-
-    def fire(self, now: float) -> None:
-        """Move on if the deadline has come."""
-        if self.due > now:
-            return
-        if self.state is LevelState.PENDING:
-            self.state, self.due = LevelState.ON, INF
-        elif self.state is LevelState.CLEARING:
-            self.state = LevelState.LATCHED if self.latched else LevelState.IDLE
-            self.due = INF
-
-    def freeze(self, at: float) -> None:
-        """Stop the clock of a pending or clearing deadline as of `at`."""
-        if self.due < INF and self.remaining is None:
-            self.remaining, self.due = max(0.0, self.due - at), INF
-
-    def reset(self) -> None:
-        """Back to idle (acknowledged latch, or the condition vanished for a technical alarm)."""
-        self.state, self.due, self.remaining = LevelState.IDLE, INF, None
-
-    @property
-    def shown(self) -> bool:
-        return self.state in (LevelState.ON, LevelState.CLEARING, LevelState.LATCHED)
-
-
-class Rule:
-    """An alarm id: levels, and what it currently shows."""
-
-    def __init__(self, alarm_id: str, levels: Iterable[Level]) -> None:
-        self.alarm_id = alarm_id
-        self.levels = sorted(levels, key=lambda lv: lv.priority)
-
-    def next_due(self) -> float:
-        return min((lv.due for lv in self.levels), default=INF)
-
-    def advance(self, now: float) -> None:
-        for lv in self.levels:
-            lv.fire(now)
-
-    def acknowledge(self) -> None:
-        """Operator action: clear the latched levels whose condition has gone (ALARM RESET)."""
-        for lv in self.levels:
-            if lv.state is LevelState.LATCHED:
-                lv.reset()
-
-    def display(self) -> tuple[Level, AlarmState] | None:
-        """The most urgent level shown, and whether its condition is still there."""
-        top: Level | None = None
-        for lv in self.levels:
-            if lv.shown:
-                top = lv
-        if top is None:
-            return None
-        return top, AlarmState.LATCHED if top.state is LevelState.LATCHED else AlarmState.ACTIVE
-
-
-class LimitRule(Rule):
-    """A physiological limit on one value (SpO2, PR ...), below or above, with hysteresis."""
-
-    def __init__(
-        self, alarm_id: str, *, param: str, below: bool, config: LimitAlarmConfig, hold_s: float
-    ) -> None:
-        levels = [
-            Level(priority=priority, limit=lv.limit, delay=lv.delay_s, latched=lv.latched)
-            for priority, lv in _limit_levels(config)
-        ]
-        super().__init__(alarm_id, levels)
-        self.param = param
-        self.below = below
-        self.hysteresis = config.hysteresis
-        self.clear_delay = config.clear_delay_s
-        #: How long a reading's value stands for the patient before it is stale.
-        self.hold_s = hold_s
-        self.valid_until = -INF
-
-    def observe(self, t: float, value: float | None, valid: bool) -> None:
-        if value is None or not valid:
-            self._freeze(t)
-            return
-        self.valid_until = t + self.hold_s
-        h = self.hysteresis
-        for lv in self.levels:
-            if self.below:
-                violating, inside = value < lv.limit, value >= lv.limit + h
-            else:
-                violating, inside = value > lv.limit, value <= lv.limit - h
-            lv.update(
-                t, violating=violating, inside=inside, clear_delay=self.clear_delay, value=value
-            )
-
-    def _freeze(self, at: float) -> None:
-        for lv in self.levels:
-            lv.freeze(at)
-
-    def next_due(self) -> float:
-        due = super().next_due()
-        # Staleness is itself a deadline, but only while a level's clock is running.
-        return min(due, self.valid_until) if due < INF else due
-
-    def advance(self, now: float) -> None:
-        if self.valid_until <= now:
-            # The last value went stale before these deadlines: freeze them where it stopped.
-            for lv in self.levels:
-                if lv.due > self.valid_until:
-                    lv.freeze(self.valid_until)
-        super().advance(now)
-
-
-class TechnicalRule(Rule):
-    """A technical condition of the device's frames; clears as soon as it is gone."""
-
-    def __init__(self, alarm_id: str, *, config: TechnicalAlarmConfig) -> None:
-        super().__init__(
-            alarm_id, [Level(priority=config.level, limit=0, delay=config.delay_s, latched=False)]
-        )
-
-    def observe(self, t: float, violating: bool) -> None:
-        for lv in self.levels:
-            lv.update(t, violating=violating, inside=not violating, clear_delay=0.0, value=None)
-
-
-class SilenceRule(Rule):
-    """`device_lost` for one streaming device: no valid frame for a while."""
-
-    def __init__(self, alarm_id: str, *, config: DeviceLostConfig, since: float) -> None:
-        self.medium = Level(
-            priority=Priority.MEDIUM,
-            limit=config.medium_after_s,
-            delay=config.medium_after_s,
-            latched=False,
-        )
-        self.high = Level(
-            priority=Priority.HIGH,
-            limit=config.high_after_s,
-            delay=config.high_after_s,
-            latched=config.high_latched,
-        )
-        super().__init__(alarm_id, [self.medium, self.high])
-        self.high_phases = frozenset(config.high_phases)
-        self.phase: Phase | None = None
-        self.last_frame = since
-        self._schedule()
-
-    def _schedule(self) -> None:
-        medium, high = self.medium, self.high
-        medium.due = self.last_frame + medium.delay if medium.state is LevelState.IDLE else INF
-        # The high level only counts silence in the phases where it is critical.
-        critical = self.phase in self.high_phases and high.state is not LevelState.ON
-        high.due = self.last_frame + high.delay if critical else INF
-
-    def frame(self, t: float) -> None:
-        """A valid frame arrived: the link is alive (a latched high stays until acknowledged)."""
-        self.last_frame = t
-        self.medium.reset()
-        if self.high.state is LevelState.ON:
-            self.high.state = LevelState.LATCHED if self.high.latched else LevelState.IDLE
-        self._schedule()
-
-    def set_phase(self, now: float, phase: Phase) -> None:
-        self.phase = phase
-        self._schedule()
-        self.advance(now)
-
-    def acknowledge(self) -> None:
-        super().acknowledge()
-        self._schedule()
-
-    def advance(self, now: float) -> None:
-        for level in self.levels:
-            if level.due <= now:
-                level.state = LevelState.ON
-        self._schedule()
-
-
-def _limit_levels(config: LimitAlarmConfig) -> list[tuple[Priority, LimitLevel]]:
-    out: list[tuple[Priority, LimitLevel]] = []
-    if config.medium is not None:
-        out.append((Priority.MEDIUM, config.medium))
-    if config.high is not None:
-        out.append((Priority.HIGH, config.high))
-    return out
+Shown = tuple[Priority, AlarmState]
 
 
 class AlarmEngine:
     """Every alarm rule of one room; feed it readings and time, collect transitions."""
 
     def __init__(
-        self, *, config: AlarmsConfig, streaming: Iterable[str], start: float = 0.0
+        self,
+        *,
+        config: AlarmsConfig,
+        streaming: Iterable[str],
+        nibp: Iterable[str] = (),
+        start: float = 0.0,
+        schedule: NibpConfig | None = None,
+        baseline: BaselineConfig | None = None,
     ) -> None:
+        self.config = config
+        self.schedule = schedule or NibpConfig()
         self.phase: Phase | None = None
+        self.dosed = False
+        self.baseline = Baseline(baseline or BaselineConfig())
         # A value stands for the patient until its device would be declared lost.
         hold_s = config.device_lost.medium_after_s
         self.spo2_low = LimitRule(
@@ -299,80 +84,209 @@ class AlarmEngine:
             device: SilenceRule("device_lost", config=config.device_lost, since=start)
             for device in streaming
         }
-        self.limits = [
-            rule
-            for rule, cfg in (
-                (self.spo2_low, config.spo2_low),
-                (self.pr_high, config.pr_high),
-                (self.pr_low, config.pr_low),
-            )
-            if cfg.enabled
+        self.nibp_devices = frozenset(nibp)
+        # A BP reading stands until the next one: it never goes stale.
+        self.bp_low = LimitRule("bp_low", param="sys", below=True, config=config.bp_low, hold_s=INF)
+        self.bp_high = BpHighRule(config.bp_high)
+        self.bp_rise = BpRiseRule(config.bp_rise)
+        self.dose_gate = DoseGateRule(config.dose_gate)
+        self.nibp_error = NibpErrorRule(config.nibp_error)
+        self.nibp_overdue = NibpOverdueRule(config.nibp_overdue)
+        # The BP module is silent between measurements: it is lost when its link says so
+        # (port failed, a command unanswered), not after a silence.
+        lost = TechnicalAlarmConfig(priority="medium", delay_s=0)
+        self.nibp_lost = {device: TechnicalRule("device_lost", config=lost) for device in nibp}
+
+        oximeter: list[tuple[Rule, bool]] = [
+            (self.spo2_low, config.spo2_low.enabled),
+            (self.pr_high, config.pr_high.enabled),
+            (self.pr_low, config.pr_low.enabled),
+            (self.sensor_off, config.sensor_off.enabled),
+            (self.signal_poor, config.signal_poor.enabled),
         ]
-        self.technical = [
-            rule
-            for rule, cfg in ((self.sensor_off, config.sensor_off),
-                              (self.signal_poor, config.signal_poor))
-            if cfg.enabled
-        ]  # fmt: skip
-        self.rules: list[Rule] = [*self.limits, *self.technical]
+        self.rules: list[Rule] = [rule for rule, enabled in oximeter if enabled]
+        self.limits = [r for r in self.rules if isinstance(r, LimitRule)]
         if config.device_lost.enabled:
             self.rules += self.silence.values()
+            self.rules += self.nibp_lost.values()
+        if self.nibp_devices:
+            bp: list[tuple[Rule, bool]] = [
+                (self.bp_high, config.bp_high.enabled),
+                (self.bp_low, config.bp_low.enabled),
+                (self.bp_rise, config.bp_rise.enabled),
+                (self.dose_gate, config.dose_gate.enabled),
+                (self.nibp_error, config.nibp_error.enabled),
+                (self.nibp_overdue, config.nibp_overdue.enabled),
+            ]
+            self.rules += [rule for rule, enabled in bp if enabled]
+        self._enabled = frozenset(id(rule) for rule in self.rules)
         self._by_id: dict[str, list[Rule]] = {}
         for rule in self.rules:
             self._by_id.setdefault(rule.alarm_id, []).append(rule)
-        self._showing: dict[str, tuple[Priority, AlarmState] | None] = {}
+        self._showing: dict[str, Shown | None] = {}
+        # The signal layer.
+        self._escalate_after = {
+            alarm_id: cfg.escalate_after_s
+            for alarm_id, cfg in (
+                ("spo2_low", config.spo2_low),
+                ("pr_high", config.pr_high),
+                ("pr_low", config.pr_low),
+                ("bp_low", config.bp_low),
+            )
+            if cfg.escalate_after_s is not None
+        }
+        self._escalate_due: dict[str, float] = {}
+        self._escalated: set[str] = set()
+        self.acknowledged: set[str] = set()
+        self.paused_until: float | None = None
+
+    # Time ---------------------------------------------------------------------------------
 
     def next_due(self) -> float:
-        return min((rule.next_due() for rule in self.rules), default=INF)
+        due = min((rule.next_due() for rule in self.rules), default=INF)
+        if self._escalate_due:
+            due = min(due, *self._escalate_due.values())
+        if self.paused_until is not None:
+            due = min(due, self.paused_until)
+        return due
 
-    def advance(self, now: float) -> list[AlarmTransition]:
+    def advance(self, now: float) -> list[Event]:
         """Fire every deadline up to `now`, in time order, each at the time it was due."""
-        out: list[AlarmTransition] = []
+        out: list[Event] = []
         while (due := self.next_due()) <= now:
             for rule in self.rules:
                 rule.advance(due)
+            for alarm_id, at in list(self._escalate_due.items()):
+                if at <= due:
+                    del self._escalate_due[alarm_id]
+                    self._escalated.add(alarm_id)
+            if self.paused_until is not None and self.paused_until <= due:
+                self.paused_until = None
+                out.append(AudioPause(t=due, paused=False, reason="timeout"))
             out += self._transitions(due)
         return out
 
-    def set_phase(self, t: float, phase: Phase) -> list[AlarmTransition]:
+    # Session ------------------------------------------------------------------------------
+
+    def start(self, t: float) -> None:
+        """A new session: a fresh baseline, and the first BP reading is due from now."""
+        self.dosed = False
+        self.baseline.reset()
+        self.bp_high.run = 0
+        self.nibp_overdue.start(t)
+
+    def set_phase(self, t: float, phase: Phase) -> list[Event]:
         self.phase = phase
         for rule in self.silence.values():
             rule.set_phase(t, phase)
+        interval = self.schedule.interval_s(phase)
+        self.nibp_overdue.set_interval(interval)
         return self._transitions(t)
 
-    def showing(self, alarm_id: str) -> tuple[Priority, AlarmState] | None:
+    def dose(self, t: float) -> list[Event]:
+        """The dose was given: fix the baseline and open the gate."""
+        self.dosed = True
+        self.dose_gate.end()
+        out: list[Event] = [self.baseline.capture(t)]
+        return out + self._transitions(t)
+
+    def resume(self, captured: BaselineCaptured | None) -> None:
+        """A resumed session after its dose: the baseline from its record."""
+        self.dosed = True
+        if captured is not None:
+            self.baseline.restore(captured)
+
+    @property
+    def dose_gate_closed(self) -> bool:
+        return id(self.dose_gate) in self._enabled and self.dose_gate.closed
+
+    # Nurse actions ----------------------------------------------------------------------
+
+    def showing(self, alarm_id: str) -> Shown | None:
         """What the alarm shows now (priority, state), or None when it is not shown."""
         return self._showing.get(alarm_id)
 
-    def acknowledge(self, t: float, alarm_id: str) -> list[AlarmTransition]:
-        """A nurse acknowledged `alarm_id`: a latched alarm whose condition is gone clears.
+    def any_shown(self) -> bool:
+        return any(shown is not None for shown in self._showing.values())
 
-        An active alarm stays shown while its condition lasts (the visual indication is
-        never silenced); acknowledging it silences its audio for this occurrence, which the
-        room status tracks from the recorded action.
+    def acknowledge(self, t: float, alarm_id: str) -> list[Event]:
+        """A nurse acknowledged `alarm_id`: its audio is silenced for this occurrence.
+
+        A latched alarm whose condition is gone clears (ALARM RESET). An active alarm stays
+        shown while its condition lasts (the visual indication is never silenced), and it
+        no longer escalates.
         """
+        self.acknowledged.add(alarm_id)
+        self._escalate_due.pop(alarm_id, None)
         for rule in self._by_id.get(alarm_id, []):
             rule.acknowledge()
         return self._transitions(t)
 
-    def on_reading(self, r: Reading) -> list[AlarmTransition]:
+    def pause(self, t: float) -> list[Event]:
+        """Pause alarm audio (every alarm) for the configured time."""
+        self.paused_until = t + self.config.audio.pause_s
+        return [AudioPause(t=t, paused=True, until_t=self.paused_until, reason="nurse")]
+
+    # Readings -----------------------------------------------------------------------------
+
+    def on_reading(self, r: Reading) -> list[Event]:
         """Evaluate a reading that arrived at `r.t` (call `advance(r.t)` first)."""
         silence = self.silence.get(r.device)
         if silence is None:
+            if r.device in self.nibp_devices:
+                return self._on_bp(r)
             return []
         silence.frame(r.t)
         flags = int(r.flags)  # plain int: IntFlag operators are slow on this path
         valid = not flags & _INVALID_FOR_ALARMS
         for rule in self.limits:
-            rule.observe(r.t, getattr(r, rule.param), valid)
+            rule.observe(r.t, getattr(r, rule.param), valid=valid)
         # Frames that keep saying "no value" (dashes, 127/511) mean no finger even when the
         # device sets no flag: the device is connected, the sensor is not on a patient.
         self.sensor_off.observe(r.t, bool(flags & _PROBE_OFF) or (r.spo2 is None and r.pr is None))
-        self.signal_poor.observe(r.t, bool(flags & _POOR_SIGNAL))
+        self.signal_poor.observe(r.t, bool(flags & POOR_SIGNAL))
+        if valid and not self.dosed and self.phase is Phase.BASELINE:
+            self.baseline.add_oximetry(r.t, r.spo2, r.pr)
         return self._transitions(r.t)
 
-    def _transitions(self, t: float) -> list[AlarmTransition]:
-        out: list[AlarmTransition] = []
+    def _on_bp(self, r: Reading) -> list[Event]:
+        t, sys, dia = r.t, r.sys, r.dia
+        if sys is None or dia is None or r.flags & _INVALID_FOR_ALARMS:
+            # A measurement that produced no values: it failed.
+            self.nibp_error.failed(self.phase)
+            return self._transitions(t)
+        self.nibp_error.measured()
+        self.nibp_overdue.measured(t)
+        self.bp_low.observe(t, sys, valid=True)
+        self.bp_high.observe(t, sys, dia)
+        if self.dosed:
+            baseline = self.baseline.bp()
+            if baseline is not None:
+                self.bp_rise.observe(t, sys, dia, baseline=baseline)
+        elif self.phase is Phase.BASELINE:
+            self.baseline.add_bp(sys, dia)
+            so_far = self.baseline.bp()
+            if so_far is not None:
+                self.dose_gate.observe(t, so_far)
+        return self._transitions(t)
+
+    def device_status(self, t: float, device: str, *, connected: bool) -> list[Event]:
+        """A link's state; only the BP module's counts (oximeters are lost by silence)."""
+        rule = self.nibp_lost.get(device)
+        if rule is None:
+            return []
+        rule.observe(t, violating=not connected)
+        return self._transitions(t)
+
+    def nibp_failed(self, t: float) -> list[Event]:
+        """The BP link reports a failed measurement (an error reply, no result in time)."""
+        self.nibp_error.failed(self.phase)
+        return self._transitions(t)
+
+    # What each id shows ---------------------------------------------------------------------
+
+    def _transitions(self, t: float) -> list[Event]:
+        out: list[Event] = []
         for alarm_id, rules in self._by_id.items():
             shown = None
             # Several rules may share an id (one silence rule per device): the most urgent wins.
@@ -383,10 +297,16 @@ class AlarmEngine:
                 ):
                     shown = display
             before = self._showing.get(alarm_id)
-            after = None if shown is None else (shown[0].priority, shown[1])
+            if shown is None:
+                after = None
+            elif alarm_id in self._escalated:
+                after = (Priority.HIGH, shown[1])
+            else:
+                after = (shown[0].priority, shown[1])
             if after == before:
                 continue
             self._showing[alarm_id] = after
+            self._signal(t, alarm_id, before, after, out)
             if shown is None:
                 assert before is not None
                 out.append(
@@ -400,12 +320,13 @@ class AlarmEngine:
                 )
                 continue
             level, state = shown
+            assert after is not None
             active = state is AlarmState.ACTIVE and level.value is not None
             out.append(
                 AlarmTransition(
                     t=t,
                     alarm_id=alarm_id,
-                    priority=level.priority,
+                    priority=after[0],
                     state=state,
                     phase=self.phase,
                     value=level.value if active else None,
@@ -413,3 +334,37 @@ class AlarmEngine:
                 )
             )
         return out
+
+    def _signal(
+        self, t: float, alarm_id: str, before: Shown | None, after: Shown | None, out: list[Event]
+    ) -> None:
+        """Acknowledgement, escalation and pause follow what an id shows."""
+        if after is None:
+            self.acknowledged.discard(alarm_id)
+            self._escalated.discard(alarm_id)
+            self._escalate_due.pop(alarm_id, None)
+            return
+        priority, state = after
+        raised = before is None or priority > before[0]
+        if raised:
+            # A new occurrence, or a higher priority, sounds again.
+            self.acknowledged.discard(alarm_id)
+        escalate_s = self._escalate_after.get(alarm_id)
+        if (
+            escalate_s is not None
+            and after == (Priority.MEDIUM, AlarmState.ACTIVE)
+            and alarm_id not in self.acknowledged
+            and alarm_id not in self._escalate_due
+        ):
+            self._escalate_due[alarm_id] = t + escalate_s
+        elif after != (Priority.MEDIUM, AlarmState.ACTIVE):
+            self._escalate_due.pop(alarm_id, None)
+        if (
+            raised
+            and priority is Priority.HIGH
+            and state is AlarmState.ACTIVE
+            and self.paused_until is not None
+            and self.config.audio.high_ends_pause
+        ):
+            self.paused_until = None
+            out.append(AudioPause(t=t, paused=False, reason=f"high alarm {alarm_id}"))

@@ -31,8 +31,11 @@ class SessionControl(Protocol):
         """Start a new session; returns its random id. Raises `CommandRejected`."""
         ...
 
-    async def mark_dose(self, *, user: str, source: str) -> None:
-        """Record the dose now. Raises `CommandRejected` (no session, already dosed)."""
+    async def mark_dose(self, *, user: str, source: str, reason: str | None = None) -> None:
+        """Record the dose now; `reason` overrides a high `dose_gate`.
+
+        Raises `CommandRejected` (no session, already dosed, gate closed without a reason).
+        """
         ...
 
     async def end_session(self, *, user: str, source: str) -> None:
@@ -41,4 +44,32 @@ class SessionControl(Protocol):
 
     async def acknowledge(self, *, alarm_id: str, user: str, source: str) -> None:
         """Acknowledge an alarm now. Raises `CommandRejected` when it is not shown."""
+        ...
+
+    async def pause_audio(self, *, user: str, source: str) -> None:
+        """Pause alarm audio (all alarms) for the configured time; a new high alarm ends it."""
+        ...
+
+    async def add_note(self, *, text: str, user: str, source: str) -> None:
+        """Add a free-text note to the session record. Raises `CommandRejected` (no session)."""
+        ...
+
+    async def measure_nibp(self, *, user: str, source: str) -> None:
+        """Ask the BP module to measure now. Raises `CommandRejected` (no BP device, busy)."""
+        ...
+
+
+class RoomControl(Protocol):
+    """Manual changes to the room's set and setting (console and MQTT).
+
+    An override lasts until the next phase unless `pinned`; `scene` None returns to the
+    phase's own scene.
+    """
+
+    async def set_scene(self, *, scene: str | None, pinned: bool, user: str, source: str) -> None:
+        """Apply a named scene from config. Raises `CommandRejected` (unknown scene)."""
+        ...
+
+    async def set_volume(self, *, volume_pct: int, pinned: bool, user: str, source: str) -> None:
+        """Set the music volume (0-100 %). Raises `CommandRejected` (out of range)."""
         ...

@@ -1,4 +1,5 @@
-"""The monitor of one room: the session timeline and the alarm engine, driven by readings and time.
+"""The monitor of one room: the session timeline, the alarm engine, the BP schedule and
+discharge readiness, driven by readings and time.
 
 Pure: time comes in with each call. The daemon and `sessiond replay` drive it the same way
 (`advance(t)` up to each reading's time, then `on_reading`, and `advance` at `next_due()`
@@ -9,54 +10,122 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from sessiond.model import NurseAction, Phase, PhaseChanged, SessionStarted
+from sessiond.model import (
+    INVALID_FOR_ALARMS,
+    AlarmState,
+    AlarmTransition,
+    NurseAction,
+    Phase,
+    PhaseChanged,
+    Priority,
+    SessionStarted,
+)
 from sessiond.session.alarms import INF, AlarmEngine
 from sessiond.session.commands import CommandRejected
+from sessiond.session.discharge import DischargeCheck
+from sessiond.session.schedule import NibpSchedule
 from sessiond.session.timeline import Timeline
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from sessiond.config import Config
-    from sessiond.model import Event, Reading, Route
+    from sessiond.model import DeviceStatus, Event, Reading, Route
     from sessiond.session.state import OpenSession
+
+#: BP alarms whose raising asks for a confirming reading at once.
+_BP_ALARMS = frozenset({"bp_high", "bp_low", "bp_rise"})
+#: Notes are free text for the record; this bounds what one nurse action can hold.
+MAX_NOTE_CHARS = 2000
 
 
 class Monitor:
-    """Timeline + alarms for one room. Every method returns the events it caused, in time order."""
+    """One room's session logic. Every method returns the events it caused, in time order."""
 
-    def __init__(self, *, config: Config, streaming: Iterable[str], start: float = 0.0) -> None:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        streaming: Iterable[str],
+        nibp: Iterable[str] = (),
+        start: float = 0.0,
+    ) -> None:
+        self.config = config
         self.timeline = Timeline(config=config.timeline)
-        self.alarms = AlarmEngine(config=config.alarms, streaming=streaming, start=start)
+        self.nibp_devices = frozenset(nibp)
+        self.alarms = AlarmEngine(
+            config=config.alarms,
+            streaming=streaming,
+            nibp=self.nibp_devices,
+            start=start,
+            schedule=config.nibp,
+            baseline=config.baseline,
+        )
+        self.schedule = NibpSchedule(config.nibp) if self.nibp_devices else None
+        self.discharge = DischargeCheck(
+            config.discharge, hold_s=config.alarms.device_lost.medium_after_s
+        )
         self.session_id: str | None = None
 
     @property
     def phase(self) -> Phase | None:
         return self.timeline.phase
 
+    @property
+    def running(self) -> bool:
+        return self.session_id is not None and self.phase is not Phase.ENDED
+
     def next_due(self) -> float:
         due = self.timeline.next_due()
-        return min(INF if due is None else due, self.alarms.next_due())
+        due = min(INF if due is None else due, self.alarms.next_due(), self.discharge.next_due())
+        return due if self.schedule is None else min(due, self.schedule.next_due())
 
     def advance(self, now: float) -> list[Event]:
         """Everything due up to `now`, each event stamped with the time it was due."""
         out: list[Event] = []
         while (due := self.next_due()) <= now:
+            if self.schedule is not None:
+                # Before the phase change: a reading due at a boundary is not skipped by the
+                # next phase's longer interval.
+                out += self.schedule.advance(due)
             out += self._phase_events(self.timeline.advance(due))
-            out += self.alarms.advance(due)
+            out += self._after_alarms(self.alarms.advance(due))
+            out += self._readiness(due)
         return out
 
     def on_reading(self, reading: Reading) -> list[Event]:
         """Evaluate a reading; call `advance(reading.t)` first so that earlier deadlines fire."""
-        return list(self.alarms.on_reading(reading))
+        t = reading.t
+        out = self._after_alarms(self.alarms.on_reading(reading))
+        bp = reading.device in self.nibp_devices and reading.sys is not None
+        if bp and self.schedule is not None:
+            self.schedule.measured(t)
+        discharge = self.discharge
+        if discharge.active:
+            if bp:
+                assert reading.sys is not None
+                if reading.dia is not None:
+                    discharge.bp(reading.sys, reading.dia)
+            elif reading.device not in self.nibp_devices:
+                if reading.flags & INVALID_FOR_ALARMS:
+                    discharge.oximetry(t, None, None)
+                else:
+                    discharge.oximetry(t, reading.spo2, reading.pr)
+            if out or discharge.due(t):
+                out += self._readiness(t)
+        return out
+
+    # Nurse commands -----------------------------------------------------------------------
 
     def start_session(
         self, t: float, *, session_id: str, route: Route, user: str, source: str
     ) -> list[Event]:
-        if self.session_id is not None and self.phase is not Phase.ENDED:
+        if self.running:
             msg = "a session is already running; end it first"
             raise CommandRejected(msg)
         self.session_id = session_id
+        self.alarms.start(t)
+        self.discharge.reset()
         out: list[Event] = [SessionStarted(t=t, session_id=session_id, route=route, user=user)]
         out.append(
             NurseAction(
@@ -72,9 +141,12 @@ class Monitor:
         the session continues in the phase it is in now.
         """
         self.session_id = session.session_id
+        self.alarms.start(session.started_t)
         self.timeline.start(session.started_t, session.route)
         if session.dose_t is not None:
             self.timeline.dose(session.dose_t)
+            self.alarms.resume(session.baseline)
+            self._dose_dependents(session.dose_t)
         self.timeline.advance(now)
         phase = self.timeline.phase
         assert phase is not None
@@ -83,26 +155,47 @@ class Monitor:
                            route=session.route, user=session.started_by, resumed=True,
                            dose_t=session.dose_t),
             NurseAction(t=now, action="session_resume", user="sessiond", source="restart"),
-            PhaseChanged(t=now, phase=phase),
         ]  # fmt: skip
-        return out + self.alarms.set_phase(now, phase)
+        return out + self._phase_events([PhaseChanged(t=now, phase=phase)])
 
-    def mark_dose(self, t: float, *, user: str, source: str) -> list[Event]:
-        if self.session_id is None or self.phase is Phase.ENDED:
+    def mark_dose(
+        self, t: float, *, user: str, source: str, reason: str | None = None
+    ) -> list[Event]:
+        if not self.running:
             msg = "no session is running: start one first"
             raise CommandRejected(msg)
         if self.timeline.dose_t is not None:
             msg = "the dose was already marked"
             raise CommandRejected(msg)
-        out: list[Event] = [NurseAction(t=t, action="dose", user=user, source=source)]
+        reason = (reason or "").strip() or None
+        if self.alarms.dose_gate_closed and reason is None:
+            bp = self.alarms.baseline.bp()
+            shown = "" if bp is None else f" (baseline {bp[0]:.0f}/{bp[1]:.0f} mmHg)"
+            msg = f"dose_gate is high{shown}: dosing needs an override with a reason"
+            raise CommandRejected(msg)
+        detail = {} if reason is None else {"override_reason": reason}
+        out: list[Event] = [NurseAction(t=t, action="dose", user=user, source=source,
+                                        detail=detail)]  # fmt: skip
+        out += self._after_alarms(self.alarms.dose(t))
+        self._dose_dependents(t)
         return out + self._phase_events(self.timeline.dose(t))
 
+    def _dose_dependents(self, dose_t: float) -> None:
+        route = self.timeline.route
+        assert route is not None
+        minimum = self.config.timeline.for_route(route).discharge_after_min * 60.0
+        self.discharge.dose(dose_t, minimum_s=minimum)
+        if self.schedule is not None:
+            self.schedule.dose(dose_t)
+
     def end_session(self, t: float, *, user: str, source: str) -> list[Event]:
-        if self.session_id is None or self.phase is Phase.ENDED:
+        if not self.running:
             msg = "no session is running"
             raise CommandRejected(msg)
         out: list[Event] = [NurseAction(t=t, action="session_end", user=user, source=source)]
-        return out + self._phase_events(self.timeline.end(t))
+        out += self._phase_events(self.timeline.end(t))
+        self.discharge.reset()
+        return out
 
     def acknowledge(self, t: float, *, alarm_id: str, user: str, source: str) -> list[Event]:
         shown = self.alarms.showing(alarm_id)
@@ -112,11 +205,75 @@ class Monitor:
         out: list[Event] = [NurseAction(t=t, action="ack", user=user, source=source,
                                         detail={"alarm_id": alarm_id,
                                                 "priority": shown[0].label})]  # fmt: skip
-        return out + self.alarms.acknowledge(t, alarm_id)
+        return out + self._after_alarms(self.alarms.acknowledge(t, alarm_id))
+
+    def pause_audio(self, t: float, *, user: str, source: str) -> list[Event]:
+        pause_s = self.config.alarms.audio.pause_s
+        out: list[Event] = [NurseAction(t=t, action="pause", user=user, source=source,
+                                        detail={"seconds": pause_s})]  # fmt: skip
+        return out + self.alarms.pause(t)
+
+    def add_note(self, t: float, *, text: str, user: str, source: str) -> list[Event]:
+        text = text.strip()
+        if not self.running:
+            msg = "no session is running"
+            raise CommandRejected(msg)
+        if not text:
+            msg = "the note is empty"
+            raise CommandRejected(msg)
+        if len(text) > MAX_NOTE_CHARS:
+            msg = f"the note is longer than {MAX_NOTE_CHARS} characters"
+            raise CommandRejected(msg)
+        return [NurseAction(t=t, action="note", user=user, source=source, detail={"text": text})]
+
+    def measure_nibp(self, t: float, *, user: str, source: str) -> list[Event]:
+        if self.schedule is None:
+            msg = "no BP monitor is configured"
+            raise CommandRejected(msg)
+        return [
+            NurseAction(t=t, action="nibp_measure", user=user, source=source),
+            self.schedule.request(t, "nurse"),
+        ]
+
+    def device_status(self, status: DeviceStatus) -> list[Event]:
+        """A device link went up or down (the BP module's raises and clears `device_lost`)."""
+        return self.alarms.device_status(status.t, status.device, connected=status.connected)
+
+    def nibp_failed(self, t: float) -> list[Event]:
+        """The BP link reports a measurement that failed without a result frame."""
+        return self._after_alarms(self.alarms.nibp_failed(t))
+
+    # Internals -----------------------------------------------------------------------------
 
     def _phase_events(self, changes: list[PhaseChanged]) -> list[Event]:
         out: list[Event] = []
         for change in changes:
             out.append(change)
-            out += self.alarms.set_phase(change.t, change.phase)
+            out += self._after_alarms(self.alarms.set_phase(change.t, change.phase))
+            if self.schedule is not None:
+                out += self.schedule.set_phase(change.t, change.phase)
         return out
+
+    def _after_alarms(self, events: list[Event]) -> list[Event]:
+        """A medium or high BP alarm raised: ask for a confirming reading at once."""
+        schedule = self.schedule
+        if schedule is None or not schedule.config.remeasure_on_alarm or not self.running:
+            return events
+        for event in events:
+            if (
+                isinstance(event, AlarmTransition)
+                and event.alarm_id in _BP_ALARMS
+                and event.state is AlarmState.ACTIVE
+                and event.priority >= Priority.MEDIUM
+            ):
+                return [*events, schedule.request(event.t, f"{event.alarm_id} alarm")]
+        return events
+
+    def _readiness(self, t: float) -> list[Event]:
+        if not self.running:
+            self.discharge.reset()
+            return []
+        event = self.discharge.evaluate(
+            t, alarms_shown=self.alarms.any_shown(), baseline=self.alarms.baseline.captured
+        )
+        return [] if event is None else [event]

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from sessiond.model import Route
+    from sessiond.model import BaselineCaptured, Route
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -18,3 +18,5 @@ class OpenSession:
     started_by: str
     started_t: float
     dose_t: float | None
+    #: The baseline fixed at the dose, if the record has one.
+    baseline: BaselineCaptured | None = None

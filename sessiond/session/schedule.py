@@ -1,0 +1,59 @@
+"""When the monitor asks the BP module to measure (DESIGN §5). Pure.
+
+A reading is due one phase interval after the later of the last request and the last valid
+reading; the session start asks at once; forced readings fall at fixed times after the dose;
+a medium or high BP alarm asks at once for a confirming reading.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from sessiond.model import NibpRequest, Phase
+from sessiond.session.rules import INF
+
+if TYPE_CHECKING:
+    from sessiond.config import NibpConfig
+
+
+class NibpSchedule:
+    """The BP measurement schedule of one session."""
+
+    def __init__(self, config: NibpConfig) -> None:
+        self.config = config
+        self.interval_s: float | None = None
+        self._anchor = -INF
+        self._forced: list[float] = []
+
+    def next_due(self) -> float:
+        periodic = INF if self.interval_s is None else self._anchor + self.interval_s
+        return min(periodic, self._forced[0]) if self._forced else periodic
+
+    def set_phase(self, t: float, phase: Phase) -> list[NibpRequest]:
+        self.interval_s = self.config.interval_s(phase)
+        if phase is Phase.BASELINE:
+            self._forced = []
+            return [self.request(t, "session start")]
+        if phase is Phase.ENDED:
+            self._forced = []
+        return []
+
+    def dose(self, t: float) -> None:
+        self._forced = sorted(t + m * 60.0 for m in self.config.forced_after_dose_min)
+
+    def measured(self, t: float) -> None:
+        """A valid reading arrived: the interval counts from it."""
+        self._anchor = max(self._anchor, t)
+
+    def request(self, t: float, reason: str) -> NibpRequest:
+        self._anchor = t
+        return NibpRequest(t=t, reason=reason)
+
+    def advance(self, now: float) -> list[NibpRequest]:
+        out: list[NibpRequest] = []
+        while (due := self.next_due()) <= now:
+            forced = bool(self._forced) and self._forced[0] == due
+            if forced:
+                self._forced.pop(0)
+            out.append(self.request(due, "after dose" if forced else "schedule"))
+        return out
