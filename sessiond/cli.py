@@ -97,13 +97,17 @@ def build_parser() -> argparse.ArgumentParser:
     sim = sub.add_parser(
         "sim",
         help="the device simulator alone",
-        description="Serve simulated devices on pseudo-terminals and print each device's path.",
+        description="Serve simulated bedside devices on pseudo-terminals, each in its real "
+        "protocol, and print one line per device: PORT PATH PROTOCOL. Plays the scenario to "
+        "its end (or Ctrl-C). Devices come from --devices, else the scenario's [devices] "
+        "table, else spo2=masimo-ascii1,nibp=suntech-advantage.",
     )
     sim.add_argument(
         "--scenario",
-        type=Path,
         default=None,
-        help="scenario file (default: the built-in demo scenario)",
+        metavar="FILE",
+        help="scenario file, or the name of a built-in one such as cable_pull "
+        "(default: the built-in demo scenario)",
     )
     sim.add_argument(
         "--speed",
@@ -112,7 +116,35 @@ def build_parser() -> argparse.ArgumentParser:
         help="run this many times faster than real time (default 1)",
     )
     sim.add_argument(
-        "--capture", type=Path, default=None, help="also write everything sent to a capture file"
+        "--capture",
+        type=Path,
+        default=None,
+        help="write every byte of every port, both directions, to this capture file",
+    )
+    sim.add_argument(
+        "--devices",
+        default=None,
+        metavar="PORT=PROTOCOL,...",
+        help="the devices to serve, e.g. spo2=nonin-df7,nibp=suntech-advantage; protocols: "
+        "masimo-ascii1, nonin-df7, contec-v7, suntech-advantage",
+    )
+    sim.add_argument(
+        "--link-dir",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="serve each device under a stable name DIR/PORT (a symlink to its pty, like "
+        "/dev/serial/by-id) that survives a cable_pull; default: the pty paths, or a "
+        "temporary directory when the scenario pulls a cable",
+    )
+    sim.add_argument(
+        "--nibp-every",
+        type=_positive,
+        default=None,
+        metavar="SECONDS",
+        help="also act as the host of each NIBP module: measure every SECONDS of session time "
+        "from the start, so that a capture made without a daemon has BP readings (leave out "
+        "when a daemon drives the module)",
     )
 
     rep = sub.add_parser(
@@ -261,27 +293,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 
 def _cmd_sim(args: argparse.Namespace) -> int:
-    from sessiond.records.capture import CaptureWriter
-    from sessiond.sim.scenario import builtin_scenario, load_scenario
-    from sessiond.sim.simulator import (
-        SPO2_PORT,
-        run_sim,
-    )
+    from sessiond.sim.devices import parse_devices
+    from sessiond.sim.scenario import builtin_scenario, find_scenario
+    from sessiond.sim.simulator import run_sim
 
-    scenario = load_scenario(args.scenario) if args.scenario else builtin_scenario("demo")
-    if args.capture is None:
-        return _until_signalled(run_sim(scenario=scenario, speed=args.speed, capture=None))
-    writer = CaptureWriter(args.capture, {SPO2_PORT: "masimo-ascii1"})
-    try:
-        return _until_signalled(
-            run_sim(
-                scenario=scenario,
-                speed=args.speed,
-                capture=lambda t, port, data: writer.write(t, port, "<", data),
-            )
+    scenario = find_scenario(args.scenario) if args.scenario else builtin_scenario("demo")
+    devices = parse_devices(args.devices) if args.devices else None
+    if args.link_dir is not None and not args.link_dir.is_dir():
+        raise ConfigError([f"--link-dir: {args.link_dir}: not a directory"])
+    return _until_signalled(
+        run_sim(
+            scenario=scenario,
+            speed=args.speed,
+            devices=devices,
+            capture=args.capture,
+            link_dir=args.link_dir,
+            nibp_every_s=args.nibp_every,
         )
-    finally:
-        writer.close()
+    )
 
 
 _COMMANDS = {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -12,6 +13,7 @@ from sessiond.sim.pty import VirtualSerialPort
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 
 @pytest.fixture
@@ -70,3 +72,56 @@ def test_close_is_idempotent() -> None:
     port.close()
     port.close()
     assert "unplugged" in repr(port)
+
+
+def test_a_stable_link_follows_the_pty_across_a_replug(tmp_path: Path) -> None:
+    """Unplugged, the by-id-style name disappears; plugged back, it points at a new pty."""
+    link = tmp_path / "usb-sim-spo2"
+    with VirtualSerialPort("spo2", link=link) as port:
+        assert port.path == str(link)
+        first_tty = port.tty_path
+        assert os.path.realpath(link) == first_tty
+        with serial.Serial(port.path, 9600, timeout=2) as reader:
+            port.write(b"one\r\n")
+            assert reader.read(5) == b"one\r\n"
+            port.unplug()
+            assert not link.exists()
+            with pytest.raises(serial.SerialException):
+                reader.read(1)
+        with pytest.raises(serial.SerialException):
+            serial.Serial(str(link), 9600)
+        port.replug()
+        assert port.plugged
+        assert port.replugs == 1
+        assert port.path == str(link)
+        assert os.path.realpath(link) == port.tty_path
+        with serial.Serial(port.path, 9600, timeout=2) as reader:
+            port.write(b"two\r\n")
+            assert reader.read(5) == b"two\r\n"
+            reader.write(b"cmd")
+            assert wait_read(port) == b"cmd"
+    assert not link.exists()
+
+
+def test_replug_without_a_link_gives_a_new_pty(tmp_path: Path) -> None:
+    """A port without a stable name comes back too, at whatever pty the kernel gives."""
+    with VirtualSerialPort("spo2") as port:
+        port.unplug()
+        port.replug()
+        port.replug()  # already plugged: nothing happens
+        assert port.replugs == 1
+        assert port.path == port.tty_path
+        with serial.Serial(port.path, 9600, timeout=2) as reader:
+            port.write(b"x")
+            assert reader.read(1) == b"x"
+
+
+def wait_read(port: VirtualSerialPort, timeout: float = 2.0) -> bytes:
+    """What the host wrote, once it arrived (polling the non-blocking master)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        data = port.read()
+        if data:
+            return data
+        time.sleep(0.005)
+    return b""

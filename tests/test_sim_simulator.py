@@ -10,7 +10,8 @@ import pytest
 import serial
 
 from sessiond.clock import LoopClock
-from sessiond.sim.scenario import Garbage, Scenario, builtin_scenario
+from sessiond.sim.devices import MasimoPlayer
+from sessiond.sim.scenario import Garbage, Scenario, builtin_scenario, builtin_scenarios
 from sessiond.sim.simulator import Simulator, run_sim
 
 SPEED = 400.0  # the 400 s test scenario in about a second
@@ -54,7 +55,9 @@ async def test_lines_arrive_in_order_with_the_scenario_events() -> None:
     """A pyserial reader gets every line of desaturation.toml in order; dashes while probe off."""
     scenario = builtin_scenario("desaturation")
     with Simulator(scenario=scenario, clock=LoopClock(speed=SPEED)) as sim:
-        expected = b"".join(sim.line(k) for k in range(scenario.duration_s))
+        masimo = sim.players["spo2"]
+        assert isinstance(masimo, MasimoPlayer)
+        expected = b"".join(masimo.line(k) for k in range(scenario.duration_s))
         stop = threading.Event()
         with serial.Serial(sim.ports["spo2"].path, 9600, timeout=0.05) as reader:
             try:
@@ -67,7 +70,7 @@ async def test_lines_arrive_in_order_with_the_scenario_events() -> None:
 
     assert got.result() == expected
     lines = expected.split(b"\r\n")[:-1]
-    assert len(lines) == scenario.duration_s == sim.lines_written
+    assert len(lines) == scenario.duration_s
     stamps = [parse(line).group(1) for line in lines]
     assert stamps == sorted(stamps)
     assert len(set(stamps)) == len(stamps)
@@ -84,7 +87,12 @@ async def test_lines_arrive_in_order_with_the_scenario_events() -> None:
 async def test_unplug_raises_in_the_reader_and_the_simulator_carries_on() -> None:
     """Unplugging mid-session breaks the pyserial reader; the simulator keeps time regardless."""
     scenario = builtin_scenario("desaturation")
-    with Simulator(scenario=scenario, clock=LoopClock(speed=SPEED)) as sim:
+    chunks: list[float] = []
+    with Simulator(
+        scenario=scenario,
+        clock=LoopClock(speed=SPEED),
+        on_bytes=lambda t, _port, _direction, _data: chunks.append(t),
+    ) as sim:
         port = sim.ports["spo2"]
         stop, got_lines = threading.Event(), threading.Event()
         with serial.Serial(port.path, 9600, timeout=0.05) as reader:
@@ -95,14 +103,17 @@ async def test_unplug_raises_in_the_reader_and_the_simulator_carries_on() -> Non
                         asyncio.to_thread(read_until_error, reader, stop, got_lines)
                     )
                     await asyncio.to_thread(got_lines.wait)
-                    port.unplug()
+                    sim.unplug("spo2")
                     error = await failed
                     assert isinstance(error, serial.SerialException)
                     await running
             finally:
                 stop.set()
                 got_lines.set()
-        assert sim.lines_written == scenario.duration_s
+        # Nothing reaches the host after the pull; the simulator still ran to the end.
+        assert not port.plugged
+        assert chunks
+        assert chunks[-1] < scenario.duration_s - 1
 
 
 async def test_on_bytes_gets_every_chunk_at_its_scheduled_time_never_early() -> None:
@@ -111,7 +122,8 @@ async def test_on_bytes_gets_every_chunk_at_its_scheduled_time_never_early() -> 
     clock = LoopClock(speed=SPEED)
     chunks: list[tuple[float, str, bytes, float]] = []
 
-    def on_bytes(t: float, port: str, data: bytes) -> None:
+    def on_bytes(t: float, port: str, direction: str, data: bytes) -> None:
+        assert direction == "<"
         chunks.append((t, port, data, clock.now()))
 
     with Simulator(scenario=scenario, clock=clock, on_bytes=on_bytes) as sim:
@@ -119,7 +131,9 @@ async def test_on_bytes_gets_every_chunk_at_its_scheduled_time_never_early() -> 
             await sim.run()
         assert clock.now() >= scenario.duration_s
         assert [t for t, *_ in chunks] == [float(k) for k in range(50)]
-        assert [data for _, _, data, _ in chunks] == [sim.line(k) for k in range(50)]
+        masimo = sim.players["spo2"]
+        assert isinstance(masimo, MasimoPlayer)
+        assert [data for _, _, data, _ in chunks] == [masimo.line(k) for k in range(50)]
     assert {port for _, port, _, _ in chunks} == {"spo2"}
     assert all(now >= t - 1e-3 for t, _, _, now in chunks)
 
@@ -137,7 +151,7 @@ async def test_a_late_start_catches_up_on_the_missed_lines() -> None:
     written: list[float] = []
     clock = LateClock(speed=SPEED)
     with Simulator(
-        scenario=scenario, clock=clock, on_bytes=lambda t, _port, _data: written.append(t)
+        scenario=scenario, clock=clock, on_bytes=lambda t, _port, _dir, _data: written.append(t)
     ) as sim:
         async with asyncio.timeout(5):
             await sim.run()
@@ -161,7 +175,7 @@ async def test_garbage_bursts_go_before_their_lines_deterministically() -> None:
         sim = Simulator(
             scenario=scenario,
             clock=LoopClock(speed=SPEED),
-            on_bytes=lambda t, _port, data: chunks.append((t, data)),
+            on_bytes=lambda t, _port, _dir, data: chunks.append((t, data)),
         )
         with sim:
             async with asyncio.timeout(5):
@@ -182,19 +196,22 @@ async def test_garbage_bursts_go_before_their_lines_deterministically() -> None:
 async def test_run_sim_prints_the_ports_and_returns_0_at_the_end(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """`sessiond sim` prints `<port> <path>` per device and ends with the scenario."""
+    """`sessiond sim` prints `PORT PATH PROTOCOL` per device and ends with the scenario."""
     captured: list[bytes] = []
     scenario = Scenario(name="tiny", duration_s=5)
     async with asyncio.timeout(5):
         status = await run_sim(
-            scenario=scenario, speed=SPEED, capture=lambda _t, _p, data: captured.append(data)
+            scenario=scenario,
+            speed=SPEED,
+            on_bytes=lambda _t, _p, _d, data: captured.append(data),
         )
     assert status == 0
-    out = capsys.readouterr().out.splitlines()
-    assert len(out) == 1
-    name, path = out[0].split()
-    assert name == "spo2"
-    assert path.startswith("/dev/")
+    out = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert [(name, protocol) for name, _, protocol in out] == [
+        ("spo2", "masimo-ascii1"),
+        ("nibp", "suntech-advantage"),
+    ]
+    assert all(path.startswith("/dev/pts/") for _, path, _ in out)
     assert len(captured) == 5
 
 
@@ -205,7 +222,7 @@ async def test_run_sim_returns_0_when_cancelled() -> None:
         run_sim(
             scenario=Scenario(name="long", duration_s=10800),
             speed=1.0,
-            capture=lambda _t, _p, _data: first_bytes.set(),
+            on_bytes=lambda _t, _p, _d, _data: first_bytes.set(),
         )
     )
     async with asyncio.timeout(5):
@@ -214,10 +231,12 @@ async def test_run_sim_returns_0_when_cancelled() -> None:
         assert await task == 0
 
 
-@pytest.mark.parametrize("name", ["demo", "desaturation"])
+@pytest.mark.parametrize("name", builtin_scenarios())
 async def test_builtin_scenarios_render(name: str) -> None:
     """Every line of the shipped scenarios is a fixed-width Masimo line."""
     sim = Simulator(scenario=builtin_scenario(name), clock=LoopClock())
-    lines = [sim.line(k) for k in range(sim.scenario.duration_s)]
+    masimo = sim.players["spo2"]
+    assert isinstance(masimo, MasimoPlayer)
+    lines = masimo.render(0, sim.scenario.duration_s)
     assert {len(line) for line in lines} == {127}
     assert all(LINE.match(line.rstrip(b"\r\n")) for line in lines)

@@ -20,6 +20,12 @@ EXC_SENSOR_OFF = 0x020
 EXC_PULSE_SEARCH = 0x008
 #: EXC bit: no sensor connected.
 EXC_NO_SENSOR = 0x001
+#: EXC bit: interference (motion): the decoder's artifact flag.
+EXC_INTERFERENCE = 0x010
+#: EXC bit: low perfusion index.
+EXC_LOW_PERFUSION = 0x004
+#: EXC bit: low signal IQ.
+EXC_LOW_SIGNAL_IQ = 0x400
 
 _SERIAL_WIDTH = 10
 _MAX_PR = 999  # three digits
