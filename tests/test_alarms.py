@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from sessiond.config import Config
-from sessiond.model import AlarmState, AlarmTransition, Phase, Priority, Quality, Reading
+from sessiond.model import AlarmState, AlarmTransition, Event, Phase, Priority, Quality, Reading
 from sessiond.session.alarms import INF, AlarmEngine
 from sessiond.session.rules import Level, LevelState
 
@@ -16,14 +16,14 @@ def engine(**kw) -> AlarmEngine:
 
 def feed(
     eng: AlarmEngine, t: float, spo2: int | None, flags: Quality = Quality.NONE
-) -> list[AlarmTransition]:
+) -> list[Event]:
     out = eng.advance(t)
     out += eng.on_reading(Reading(t=t, device="spo2", spo2=spo2, pr=72, flags=flags))
     return out
 
 
 def run(eng: AlarmEngine, series: list[tuple[float, int | None, Quality]]):
-    out: list[AlarmTransition] = []
+    out: list[Event] = []
     for t, spo2, flags in series:
         out += feed(eng, t, spo2, flags)
     return out
@@ -33,8 +33,12 @@ def steady(start: int, stop: int, spo2: int | None, flags: Quality = Quality.NON
     return [(float(t), spo2, flags) for t in range(start, stop)]
 
 
-def brief(events: list[AlarmTransition], alarm_id: str = "spo2_low"):
-    return [(e.t, e.priority.label, e.state.value) for e in events if e.alarm_id == alarm_id]
+def brief(events: list[Event], alarm_id: str = "spo2_low"):
+    return [
+        (e.t, e.priority.label, e.state.value)
+        for e in events
+        if isinstance(e, AlarmTransition) and e.alarm_id == alarm_id
+    ]
 
 
 # --- spo2_low: < 90 % for 15 s → medium; < 85 % → high at once, latched --------------------
@@ -110,7 +114,11 @@ def test_latched_high_becomes_active_again_on_a_new_drop():
 
 def test_active_event_carries_value_and_limit():
     eng = engine()
-    (event,) = [e for e in run(eng, steady(0, 16, 88)) if e.alarm_id == "spo2_low"]
+    (event,) = [
+        e
+        for e in run(eng, steady(0, 16, 88))
+        if isinstance(e, AlarmTransition) and e.alarm_id == "spo2_low"
+    ]
     assert (event.value, event.limit, event.priority, event.state) == (
         88, 90, Priority.MEDIUM, AlarmState.ACTIVE)  # fmt: skip
 
@@ -241,9 +249,9 @@ def test_level_transitions_one_by_one():
 # --- pr_high / pr_low ----------------------------------------------------------------------
 
 
-def feed_pr(eng: AlarmEngine, series: list[tuple[int, int, int | None]]) -> list[AlarmTransition]:
+def feed_pr(eng: AlarmEngine, series: list[tuple[int, int, int | None]]) -> list[Event]:
     """`series` is (from second, to second, PR); SpO2 stays normal."""
-    out: list[AlarmTransition] = []
+    out: list[Event] = []
     for start, stop, pr in series:
         for t in range(start, stop):
             out += eng.advance(float(t))

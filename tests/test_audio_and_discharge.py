@@ -7,6 +7,7 @@ from sessiond.model import (
     AlarmTransition,
     AudioPause,
     DischargeReadiness,
+    Event,
     Quality,
     Reading,
     Route,
@@ -18,19 +19,19 @@ def monitor(config: Config | None = None) -> Monitor:
     return Monitor(config=config or Config(), streaming=["spo2"], nibp=["nibp"])
 
 
-def oximetry(m: Monitor, start: int, stop: int, spo2: int, pr: int = 70, **kw) -> list:
-    out: list = []
+def oximetry(m: Monitor, start: int, stop: int, spo2: int, pr: int = 70, **kw) -> list[Event]:
+    out: list[Event] = []
     for k in range(start, stop):
         out += m.advance(float(k))
         out += m.on_reading(Reading(t=float(k), device="spo2", spo2=spo2, pr=pr, **kw))
     return out
 
 
-def bp(m: Monitor, t: float, sys: int, dia: int) -> list:
+def bp(m: Monitor, t: float, sys: int, dia: int) -> list[Event]:
     return m.advance(t) + m.on_reading(Reading(t=t, device="nibp", sys=sys, dia=dia))
 
 
-def transitions(events: list, alarm_id: str) -> list[tuple[float, str, str]]:
+def transitions(events: list[Event], alarm_id: str) -> list[tuple[float, str, str]]:
     return [
         (e.t, e.priority.label, e.state.value)
         for e in events
@@ -38,7 +39,7 @@ def transitions(events: list, alarm_id: str) -> list[tuple[float, str, str]]:
     ]
 
 
-def pauses(events: list) -> list[tuple[float, bool, str]]:
+def pauses(events: list[Event]) -> list[tuple[float, bool, str]]:
     return [(e.t, e.paused, e.reason) for e in events if isinstance(e, AudioPause)]
 
 
@@ -120,7 +121,7 @@ def test_an_acknowledged_medium_does_not_escalate():
 # --- Discharge readiness -----------------------------------------------------------------
 
 
-def readiness(events: list) -> list[tuple[float, bool, tuple[str, ...]]]:
+def readiness(events: list[Event]) -> list[tuple[float, bool, tuple[str, ...]]]:
     return [(e.t, e.ready, e.unmet) for e in events if isinstance(e, DischargeReadiness)]
 
 

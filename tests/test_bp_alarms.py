@@ -9,6 +9,7 @@ from sessiond.model import (
     AlarmTransition,
     BaselineCaptured,
     DeviceStatus,
+    Event,
     NibpRequest,
     NurseAction,
     Quality,
@@ -23,16 +24,16 @@ def monitor(config: Config | None = None) -> Monitor:
     return Monitor(config=config or Config(), streaming=["spo2"], nibp=["nibp"])
 
 
-def session(m: Monitor, t: float = 0.0) -> list:
+def session(m: Monitor, t: float = 0.0) -> list[Event]:
     return m.start_session(t, session_id="s", route=Route.IV, user="ana", source="test")
 
 
-def bp(m: Monitor, t: float, sys: int | None, dia: int | None, **kw) -> list:
+def bp(m: Monitor, t: float, sys: int | None, dia: int | None, **kw) -> list[Event]:
     out = m.advance(t)
     return out + m.on_reading(Reading(t=t, device="nibp", sys=sys, dia=dia, **kw))
 
 
-def alarms(events: list, alarm_id: str | None = None) -> list[tuple]:
+def alarms(events: list[Event], alarm_id: str | None = None) -> list[tuple[object, ...]]:
     return [
         (e.t, e.alarm_id, e.priority.label, e.state.value, e.value, e.limit)
         for e in events
@@ -40,7 +41,7 @@ def alarms(events: list, alarm_id: str | None = None) -> list[tuple]:
     ]
 
 
-def requests(events: list) -> list[tuple[float, str]]:
+def requests(events: list[Event]) -> list[tuple[float, str]]:
     return [(e.t, e.reason) for e in events if isinstance(e, NibpRequest)]
 
 
