@@ -1,7 +1,10 @@
 """What a room looks like right now, folded from bus events: the console's and MQTT's `state`.
 
-`RoomStatus.apply` is cheap and synchronous; consumers that need a snapshot (a console that
-just connected, the retained MQTT state) call `snapshot`.
+`RoomStatus.apply` is cheap and synchronous (it runs for every reading); consumers that need
+a snapshot (a console that just connected, the retained MQTT state) call `snapshot`.
+
+The status may leave the room (MQTT), so it holds no free text a nurse typed: notes and
+dose-override reasons are counted or flagged here, and their text stays in the record.
 """
 
 from __future__ import annotations
@@ -12,16 +15,27 @@ from typing import Any
 from sessiond.model import (
     AlarmState,
     AlarmTransition,
+    AudioPause,
+    BaselineCaptured,
     DeviceStatus,
+    DischargeReadiness,
     Event,
+    NibpFailed,
+    NibpRequest,
     NurseAction,
     Phase,
     PhaseChanged,
     Reading,
+    RoomChanged,
     Route,
     SessionStarted,
 )
 from sessiond.wire import alarm_json, reading_json
+
+#: Events of which the status keeps only the latest.
+_Latest = (
+    AudioPause | NibpRequest | NibpFailed | BaselineCaptured | DischargeReadiness | RoomChanged
+)
 
 
 @dataclass(slots=True)
@@ -30,10 +44,16 @@ class SessionInfo:
     route: Route
     started_t: float
     dose_t: float | None = None
+    #: The dose was given over a high `dose_gate`, with a reason (kept in the record).
+    dose_override: bool = False
+
+
+def _t(t: float | None) -> float | None:
+    return None if t is None else round(t, 3)
 
 
 class RoomStatus:
-    """The latest readings, session, phase, active alarms and device links of one room."""
+    """The latest readings, session, phase, alarms, device links, BP schedule and room."""
 
     def __init__(self, room_id: str) -> None:
         self.room_id = room_id
@@ -44,65 +64,171 @@ class RoomStatus:
         self.devices: dict[str, DeviceStatus] = {}
         #: Alarms whose audio a nurse acknowledged for their current occurrence.
         self.acknowledged: set[str] = set()
+        #: The last pause or resume of alarm audio (every alarm).
+        self.audio_pause: AudioPause | None = None
+        #: The session's baseline, fixed at the dose.
+        self.baseline: BaselineCaptured | None = None
+        #: The session's last discharge-readiness change (None: not evaluated yet).
+        self.discharge: DischargeReadiness | None = None
+        #: The session's last BP measurement request and last failed measurement.
+        self.nibp_request: NibpRequest | None = None
+        self.nibp_failed: NibpFailed | None = None
+        #: The room's last set and setting (lights, music, overrides).
+        self.room: RoomChanged | None = None
+        #: Notes added in this session; their text is never held here.
+        self.notes = 0
+        self.last_note_t: float | None = None
 
     def apply(self, event: Event) -> None:
         match event:
             case Reading():
                 self.readings[event.device] = event
             case AlarmTransition():
-                before = self.alarms.get(event.alarm_id)
-                if event.state is AlarmState.CLEARED:
-                    self.alarms.pop(event.alarm_id, None)
-                else:
-                    self.alarms[event.alarm_id] = event
-                # An acknowledgement holds for one occurrence at its priority: a new
-                # occurrence or an escalation sounds again.
-                if (
-                    before is None
-                    or event.state is AlarmState.CLEARED
-                    or (event.priority > before.priority)
-                ):
-                    self.acknowledged.discard(event.alarm_id)
+                self._alarm(event)
             case PhaseChanged():
                 self.phase = event.phase
             case SessionStarted():
-                self.session = SessionInfo(event.session_id, event.route, event.t, event.dose_t)
-                self.readings.clear()
-            case NurseAction(action="dose") if self.session is not None:
-                self.session.dose_t = event.t
-            case NurseAction(action="ack"):
-                self.acknowledged.add(str(event.detail["alarm_id"]))
+                self._new_session(event)
+            case NurseAction():
+                self._action(event)
             case DeviceStatus():
                 self.devices[event.device] = event
+            case _:
+                self._latest(event)
+
+    def _latest(self, event: _Latest) -> None:
+        match event:
+            case AudioPause():
+                self.audio_pause = event
+            case NibpRequest():
+                self.nibp_request = event
+            case NibpFailed():
+                self.nibp_failed = event
+            case BaselineCaptured():
+                self.baseline = event
+            case DischargeReadiness():
+                self.discharge = event
+            case RoomChanged():
+                self.room = event
+
+    def _alarm(self, event: AlarmTransition) -> None:
+        before = self.alarms.get(event.alarm_id)
+        if event.state is AlarmState.CLEARED:
+            self.alarms.pop(event.alarm_id, None)
+        else:
+            self.alarms[event.alarm_id] = event
+        # An acknowledgement holds for one occurrence at its priority: a new occurrence or
+        # an escalation sounds again.
+        if before is None or event.state is AlarmState.CLEARED or event.priority > before.priority:
+            self.acknowledged.discard(event.alarm_id)
+
+    def _new_session(self, event: SessionStarted) -> None:
+        # A new session is a new patient: nothing of the last one may show as theirs.
+        self.session = SessionInfo(event.session_id, event.route, event.t, event.dose_t)
+        self.readings.clear()
+        self.baseline = None
+        self.discharge = None
+        self.nibp_request = None
+        self.nibp_failed = None
+        self.notes = 0
+        self.last_note_t = None
+
+    def _action(self, event: NurseAction) -> None:
+        match event.action:
+            case "dose" if self.session is not None:
+                self.session.dose_t = event.t
+                self.session.dose_override = bool(event.detail.get("override_reason"))
+            case "ack":
+                self.acknowledged.add(str(event.detail["alarm_id"]))
+            case "note":
+                self.notes += 1
+                self.last_note_t = event.t
             case _:
                 pass
 
     def snapshot(self, now: float) -> dict[str, Any]:
         """The whole status as JSON-ready data; times are session-clock seconds."""
-        session: dict[str, Any] | None = None
-        if self.session is not None:
-            dose = self.session.dose_t
-            session = {
-                "id": self.session.session_id,
-                "route": self.session.route.value,
-                "started_t": round(self.session.started_t, 3),
-                "dose_t": None if dose is None else round(dose, 3),
-                "seconds_since_start": round(now - self.session.started_t, 1),
-                "seconds_since_dose": None if dose is None else round(now - dose, 1),
-            }
         return {
             "type": "status",
             "room": self.room_id,
             "t": round(now, 3),
-            "session": session,
+            "session": self._session_json(now),
             "phase": None if self.phase is None else self.phase.value,
             "readings": {name: reading_json(r) for name, r in self.readings.items()},
             "alarms": [
                 {**alarm_json(a), "acknowledged": a.alarm_id in self.acknowledged}
                 for a in self.alarms.values()
             ],
+            "audio_pause": self._pause_json(now),
             "devices": {
                 name: {"connected": d.connected, "detail": d.detail}
                 for name, d in self.devices.items()
             },
+            "baseline": self._baseline_json(),
+            "discharge": self._discharge_json(),
+            "nibp": self._nibp_json(),
+            "room_setting": self._room_json(),
+            "notes": {"count": self.notes, "last_t": _t(self.last_note_t)},
+        }
+
+    def _session_json(self, now: float) -> dict[str, Any] | None:
+        s = self.session
+        if s is None:
+            return None
+        dose = s.dose_t
+        return {
+            "id": s.session_id,
+            "route": s.route.value,
+            "started_t": round(s.started_t, 3),
+            "dose_t": _t(dose),
+            "dose_override": s.dose_override,
+            "seconds_since_start": round(now - s.started_t, 1),
+            "seconds_since_dose": None if dose is None else round(now - dose, 1),
+        }
+
+    def _pause_json(self, now: float) -> dict[str, Any]:
+        p = self.audio_pause
+        # A pause past its end is over even before the monitor's resume event is folded in.
+        if p is None or not p.paused or (p.until_t is not None and p.until_t <= now):
+            return {"paused": False, "until_t": None, "reason": "" if p is None else p.reason}
+        return {"paused": True, "until_t": _t(p.until_t), "reason": p.reason}
+
+    def _baseline_json(self) -> dict[str, Any] | None:
+        b = self.baseline
+        if b is None:
+            return None
+        return {"t": _t(b.t), "sys": b.sys, "dia": b.dia, "spo2": b.spo2, "pr": b.pr}
+
+    def _discharge_json(self) -> dict[str, Any] | None:
+        d = self.discharge
+        if d is None:
+            return None
+        return {"t": _t(d.t), "ready": d.ready, "unmet": list(d.unmet)}
+
+    def _nibp_json(self) -> dict[str, Any]:
+        req, failed = self.nibp_request, self.nibp_failed
+        return {
+            "last_request": None if req is None else {"t": _t(req.t), "reason": req.reason},
+            "last_failure": (
+                None
+                if failed is None
+                else {"t": _t(failed.t), "device": failed.device, "detail": failed.detail}
+            ),
+        }
+
+    def _room_json(self) -> dict[str, Any] | None:
+        r = self.room
+        if r is None:
+            return None
+        return {
+            "t": _t(r.t),
+            "scene": r.scene,
+            "light_pct": r.light_pct,
+            "colour_temp_k": r.colour_temp_k,
+            "playlist": r.playlist,
+            "volume_pct": r.volume_pct,
+            "ducked": r.ducked,
+            "override": r.override,
+            "pinned": r.pinned,
+            "source": r.source,
         }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import logging
 import os
 import re
@@ -18,10 +19,16 @@ from aiohttp import ClientSession, CookieJar, WSMsgType, web
 from yarl import URL
 
 from sessiond.bus import Bus
-from sessiond.config import ConsoleUser
+from sessiond.config import ConsoleUser, NibpConfig
 from sessiond.console import server
 from sessiond.console.auth import Sessions, hash_password, verify_password
-from sessiond.console.server import CONSOLE, COOKIE_NAME, create_console_app, start_console
+from sessiond.console.server import (
+    CONSOLE,
+    COOKIE_NAME,
+    ConsoleControl,
+    create_console_app,
+    start_console,
+)
 from sessiond.model import (
     AlarmState,
     AlarmTransition,
@@ -32,7 +39,6 @@ from sessiond.model import (
     Reading,
     Route,
 )
-from sessiond.session.commands import SessionControl
 from sessiond.wire import event_json
 from tests.console_stub import PASSWORD, USERS, StubControl
 
@@ -61,7 +67,7 @@ async def serve() -> AsyncIterator[Served]:
     """A console on an ephemeral port, with a fresh bus and stub control."""
     bus = Bus()
     control = StubControl(bus=bus)
-    typed: SessionControl = control  # the stub must satisfy the protocol
+    typed: ConsoleControl = control  # the stub must satisfy the protocol
     app = create_console_app(bus=bus, control=typed, users=USERS, room_id="room-7")
     runner, port = await start_console(app, host="127.0.0.1", port=0)
     try:
@@ -240,6 +246,12 @@ async def test_credentials_are_never_logged(
         ("/api/session/dose", {}),
         ("/api/alarms/ack", {"id": "spo2_low"}),
         ("/api/session/end", {}),
+        ("/api/alarms/pause", {}),
+        ("/api/nibp/measure", {}),
+        ("/api/notes", {"text": "calm"}),
+        ("/api/session/dose", {"reason": "reviewed"}),
+        ("/api/room/scene", {"scene": "effect", "pinned": True}),
+        ("/api/room/volume", {"volume": 20}),
     ],
 )
 async def test_commands_need_sign_in(
@@ -265,7 +277,7 @@ async def test_start_and_dose(served: Served, client: ClientSession) -> None:
         assert resp.status == 200
     assert served.control.calls == [
         ("start", {"route": Route.INTRANASAL, "user": "nurse1", "source": "console"}),
-        ("dose", {"user": "nurse1", "source": "console"}),
+        ("dose", {"reason": None, "user": "nurse1", "source": "console"}),
     ]
     served.control.t = 1360.0
     async with client.get("/api/status") as resp:
@@ -276,6 +288,7 @@ async def test_start_and_dose(served: Served, client: ClientSession) -> None:
         "route": "intranasal",
         "started_t": 1000.0,
         "dose_t": 1300.0,
+        "dose_override": False,
         "seconds_since_start": 360.0,
         "seconds_since_dose": 60.0,
     }
@@ -295,6 +308,62 @@ async def test_start_and_dose(served: Served, client: ClientSession) -> None:
         ("/api/alarms/ack", b"{}", "id: required"),
         ("/api/alarms/ack", b'{"id": "DROP TABLE"}', "id: String should match pattern"),
         ("/api/login", b'{"user": "nurse1"}', "password: required"),
+        ("/api/session/dose", b'{"reason": 1}', "reason: Input should be a valid string"),
+        (
+            "/api/session/dose",
+            json.dumps({"reason": "r" * 501}).encode(),
+            "reason: String should have at most 500 characters",
+        ),
+        ("/api/session/dose", b'{"reason": "ok", "at": 5}', "at: unknown field"),
+        ("/api/alarms/pause", b'{"seconds": 60}', "seconds: unknown field"),
+        ("/api/alarms/pause", b"[]", "body: Input should be an object"),
+        ("/api/nibp/measure", b'{"now": true}', "now: unknown field"),
+        ("/api/notes", b"{}", "text: required"),
+        ("/api/notes", b'{"text": ""}', "text: String should have at least 1 character"),
+        ("/api/notes", b'{"text": " \\n\\t "}', "text: String should have at least 1 character"),
+        (
+            "/api/notes",
+            json.dumps({"text": "n" * 2001}).encode(),
+            "text: String should have at most 2000 characters",
+        ),
+        ("/api/notes", b'{"text": 5}', "text: Input should be a valid string"),
+        ("/api/notes", b'{"text": ["a"]}', "text: Input should be a valid string"),
+        ("/api/notes", b'{"text": "calm", "user": "nurse2"}', "user: unknown field"),
+        ("/api/room/scene", b"{}", "scene: required"),
+        ("/api/room/scene", b'{"scene": 3}', "scene: Input should be a valid string"),
+        ("/api/room/scene", b'{"scene": "../../etc"}', "scene: String should match pattern"),
+        (
+            "/api/room/scene",
+            b'{"scene": "effect", "pinned": "yes"}',
+            "pinned: Input should be a valid boolean",
+        ),
+        (
+            "/api/room/scene",
+            b'{"scene": "effect", "pinned": 1}',
+            "pinned: Input should be a valid boolean",
+        ),
+        ("/api/room/scene", b'{"scene": "effect", "fade_s": 5}', "fade_s: unknown field"),
+        ("/api/room/volume", b"{}", "volume: required"),
+        (
+            "/api/room/volume",
+            b'{"volume": 101}',
+            "volume: Input should be less than or equal to 100",
+        ),
+        (
+            "/api/room/volume",
+            b'{"volume": -1}',
+            "volume: Input should be greater than or equal to 0",
+        ),
+        ("/api/room/volume", b'{"volume": "50"}', "volume: Input should be a valid integer"),
+        ("/api/room/volume", b'{"volume": 50.5}', "volume: Input should be a valid integer"),
+        ("/api/room/volume", b'{"volume": true}', "volume: Input should be a valid integer"),
+        ("/api/room/volume", b'{"volume": null}', "volume: Input should be a valid integer"),
+        (
+            "/api/room/volume",
+            b'{"volume": 50, "pinned": "true"}',
+            "pinned: Input should be a valid boolean",
+        ),
+        ("/api/room/volume", b'{"volume": 50, "duck": true}', "duck: unknown field"),
     ],
 )
 async def test_bad_bodies_are_400_naming_the_field(
@@ -386,6 +455,187 @@ async def test_acknowledge_reaches_control_and_marks_the_alarm(
         assert await resp.json() == {"error": "spo2_low is not active"}
 
 
+# ---- alarm audio, BP, notes, dose override and the room ------------------------------------
+
+#: A route, a body it accepts, and the call the stub should then have recorded.
+NEW_COMMANDS: list[tuple[str, dict[str, Any], tuple[str, dict[str, Any]]]] = [
+    ("/api/alarms/pause", {}, ("pause", {})),
+    ("/api/nibp/measure", {}, ("nibp", {})),
+    ("/api/notes", {"text": "Calm, eyes closed."}, ("note", {"text": "Calm, eyes closed."})),
+    ("/api/notes", {"text": "  trimmed \n"}, ("note", {"text": "trimmed"})),
+    ("/api/notes", {"text": "é" * 2000}, ("note", {"text": "é" * 2000})),
+    ("/api/session/dose", {"reason": "Seen by Dr A."}, ("dose", {"reason": "Seen by Dr A."})),
+    ("/api/session/dose", {"reason": "   "}, ("dose", {"reason": None})),
+    ("/api/session/dose", {"reason": None}, ("dose", {"reason": None})),
+    ("/api/room/scene", {"scene": "effect", "pinned": True},
+     ("scene", {"scene": "effect", "pinned": True})),
+    ("/api/room/scene", {"scene": None}, ("scene", {"scene": None, "pinned": False})),
+    ("/api/room/volume", {"volume": 0}, ("volume", {"volume_pct": 0, "pinned": False})),
+    ("/api/room/volume", {"volume": 100, "pinned": True},
+     ("volume", {"volume_pct": 100, "pinned": True})),
+]  # fmt: skip
+_IDS = [f"{path}-{i}" for i, (path, _, _) in enumerate(NEW_COMMANDS)]
+
+
+async def start_session(served: Served, client: ClientSession) -> None:
+    """Sign in and start a session, then forget the start so tests see only their own calls."""
+    await sign_in(client)
+    async with client.post("/api/session/start", json={"route": "iv"}) as resp:
+        assert resp.status == 200
+    served.control.calls.clear()
+
+
+@pytest.mark.parametrize(("path", "body", "call"), NEW_COMMANDS, ids=_IDS)
+async def test_new_commands_reach_the_control(
+    served: Served,
+    client: ClientSession,
+    path: str,
+    body: dict[str, Any],
+    call: tuple[str, dict[str, Any]],
+) -> None:
+    """Each command reaches the control once, with its arguments, as the signed-in user."""
+    await start_session(served, client)
+    async with client.post(path, json=body) as resp:
+        assert resp.status == 200
+        assert await resp.json() == {}
+    name, args = call
+    assert served.control.calls == [(name, {**args, "user": "nurse1", "source": "console"})]
+
+
+@pytest.mark.parametrize(("path", "body", "call"), NEW_COMMANDS, ids=_IDS)
+async def test_new_commands_rejected_are_409_and_change_nothing(
+    served: Served,
+    client: ClientSession,
+    path: str,
+    body: dict[str, Any],
+    call: tuple[str, dict[str, Any]],
+) -> None:
+    """CommandRejected: 409 with its reason, no call recorded, nothing published."""
+    await start_session(served, client)
+    async with client.get("/api/status") as resp:
+        before = await resp.json()
+    watch = served.bus.subscribe("test.watch")
+    served.control.reject = "not now"
+    async with client.post(path, json=body) as resp:
+        assert resp.status == 409
+        assert await resp.json() == {"error": "not now"}
+    assert served.control.calls == []
+    assert len(watch) == 0
+    async with client.get("/api/status") as resp:
+        assert await resp.json() == before
+
+
+@pytest.mark.parametrize(("path", "body", "call"), NEW_COMMANDS, ids=_IDS)
+async def test_new_commands_refuse_cross_origin(
+    served: Served,
+    client: ClientSession,
+    path: str,
+    body: dict[str, Any],
+    call: tuple[str, dict[str, Any]],
+) -> None:
+    """A signed-in browser's request from another site is refused before the control."""
+    await start_session(served, client)
+    async with client.post(path, json=body, headers={"Origin": "http://evil.example"}) as resp:
+        assert resp.status == 403
+        assert await resp.json() == {"error": "cross-origin request refused"}
+    assert served.control.calls == []
+
+
+async def test_pause_shows_in_the_status_until_it_ends(
+    served: Served, client: ClientSession
+) -> None:
+    """A pause is in the status with its end; past the end it no longer shows as paused."""
+    await sign_in(client)
+    async with client.post("/api/alarms/pause", json={}) as resp:
+        assert resp.status == 200
+    async with client.get("/api/status") as resp:
+        assert (await resp.json())["audio_pause"] == {
+            "paused": True, "until_t": 1120.0, "reason": "nurse"
+        }  # fmt: skip
+    served.control.t = 1120.0
+    async with client.get("/api/status") as resp:
+        assert (await resp.json())["audio_pause"]["paused"] is False
+
+
+async def test_dose_over_a_high_gate_needs_a_reason(
+    served: Served, client: ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Gate high: no reason is 409; with one the dose is marked, the reason not shown or logged."""
+    caplog.set_level(logging.DEBUG)
+    await start_session(served, client)
+    served.control.gate_closed = True
+    async with client.post("/api/session/dose", json={}) as resp:
+        assert resp.status == 409
+        assert "override" in (await resp.json())["error"]
+    assert served.control.calls == []
+    reason = "Discussed with Dr Example for Jane Doe"
+    async with client.post("/api/session/dose", json={"reason": reason}) as resp:
+        assert resp.status == 200
+    assert served.control.calls == [
+        ("dose", {"reason": reason, "user": "nurse1", "source": "console"})
+    ]
+    async with client.get("/api/status") as resp:
+        status = await resp.json()
+    assert status["session"]["dose_override"] is True
+    assert status["baseline"] == {"t": 1000.0, "sys": 128.0, "dia": 82.0, "spo2": 97.0, "pr": 72.0}
+    assert "Jane" not in json.dumps(status)
+    assert "gate overridden" in caplog.text
+    assert "Jane" not in caplog.text
+
+
+async def test_note_text_stays_out_of_status_and_logs(
+    served: Served, client: ClientSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A note reaches the record path; the status counts it and the log names only the user."""
+    caplog.set_level(logging.DEBUG)
+    await start_session(served, client)
+    served.control.t = 1042.0
+    async with client.post("/api/notes", json={"text": "Jane Doe asked for water"}) as resp:
+        assert resp.status == 200
+    async with client.get("/api/status") as resp:
+        status = await resp.json()
+    assert status["notes"] == {"count": 1, "last_t": 1042.0}
+    assert "Jane" not in json.dumps(status)
+    assert "'nurse1' added a note" in caplog.text
+    assert "Jane" not in caplog.text
+
+
+async def test_measure_now_shows_request_and_reading(served: Served, client: ClientSession) -> None:
+    """Measure now: the request (reason `nurse`) and the module's reading are in the status."""
+    await start_session(served, client)
+    served.control.bp_result = (134, 86, 102, 70)
+    served.control.t = 1060.0
+    async with client.post("/api/nibp/measure", json={}) as resp:
+        assert resp.status == 200
+    async with client.get("/api/status") as resp:
+        status = await resp.json()
+    assert status["nibp"]["last_request"] == {"t": 1060.0, "reason": "nurse"}
+    assert status["readings"]["nibp"] | {"flags": []} == {
+        "t": 1060.0, "type": "reading", "device": "nibp",
+        "sys": 134, "dia": 86, "map": 102, "pr": 70, "flags": [],
+    }  # fmt: skip
+
+
+async def test_room_commands_show_in_the_status(served: Served, client: ClientSession) -> None:
+    """A scene and a volume set from the console show as a manual, pinned room setting."""
+    await sign_in(client)
+    async with client.post("/api/room/scene", json={"scene": "onset", "pinned": True}) as resp:
+        assert resp.status == 200
+    async with client.post("/api/room/volume", json={"volume": 12, "pinned": True}) as resp:
+        assert resp.status == 200
+    async with client.get("/api/status") as resp:
+        room = (await resp.json())["room_setting"]
+    assert room == {
+        "t": 1000.0, "scene": "onset", "light_pct": 25.0, "colour_temp_k": 2400,
+        "playlist": "onset", "volume_pct": 12, "ducked": False, "override": "manual",
+        "pinned": True, "source": "console",
+    }  # fmt: skip
+    served.control.reject = None
+    async with client.post("/api/room/scene", json={"scene": "disco"}) as resp:
+        assert resp.status == 409
+        assert await resp.json() == {"error": "no scene 'disco'"}
+
+
 # ---- status and pages ------------------------------------------------------------------------
 
 
@@ -414,8 +664,34 @@ async def test_status_snapshot(served: Served, client: ClientSession) -> None:
     assert [a["id"] for a in status["alarms"]] == ["spo2_low"]
     assert status["devices"] == {"spo2": {"connected": True, "detail": ""}}
     assert status["timeline"]["oral"] == {
-        "onset_min": 60.0, "effect_end_min": 240.0, "discharge_after_min": 240.0
+        "onset_min": 60.0,
+        "effect_end_min": 240.0,
+        "discharge_after_min": 240.0,
     }
+    assert status["nibp_schedule"] == {
+        "interval_min": {"baseline": 5.0, "onset": 10.0, "effect": 15.0, "recovery": 30.0},
+        "forced_after_dose_min": [40],
+    }
+
+
+async def test_status_carries_the_configured_bp_programme() -> None:
+    """The page's 'next BP' estimate follows the daemon's own `[nibp]` settings."""
+    bus = Bus()
+    nibp = NibpConfig(onset_interval_min=3, forced_after_dose_min=(20, 60))
+    app = create_console_app(
+        bus=bus, control=StubControl(bus=bus), users=USERS, room_id="r", nibp=nibp
+    )
+    runner, port = await start_console(app, host="127.0.0.1", port=0)
+    try:
+        async with (
+            ClientSession(base_url=f"http://127.0.0.1:{port}") as client,
+            client.get("/api/status") as resp,
+        ):
+            schedule = (await resp.json())["nibp_schedule"]
+    finally:
+        await runner.cleanup()
+    assert schedule["interval_min"]["onset"] == 3.0
+    assert schedule["forced_after_dose_min"] == [20, 60]
 
 
 async def test_page_and_assets(client: ClientSession) -> None:
@@ -424,7 +700,11 @@ async def test_page_and_assets(client: ClientSession) -> None:
         assert resp.status == 200
         page = await resp.text()
         assert "default-src 'self'" in resp.headers["Content-Security-Policy"]
-    for element in ("spo2", "pr", "phase", "since-dose", "alarms", "error", "mark-dose"):
+    for element in (
+        "spo2", "pr", "phase", "since-dose", "alarms", "error", "mark-dose", "pause-audio",
+        "audio-state", "bp-request", "bp-next", "measure-nibp", "baseline", "discharge",
+        "note-text", "add-note", "room-scene", "scene-select", "volume", "dose-dialog",
+    ):  # fmt: skip
         assert f'id="{element}"' in page
     assert "http://" not in page
     assert "https://" not in page
@@ -473,6 +753,26 @@ async def test_websocket_sends_snapshot_then_events(served: Served, client: Clie
         served.control.t = 1234.5
         tick = await next_message(ws, "tick")
         assert tick == {"type": "tick", "t": 1234.5}
+
+
+async def test_websocket_never_carries_typed_text(served: Served, client: ClientSession) -> None:
+    """Watching needs no sign-in: notes and override reasons reach the socket without text."""
+    await start_session(served, client)
+    served.control.gate_closed = True
+    async with client.ws_connect("/ws") as ws:
+        await next_message(ws, "status")
+        async with client.post("/api/notes", json={"text": "Jane Doe is anxious"}) as resp:
+            assert resp.status == 200
+        note = await next_message(ws, "action")
+        assert note == {
+            "t": 1000.0, "type": "action", "action": "note", "user": "nurse1", "source": "console"
+        }  # fmt: skip
+        async with client.post("/api/session/dose", json={"reason": "Dr Who for Jane"}) as resp:
+            assert resp.status == 200
+        dose = await next_message(ws, "action")
+        assert dose["action"] == "dose"
+        assert dose["override"] is True
+        assert "Jane" not in json.dumps(dose)
 
 
 async def test_websocket_snapshot_is_consistent(served: Served, client: ClientSession) -> None:

@@ -1,7 +1,8 @@
 """The nurse console: HTTP API, live WebSocket and the static page, served by aiohttp.
 
-Viewing the room (status, WebSocket, page) needs no sign-in; commands do, and each one is
-attributed to the signed-in user. Every WebSocket has its own small bus subscription, so a
+Viewing the room (status, WebSocket, page) needs no sign-in; commands (the session, alarm
+audio, BP, notes, and the room's scene and volume) do, and each one is attributed to the
+signed-in user. Every WebSocket has its own small bus subscription, so a
 slow or stuck browser drops its own oldest readings and never holds the monitor or other
 browsers up.
 """
@@ -13,16 +14,17 @@ import contextlib
 import itertools
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
 
 from aiohttp import WSCloseCode, hdrs, web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from yarl import URL
 
-from sessiond.config import TimelineConfig
+from sessiond.config import NibpConfig, TimelineConfig
 from sessiond.console.auth import TOKEN_TTL_S, Sessions, verify_password
-from sessiond.model import Route
-from sessiond.session.commands import CommandRejected
+from sessiond.model import NurseAction, Phase, Route
+from sessiond.session.commands import CommandRejected, RoomControl, SessionControl
+from sessiond.session.monitor import MAX_NOTE_CHARS
 from sessiond.status import RoomStatus
 from sessiond.wire import event_json
 
@@ -34,7 +36,6 @@ if TYPE_CHECKING:
     from sessiond.bus import Bus, Subscription
     from sessiond.config import ConsoleUser
     from sessiond.model import Event
-    from sessiond.session.commands import SessionControl
 
 logger = logging.getLogger(__name__)
 
@@ -52,6 +53,8 @@ WS_CLOSE_TIMEOUT_S = 2.0
 MAX_BODY_BYTES = 64 * 1024
 #: PBKDF2 verifications running at once: a burst of sign-ins cannot take every core.
 LOGIN_CONCURRENCY = 2
+#: Longest dose-gate override reason (it goes into the record with the dose).
+MAX_REASON_CHARS = 500
 #: Messages a WebSocket sends before letting the rest of the loop run.
 _YIELD_EVERY = 32
 _CSP = (
@@ -61,6 +64,10 @@ _CSP = (
 )
 
 _M = TypeVar("_M", bound=BaseModel)
+
+
+class ConsoleControl(SessionControl, RoomControl, Protocol):
+    """What the console asks of the daemon: the session commands and the room's setting."""
 
 
 class _Body(BaseModel):
@@ -76,12 +83,36 @@ class _Start(_Body):
     route: Route
 
 
+class _Empty(_Body):
+    """A command with no arguments (end the session, pause audio, measure BP)."""
+
+
 class _Dose(_Body):
-    """An empty body (also for ending a session)."""
+    #: Needed only to override a high `dose_gate`; it goes into the record, never the logs.
+    reason: str | None = Field(default=None, max_length=MAX_REASON_CHARS, strict=True)
 
 
 class _Ack(_Body):
     id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+
+
+class _Note(_Body):
+    text: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_NOTE_CHARS),
+        Field(strict=True),
+    ]
+
+
+class _Scene(_Body):
+    #: A scene from config; None (JSON null) follows the phase again.
+    scene: str | None = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", strict=True)
+    pinned: bool = Field(default=False, strict=True)
+
+
+class _Volume(_Body):
+    volume: int = Field(ge=0, le=100, strict=True)
+    pinned: bool = Field(default=False, strict=True)
 
 
 class _ApiError(Exception):
@@ -100,10 +131,11 @@ class _Console:
         self,
         *,
         bus: Bus,
-        control: SessionControl,
+        control: ConsoleControl,
         users: Mapping[str, ConsoleUser],
         room_id: str,
         timeline: TimelineConfig,
+        nibp: NibpConfig,
     ) -> None:
         self.bus = bus
         self.control = control
@@ -115,6 +147,7 @@ class _Console:
         # Unknown users are checked against a real hash too, so timing does not reveal names.
         self.decoy_hash = next((u.password_hash for u in users.values()), None)
         self._timeline = {route.value: timeline.for_route(route).model_dump() for route in Route}
+        self._nibp_schedule = _nibp_schedule(nibp)
         self._ws_ids = itertools.count(1)
         self._sub: Subscription | None = None
         self._fold_task: asyncio.Task[None] | None = None
@@ -147,10 +180,22 @@ class _Console:
         out = self.status.snapshot(self.control.now())
         # Phase windows per route (minutes after the dose), for the page's window bar.
         out["timeline"] = self._timeline
+        # The BP programme, so the page can say when the next scheduled reading is due.
+        out["nibp_schedule"] = self._nibp_schedule
         return out
 
     def subscribe_socket(self) -> Subscription:
         return self.bus.subscribe(f"console.ws{next(self._ws_ids)}", maxsize=WS_QUEUE_READINGS)
+
+
+def _nibp_schedule(nibp: NibpConfig) -> dict[str, Any]:
+    intervals = {phase.value: nibp.interval_s(phase) for phase in Phase}
+    return {
+        "interval_min": {
+            phase: seconds / 60.0 for phase, seconds in intervals.items() if seconds is not None
+        },
+        "forced_after_dose_min": list(nibp.forced_after_dose_min),
+    }
 
 
 CONSOLE = web.AppKey("sessiond.console", _Console)
@@ -159,10 +204,11 @@ CONSOLE = web.AppKey("sessiond.console", _Console)
 def create_console_app(
     *,
     bus: Bus,
-    control: SessionControl,
+    control: ConsoleControl,
     users: Mapping[str, ConsoleUser],
     room_id: str,
     timeline: TimelineConfig | None = None,
+    nibp: NibpConfig | None = None,
 ) -> web.Application:
     """The console as an aiohttp application; it follows `bus` while it runs."""
     app = web.Application(middlewares=[_api_middleware], client_max_size=MAX_BODY_BYTES)
@@ -172,6 +218,7 @@ def create_console_app(
         users=users,
         room_id=room_id,
         timeline=timeline or TimelineConfig(),
+        nibp=nibp or NibpConfig(),
     )
     app.cleanup_ctx.append(_status_ctx)
     app.on_shutdown.append(_close_sockets)
@@ -185,6 +232,11 @@ def create_console_app(
     app.router.add_post("/api/session/dose", _mark_dose)
     app.router.add_post("/api/session/end", _end_session)
     app.router.add_post("/api/alarms/ack", _acknowledge)
+    app.router.add_post("/api/alarms/pause", _pause_audio)
+    app.router.add_post("/api/nibp/measure", _measure_nibp)
+    app.router.add_post("/api/notes", _add_note)
+    app.router.add_post("/api/room/scene", _set_scene)
+    app.router.add_post("/api/room/volume", _set_volume)
     app.router.add_get("/ws", _websocket)
     app.router.add_static("/static/", STATIC_DIR)
     return app
@@ -367,15 +419,17 @@ async def _start_session(request: web.Request) -> web.Response:
 
 async def _mark_dose(request: web.Request) -> web.Response:
     user = _signed_in(request)
-    await _body(request, _Dose)
-    await request.app[CONSOLE].control.mark_dose(user=user, source="console")
-    logger.info("console: %r marked the dose", user)
+    body = await _body(request, _Dose)
+    reason = (body.reason or "").strip() or None
+    await request.app[CONSOLE].control.mark_dose(user=user, source="console", reason=reason)
+    # The reason may name the patient: it is in the record, not in the log.
+    logger.info("console: %r marked the dose%s", user, " (gate overridden)" * bool(reason))
     return web.json_response({})
 
 
 async def _end_session(request: web.Request) -> web.Response:
     user = _signed_in(request)
-    await _body(request, _Dose)
+    await _body(request, _Empty)
     await request.app[CONSOLE].control.end_session(user=user, source="console")
     logger.info("console: %r ended the session", user)
     return web.json_response({})
@@ -386,6 +440,58 @@ async def _acknowledge(request: web.Request) -> web.Response:
     body = await _body(request, _Ack)
     await request.app[CONSOLE].control.acknowledge(alarm_id=body.id, user=user, source="console")
     logger.info("console: %r acknowledged %s", user, body.id)
+    return web.json_response({})
+
+
+async def _pause_audio(request: web.Request) -> web.Response:
+    user = _signed_in(request)
+    await _body(request, _Empty)
+    await request.app[CONSOLE].control.pause_audio(user=user, source="console")
+    logger.info("console: %r paused alarm audio", user)
+    return web.json_response({})
+
+
+async def _measure_nibp(request: web.Request) -> web.Response:
+    user = _signed_in(request)
+    await _body(request, _Empty)
+    await request.app[CONSOLE].control.measure_nibp(user=user, source="console")
+    logger.info("console: %r asked for a BP measurement", user)
+    return web.json_response({})
+
+
+async def _add_note(request: web.Request) -> web.Response:
+    user = _signed_in(request)
+    body = await _body(request, _Note)
+    await request.app[CONSOLE].control.add_note(text=body.text, user=user, source="console")
+    # The text may name the patient: it is in the record, never in the log.
+    logger.info("console: %r added a note", user)
+    return web.json_response({})
+
+
+async def _set_scene(request: web.Request) -> web.Response:
+    user = _signed_in(request)
+    body = await _body(request, _Scene)
+    await request.app[CONSOLE].control.set_scene(
+        scene=body.scene, pinned=body.pinned, user=user, source="console"
+    )
+    logger.info(
+        "console: %r set the scene to %s%s",
+        user,
+        body.scene or "the phase's own",
+        " (pinned)" * body.pinned,
+    )
+    return web.json_response({})
+
+
+async def _set_volume(request: web.Request) -> web.Response:
+    user = _signed_in(request)
+    body = await _body(request, _Volume)
+    await request.app[CONSOLE].control.set_volume(
+        volume_pct=body.volume, pinned=body.pinned, user=user, source="console"
+    )
+    logger.info(
+        "console: %r set the volume to %d %%%s", user, body.volume, " (pinned)" * body.pinned
+    )
     return web.json_response({})
 
 
@@ -415,11 +521,24 @@ async def _websocket(request: web.Request) -> web.WebSocketResponse:
     return ws
 
 
+def _live_json(event: Event) -> dict[str, Any]:
+    """An event for the page, without the free text a nurse typed (it may name the patient).
+
+    Watching needs no sign-in, so note texts and dose-override reasons stay in the record.
+    """
+    out = event_json(event)
+    if isinstance(event, NurseAction):
+        out.pop("text", None)
+        if out.pop("override_reason", None):
+            out["override"] = True  # as MQTT's `event` says it
+    return out
+
+
 async def _pump(
     ws: web.WebSocketResponse,
     sub: Subscription,
     snapshot: dict[str, Any],
-    control: SessionControl,
+    control: ConsoleControl,
 ) -> None:
     """Send the snapshot, then every event and a tick each second, until either side ends."""
     loop = asyncio.get_running_loop()
@@ -439,7 +558,7 @@ async def _pump(
             except EOFError:  # the bus closed: the daemon is stopping
                 await ws.close(code=WSCloseCode.GOING_AWAY)
                 return
-            await ws.send_json(event_json(event))
+            await ws.send_json(_live_json(event))
             sent += 1
             if sent % _YIELD_EVERY == 0:
                 # get() and send_json() need not suspend: a full queue must not hog the loop.

@@ -21,12 +21,24 @@
     nibp_error: ["NIBP error", ""],
     nibp_overdue: ["NIBP overdue", ""],
   };
+  // Technical alarms report the equipment: `!` prefixes instead of `*` (clinical.md §4.5).
+  const TECHNICAL = new Set(["sensor_off", "signal_poor", "device_lost", "nibp_error", "nibp_overdue"]);
+  // What each unmet discharge criterion means, in plain words.
+  const UNMET = {
+    "time since dose": "Not long enough since the dose yet",
+    "alarm shown": "An alarm is shown",
+    spo2: "SpO\u2082 has not stayed at target for the whole window",
+    bp: "Last blood pressure not close enough to baseline",
+    pr: "Pulse rate not close enough to baseline",
+  };
   // Which vital tile an alarm belongs to, so the tile's border shows it too.
   const ALARM_TILE = {
     spo2_low: "spo2-tile", sensor_off: "spo2-tile", signal_poor: "spo2-tile",
     pr_high: "pr-tile", pr_low: "pr-tile",
   };
   const DEFAULT_WINDOWS = { onset_min: 30, effect_end_min: 150 };
+  // A BP request unanswered this long (session seconds) no longer shows as measuring.
+  const MEASURING_S = 180;
   // Session seconds without an oximeter reading before its numbers stop looking current.
   const STALE_S = 10;
   // Ticks come every second: this long without any message means the link is dead.
@@ -45,9 +57,19 @@
     alarms: new Map(),
     devices: new Map(),
     timeline: null,
+    nibpSchedule: null,
+    pause: null,
+    baseline: null,
+    discharge: null,
+    nibpRequest: null,
+    nibpFailure: null,
+    roomSetting: null,
+    notes: { count: 0, last_t: null },
     user: null,
     busy: false,
   };
+  // Inputs a nurse is editing are not overwritten by live updates until sent.
+  const editing = { volume: false };
 
   // ---- folding server messages into state -------------------------------------------------
 
@@ -72,6 +94,14 @@
     state.session = msg.session ? { ...msg.session } : null;
     state.phase = msg.phase;
     state.timeline = msg.timeline || null;
+    state.nibpSchedule = msg.nibp_schedule || null;
+    state.pause = msg.audio_pause || null;
+    state.baseline = msg.baseline || null;
+    state.discharge = msg.discharge || null;
+    state.nibpRequest = (msg.nibp && msg.nibp.last_request) || null;
+    state.nibpFailure = (msg.nibp && msg.nibp.last_failure) || null;
+    state.roomSetting = msg.room_setting || null;
+    state.notes = msg.notes || { count: 0, last_t: null };
     state.oximeter = null;
     state.bp = null;
     const readings = Object.values(msg.readings || {}).sort((a, b) => a.t - b.t);
@@ -105,18 +135,48 @@
         break;
       case "session":
         // A new session is a new patient: nothing of the last one may show as theirs.
-        state.session = { id: msg.session_id, route: msg.route, started_t: msg.t, dose_t: null };
+        state.session = {
+          id: msg.session_id, route: msg.route, started_t: msg.t, dose_t: msg.dose_t ?? null,
+        };
         state.oximeter = null;
         state.bp = null;
+        state.baseline = null;
+        state.discharge = null;
+        state.nibpRequest = null;
+        state.nibpFailure = null;
+        state.notes = { count: 0, last_t: null };
         break;
       case "action":
-        if (msg.action === "dose" && state.session) state.session.dose_t = msg.t;
+        if (msg.action === "dose" && state.session) {
+          state.session.dose_t = msg.t;
+          state.session.dose_override = Boolean(msg.override);
+        }
+        // Only that a note was added: its text is in the record, not on the wall screen.
+        if (msg.action === "note") state.notes = { count: state.notes.count + 1, last_t: msg.t };
         if (msg.action === "ack" && state.alarms.has(msg.alarm_id)) {
           state.alarms.set(msg.alarm_id, { ...state.alarms.get(msg.alarm_id), acknowledged: true });
         }
         break;
       case "device":
         state.devices.set(msg.device, { connected: msg.connected, detail: msg.detail });
+        break;
+      case "audio_pause":
+        state.pause = { paused: msg.paused, until_t: msg.until_t, reason: msg.reason };
+        break;
+      case "nibp_request":
+        state.nibpRequest = { t: msg.t, reason: msg.reason };
+        break;
+      case "nibp_failed":
+        state.nibpFailure = { t: msg.t, device: msg.device, detail: msg.detail };
+        break;
+      case "baseline":
+        state.baseline = { t: msg.t, sys: msg.sys, dia: msg.dia, spo2: msg.spo2, pr: msg.pr };
+        break;
+      case "discharge_ready":
+        state.discharge = { t: msg.t, ready: msg.ready, unmet: msg.unmet || [] };
+        break;
+      case "room":
+        state.roomSetting = msg;
         break;
       default:
         return; // unknown types are ignored (DESIGN §6)
@@ -167,22 +227,163 @@
     $(`${key}-flags`).textContent = note;
   }
 
+  const ago = (t) => (state.now === null ? "" : `${clock(state.now - t)} ago`);
+  const show = (v) => (v === undefined || v === null ? "---" : number(v));
+
   function renderBp() {
     const r = state.bp;
-    const el = $("bp");
     if (!r) {
-      el.textContent = "---/---";
+      $("bp").textContent = "---/---";
+      $("bp-map").textContent = "MAP ---";
       $("bp-detail").textContent = "no measurement yet";
-      return;
+    } else {
+      $("bp").textContent = `${show(r.sys)}/${show(r.dia)}`;
+      $("bp-map").textContent = `MAP ${show(r.map)}`;
+      const parts = [];
+      if (state.now !== null) parts.push(ago(r.t));
+      if (r.pr !== undefined) parts.push(`PR ${r.pr}`);
+      if ((r.flags || []).length) parts.push(r.flags.map(label).join(", "));
+      $("bp-detail").textContent = parts.join(" \u00b7 ");
     }
-    const show = (v) => (v === undefined || v === null ? "---" : String(v));
-    el.textContent = `${show(r.sys)}/${show(r.dia)}`;
-    const parts = [];
-    if (r.map !== undefined) parts.push(`MAP ${r.map}`);
-    if (r.pr !== undefined) parts.push(`PR ${r.pr}`);
-    if (state.now !== null) parts.push(`${clock(state.now - r.t)} ago`);
-    if ((r.flags || []).length) parts.push(r.flags.map(label).join(", "));
-    $("bp-detail").textContent = parts.join(" \u00b7 ");
+    renderBpSchedule();
+  }
+
+  function renderBpSchedule() {
+    const req = state.nibpRequest;
+    const fail = state.nibpFailure;
+    const lastBp = state.bp && state.bp.sys !== undefined ? state.bp.t : null;
+    let text = "\u2014";
+    if (req) {
+      // Asked, and neither a result nor a failure since: the cuff is (about to be) inflating.
+      const answered = (lastBp !== null && lastBp >= req.t) || (fail && fail.t >= req.t);
+      const measuring = !answered && state.now !== null && state.now - req.t < MEASURING_S;
+      text = `${measuring ? "measuring\u2026 " : ""}${ago(req.t)} (${req.reason})`;
+    }
+    $("bp-request").textContent = text;
+    $("bp-request").dataset.measuring = String(text.startsWith("measuring"));
+    const next = nextBpDue(req, lastBp);
+    let nextText = "\u2014";
+    if (next !== null && state.now !== null) {
+      nextText = next <= state.now ? "due now" : `in about ${clock(next - state.now)}`;
+    }
+    $("bp-next").textContent = nextText;
+    const failEl = $("bp-failure");
+    failEl.hidden = !fail;
+    if (fail) {
+      const resolved = lastBp !== null && lastBp > fail.t;
+      failEl.textContent = `Last failure ${ago(fail.t)}: ${fail.detail || "no result"}${resolved ? " (a reading has come since)" : ""}`;
+      failEl.classList.toggle("resolved", resolved);
+    }
+  }
+
+  // When the monitor's schedule will next ask (its own rule: one phase interval after the
+  // later of the last request and the last valid reading, or a forced reading after the dose).
+  function nextBpDue(req, lastBp) {
+    const sched = state.nibpSchedule;
+    const s = state.session;
+    if (!sched || !s || !req || !state.phase || state.phase === "ended") return null;
+    const interval = sched.interval_min[state.phase];
+    let next = interval === undefined ? Infinity : Math.max(req.t, lastBp ?? -Infinity) + interval * 60;
+    if (s.dose_t !== null && s.dose_t !== undefined && state.now !== null) {
+      for (const m of sched.forced_after_dose_min || []) {
+        const forced = s.dose_t + m * 60;
+        if (forced > state.now) next = Math.min(next, forced);
+      }
+    }
+    return Number.isFinite(next) ? next : null;
+  }
+
+  function renderBaseline() {
+    const b = state.baseline;
+    const el = $("baseline");
+    el.dataset.captured = String(Boolean(b));
+    if (!b) {
+      el.textContent = state.session && state.session.dose_t != null ? "not available" : "not captured yet";
+    } else {
+      const bp = b.sys === null || b.dia === null ? "BP ---" : `BP ${Math.round(b.sys)}/${Math.round(b.dia)}`;
+      el.textContent = `${bp} \u00b7 SpO\u2082 ${b.spo2 === null ? "---" : `${Math.round(b.spo2)} %`} \u00b7 PR ${b.pr === null ? "---" : Math.round(b.pr)}`;
+    }
+    $("dose-override").hidden = !(state.session && state.session.dose_override);
+  }
+
+  function renderDischarge() {
+    const d = state.discharge;
+    const s = state.session;
+    const el = $("discharge");
+    const list = $("discharge-unmet");
+    list.replaceChildren();
+    let ready = "none";
+    let text = "no session";
+    if (d) {
+      ready = d.ready ? "ready" : "not-ready";
+      text = d.ready ? "Ready for discharge" : "Not ready";
+      for (const key of d.unmet) {
+        const li = document.createElement("li");
+        li.dataset.criterion = key;
+        li.textContent = UNMET[key] || label(key);
+        list.append(li);
+      }
+    } else if (s && state.phase !== "ended") {
+      ready = "not-ready";
+      text = s.dose_t == null ? "Not ready: no dose yet" : "Not ready";
+    }
+    el.dataset.ready = ready;
+    el.textContent = text;
+  }
+
+  function renderNotes() {
+    const n = state.notes;
+    $("notes-info").textContent =
+      n.count === 0 ? "no notes" : `${n.count} note${n.count === 1 ? "" : "s"} \u00b7 last ${n.last_t === null ? "" : ago(n.last_t)}`;
+  }
+
+  function renderRoom() {
+    const r = state.roomSetting;
+    const over = $("room-override");
+    if (!r) {
+      over.dataset.override = "none";
+      over.textContent = "no room report yet";
+      $("room-scene").textContent = "\u2014";
+      $("room-light").textContent = "\u2014";
+      $("room-music").textContent = "\u2014";
+    } else {
+      over.dataset.override = r.override || "phase";
+      over.textContent =
+        r.override === "alarm"
+          ? `Alarm override: clinical light${r.ducked ? ", music ducked" : ""}`
+          : r.override === "manual"
+            ? `Manual setting${r.pinned ? " (pinned)" : " until the next phase"}`
+            : "Following the phase";
+      $("room-scene").textContent = r.scene;
+      $("room-light").textContent = `${number(r.light_pct)} % \u00b7 ${r.colour_temp_k} K`;
+      const music = r.playlist ? r.playlist : "no music";
+      $("room-music").textContent = `${music} \u00b7 volume ${r.volume_pct} %${r.ducked ? " (ducked)" : ""}`;
+      if (!editing.volume) {
+        $("volume").value = String(r.volume_pct);
+        $("volume-value").textContent = `${r.volume_pct} %`;
+      }
+    }
+  }
+
+  function renderPause() {
+    const p = state.pause;
+    const now = state.now;
+    const paused = Boolean(p && p.paused && (p.until_t === null || now === null || p.until_t > now));
+    const el = $("audio-state");
+    el.dataset.paused = String(paused);
+    if (paused) {
+      el.textContent = p.until_t === null || now === null
+        ? "Alarm audio paused"
+        : `Alarm audio paused \u00b7 resumes in ${clock(p.until_t - now)}`;
+    } else {
+      // Say why a pause ended early (a new high alarm); a pause that ran out needs no words.
+      const early = p && p.reason && !["nurse", "timeout"].includes(p.reason);
+      el.textContent = early ? `Alarm audio on (pause ended: ${p.reason})` : "Alarm audio on";
+    }
+    const btn = $("pause-audio");
+    btn.setAttribute("aria-pressed", String(paused));
+    btn.textContent = paused ? "Audio paused" : "Pause alarm audio";
+    btn.disabled = state.busy || state.user === null || paused;
   }
 
   function renderDevices() {
@@ -208,13 +409,14 @@
     for (const a of alarms) {
       const [name, unit] = ALARMS[a.id] || [a.id.replace(/_/g, " "), ""];
       const li = document.createElement("li");
-      li.className = `alarm ${a.priority}`;
+      li.className = `alarm ${a.priority}${a.state === "latched" ? " latched" : ""}${a.acknowledged ? " acked" : ""}`;
       li.dataset.alarmId = a.id;
       li.dataset.priority = a.priority;
       li.dataset.state = a.state;
       const prio = document.createElement("span");
       prio.className = "prio";
-      prio.textContent = a.priority.toUpperCase();
+      const marks = (TECHNICAL.has(a.id) ? "!" : "*").repeat(RANK[a.priority] || 1);
+      prio.textContent = `${marks} ${a.priority.toUpperCase()}`;
       const what = document.createElement("span");
       what.className = "name";
       what.textContent = name;
@@ -227,7 +429,7 @@
       detail.textContent = bits.join(" ");
       const st = document.createElement("span");
       st.className = "state";
-      st.textContent = [a.state === "latched" ? "latched" : "", a.acknowledged ? "acknowledged" : ""]
+      st.textContent = [a.state === "latched" ? "latched (condition gone)" : "", a.acknowledged ? "acknowledged" : ""]
         .filter(Boolean)
         .join(" \u00b7 ");
       li.append(prio, what, detail, st);
@@ -302,6 +504,20 @@
     $("mark-dose").disabled = state.busy || !canDose;
     $("end-session").disabled = state.busy || !s || state.phase === "ended";
     $("start-session").disabled = state.busy;
+    $("dose-gate-note").hidden = !(canDose && doseGateHigh());
+    const off = state.busy || !signedIn;
+    $("measure-nibp").disabled = off;
+    const noteable = s && state.phase !== "ended";
+    $("note-text").disabled = !signedIn || !noteable;
+    $("add-note").disabled = off || !noteable || $("note-text").value.trim() === "";
+    for (const id of ["scene-select", "scene-pin", "set-scene", "volume", "volume-pin", "set-volume"]) {
+      $(id).disabled = off;
+    }
+  }
+
+  function doseGateHigh() {
+    const gate = state.alarms.get("dose_gate");
+    return Boolean(gate && gate.priority === "high");
   }
 
   function render() {
@@ -313,8 +529,13 @@
     renderVital("pr");
     renderBp();
     renderDevices();
+    renderPause();
     renderAlarms();
     renderSession();
+    renderBaseline();
+    renderDischarge();
+    renderNotes();
+    renderRoom();
     renderControls();
   }
 
@@ -411,6 +632,18 @@
     render();
   }
 
+  function openDoseDialog() {
+    const gate = state.alarms.get("dose_gate");
+    const value = gate && gate.value !== undefined ? ` (SYS ${number(gate.value)} mmHg, limit ${number(gate.limit)})` : "";
+    $("dose-dialog-text").textContent =
+      `The blood pressure before the dose is at or above the dose-gate limit${value}. ` +
+      "Marking the dose now needs an override with a reason (it goes into the session record).";
+    $("dose-reason").value = "";
+    $("dose-confirm").disabled = true;
+    $("dose-dialog").showModal();
+    $("dose-reason").focus();
+  }
+
   // ---- live link ---------------------------------------------------------------------------
 
   let socket = null;
@@ -480,7 +713,49 @@
       await command("/api/session/start", { route: $("route").value });
     });
     $("mark-dose").addEventListener("click", async () => {
+      if (doseGateHigh()) {
+        openDoseDialog();
+        return;
+      }
       await command("/api/session/dose", {});
+    });
+    $("dose-reason").addEventListener("input", () => {
+      $("dose-confirm").disabled = $("dose-reason").value.trim() === "";
+    });
+    $("dose-cancel").addEventListener("click", () => $("dose-dialog").close());
+    $("dose-form").addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const reason = $("dose-reason").value.trim();
+      if (!reason) return;
+      $("dose-dialog").close();
+      await command("/api/session/dose", { reason });
+    });
+    $("pause-audio").addEventListener("click", async () => {
+      await command("/api/alarms/pause", {});
+    });
+    $("measure-nibp").addEventListener("click", async () => {
+      await command("/api/nibp/measure", {});
+    });
+    $("note-text").addEventListener("input", () => renderControls());
+    $("add-note").addEventListener("click", async () => {
+      const text = $("note-text").value.trim();
+      if (!text) return;
+      if ((await command("/api/notes", { text })) !== null) $("note-text").value = "";
+      render();
+    });
+    $("set-scene").addEventListener("click", async () => {
+      const scene = $("scene-select").value || null;
+      await command("/api/room/scene", { scene, pinned: $("scene-pin").checked });
+    });
+    $("volume").addEventListener("input", () => {
+      editing.volume = true;
+      $("volume-value").textContent = `${$("volume").value} %`;
+    });
+    $("set-volume").addEventListener("click", async () => {
+      const volume = Number.parseInt($("volume").value, 10);
+      await command("/api/room/volume", { volume, pinned: $("volume-pin").checked });
+      editing.volume = false;
+      render();
     });
     $("end-session").addEventListener("click", async () => {
       // Ending stops the timeline and the BP schedule: ask, as a monitor does for discharge.
