@@ -12,7 +12,7 @@ import contextlib
 import logging
 import secrets
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sessiond.bus import Bus
 from sessiond.clock import LoopClock
@@ -22,12 +22,17 @@ from sessiond.console.server import create_console_app, start_console
 from sessiond.devices import make_decoder
 from sessiond.devices.link import SerialLink
 from sessiond.devices.nibp import NibpLink
-from sessiond.model import NibpRequest
+from sessiond.model import NibpRequest, NurseAction
 from sessiond.records.capture import CaptureWriter
 from sessiond.records.store import Recorder
+from sessiond.room.lights import LightDriver
+from sessiond.room.mqtt import MqttBridge
+from sessiond.room.music import MusicPlayer
+from sessiond.room.scenes import RoomController
 from sessiond.session.alarms import INF
 from sessiond.session.commands import CommandRejected
 from sessiond.session.monitor import Monitor
+from sessiond.status import RoomStatus
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -96,6 +101,32 @@ class Daemon:
             self.links[name].on_open = nibp_link.on_open
             self.links[name].on_fed = nibp_link.on_fed
         self.recorder = Recorder(path=config.records.path, clock=clock, room_id=config.room.id)
+        # The room: lights over MQTT (when configured), music on libvlc (loaded lazily).
+        self.music = MusicPlayer(config.music, clock=clock) if config.music.enabled else None
+        self.lights = LightDriver(
+            config.lights, publish=self._publish_mqtt, clock=clock, speed=clock.speed
+        )
+        self.mqtt: MqttBridge | None = None
+        if config.mqtt.enabled:
+            self.mqtt = MqttBridge(
+                settings=config.mqtt,
+                room_id=config.room.id,
+                # Its own queue: a dead broker never holds up the bus or the record.
+                subscription=self.bus.subscribe("mqtt", maxsize=1024),
+                status=RoomStatus(config.room.id),
+                control=self,
+                now=clock.now,
+            )
+            self.mqtt.attach_lights(self.lights)
+            self.mqtt.add_state("music", self._music_state)
+        self.room = RoomController(
+            config=config.scenes,
+            lights=self.lights,
+            music=self.music,
+            now=clock.now,
+            publish=self.bus.publish,
+            room_id=config.room.id,
+        )
         self.console_port: int | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due = INF
@@ -148,6 +179,42 @@ class Daemon:
             raise CommandRejected(msg)
         await self._command(lambda now: self.monitor.measure_nibp(now, user=user, source=source))
         logger.info("BP measurement asked by %s via %s", user, source)
+
+    # RoomControl ------------------------------------------------------------------------
+
+    async def set_scene(self, *, scene: str | None, pinned: bool, user: str, source: str) -> None:
+        await self.room.set_scene(scene=scene, pinned=pinned, source=f"{source} {user}")
+        self._record_action("scene", user, source, {"scene": scene, "pinned": pinned})
+        await self.recorder.sync()
+
+    async def set_volume(self, *, volume_pct: int, pinned: bool, user: str, source: str) -> None:
+        await self.room.set_volume(volume_pct=volume_pct, pinned=pinned, source=f"{source} {user}")
+        self._record_action("volume", user, source, {"volume_pct": volume_pct, "pinned": pinned})
+        await self.recorder.sync()
+
+    def _record_action(self, action: str, user: str, source: str, detail: dict[str, Any]) -> None:
+        self.bus.publish(
+            NurseAction(t=self.clock.now(), action=action, user=user, source=source, detail=detail)
+        )
+        logger.info("%s by %s via %s: %s", action, user, source, detail)
+
+    def _publish_mqtt(self, topic: str, payload: str | bytes, *, qos: int, retain: bool) -> None:
+        """The lights' commands go through the bridge; without a broker, nowhere."""
+        if self.mqtt is not None:
+            self.mqtt.publish(topic, payload, qos=qos, retain=retain)
+
+    def _music_state(self) -> dict[str, Any]:
+        if self.music is None:
+            return {"available": False, "reason": "disabled in [music]"}
+        status = self.music.status()
+        return {
+            "available": status.available,
+            "reason": status.reason,
+            "playlist": status.playlist,
+            "volume_pct": status.volume_pct,
+            "ducked": status.ducked,
+            "playing": status.playing,
+        }
 
     async def _command(self, act: Callable[[float], list[Event]]) -> None:
         """Run a nurse command on the monitor now; return once its record is on disk."""
@@ -227,11 +294,20 @@ class Daemon:
             users=self._users,
             room_id=self.config.room.id,
             timeline=self.config.timeline,
+            nibp=self.config.nibp,
         )
         runner, self.console_port = await start_console(
             console, host=self.config.console.host, port=self.config.console.port
         )
         recording = asyncio.create_task(self.recorder.run(recorder_sub), name="sessiond.recorder")
+        if self.music is not None:
+            await self.music.start()
+        room = asyncio.create_task(
+            self.room.run(self.bus.subscribe("room", maxsize=256)), name="sessiond.room"
+        )
+        mqtt = None
+        if self.mqtt is not None:
+            mqtt = asyncio.create_task(self.mqtt.run(), name="sessiond.mqtt")
         await self._resume()
         links = [
             asyncio.create_task(link.run(), name=f"sessiond.link[{name}]")
@@ -252,6 +328,19 @@ class Daemon:
                 self._timer.cancel()
             await runner.cleanup()
             self.bus.close()
+            await asyncio.gather(room, return_exceptions=True)
+            if mqtt is not None:
+                # The bus is closed: the bridge sends what is queued, then `offline`.
+                try:
+                    async with asyncio.timeout(5):
+                        await mqtt
+                except TimeoutError:
+                    logger.warning("mqtt: no clean goodbye within 5 s")
+                except Exception:
+                    logger.exception("mqtt: bridge failed")
+            await self.lights.aclose()
+            if self.music is not None:
+                await self.music.close()
             await recording
             await self.recorder.close()
             if self._capture is not None:
@@ -294,7 +383,8 @@ async def run_demo(config: Config, *, speed: float, port: int | None) -> int:
     users = config.console.users or {
         DEMO_USER: ConsoleUser(password_hash=hash_password(DEMO_PASSWORD))
     }
-    with Simulator(scenario=scenario, clock=clock) as simulator:
+    devices = {name: dev.decoder for name, dev in config.devices.items()}
+    with Simulator(scenario=scenario, clock=clock, devices=devices) as simulator:
         simulator.start()
         paths = {name: simulator.ports[name].path for name in config.devices}
         daemon = Daemon(config=config, clock=clock, device_paths=paths, users=users)

@@ -12,8 +12,6 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -21,27 +19,15 @@ from pydantic import (
 )
 
 from sessiond.model import Phase, Priority, Route
-
-Seconds = Annotated[float, Field(ge=0)]
-Minutes = Annotated[float, Field(gt=0)]
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from sessiond.room.lights import LightsConfig
+from sessiond.room.mqtt import MqttSettings
+from sessiond.room.music import MusicConfig
+from sessiond.room.scenes import ScenesConfig
+from sessiond.settings import Minutes, Seconds, Strict
 
 
 class RoomConfig(Strict):
     id: str = Field(default="room-1", pattern=r"^[A-Za-z0-9_-]{1,64}$")
-
-
-class MqttConfig(Strict):
-    enabled: bool = False
-    host: str = "127.0.0.1"
-    port: int = Field(default=1883, ge=1, le=65535)
-    username: str | None = None
-    password: str | None = None
-    tls: bool = False
-    prefix: str = "sessiond"
 
 
 class ConsoleUser(Strict):
@@ -295,12 +281,13 @@ class SimConfig(Strict):
 def _default_devices() -> dict[str, DeviceConfig]:
     return {
         "spo2": DeviceConfig(decoder="masimo-ascii1"),
+        "nibp": DeviceConfig(decoder="suntech-advantage"),
     }
 
 
 class Config(Strict):
     room: RoomConfig = RoomConfig()
-    mqtt: MqttConfig = MqttConfig()
+    mqtt: MqttSettings = MqttSettings()
     console: ConsoleConfig = ConsoleConfig()
     devices: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")], DeviceConfig] = Field(
         default_factory=_default_devices
@@ -311,6 +298,9 @@ class Config(Strict):
     baseline: BaselineConfig = BaselineConfig()
     discharge: DischargeConfig = DischargeConfig()
     records: RecordsConfig = RecordsConfig()
+    scenes: ScenesConfig = ScenesConfig()
+    lights: LightsConfig = LightsConfig()
+    music: MusicConfig = MusicConfig()
     sim: SimConfig = SimConfig()
 
 
