@@ -2,11 +2,13 @@
 
     .venv/bin/python bench/replay_speed.py [--hours 3]
 
-Builds a capture of a simulated session (the demo scenario's Masimo lines, split in
-random chunks as a UART delivers them), then times:
-- the decoder alone, against a plain reference parser (one regex per line, the way most
-  open-source Masimo readers do it) on the same bytes;
-- `replay` end to end (decoders, timeline, alarm engine, JSON output), as times real time.
+Builds captures of a simulated session (the demo scenario, split in random chunks as a UART
+delivers them), then times:
+- the Masimo decoder alone, against a plain reference parser (split, dict and strptime per
+  line, the way most open-source Masimo readers do it) on the same bytes;
+- `replay` end to end (decoders, timeline, alarm engine, BP schedule, discharge readiness,
+  JSON output), as times real time, for the 1 Hz Masimo and for a 75 Hz Nonin DF7 (the
+  issue's target: a 3-hour 75 Hz capture in seconds, over 1,000x real time).
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from sessiond.devices.masimo import MasimoAscii1Decoder
 from sessiond.model import Quality, Reading
 from sessiond.records.capture import CaptureReader, CaptureWriter
 from sessiond.records.replay import replay
+from sessiond.sim.devices import StreamingPlayer
 from sessiond.sim.scenario import builtin_scenario
 from sessiond.sim.simulator import Simulator
 
@@ -56,12 +59,46 @@ def reference_decode(stream: bytes) -> int:
     return n
 
 
-def session_bytes(hours: float) -> tuple[list[bytes], int]:
+def session_chunks(hours: float, protocol: str) -> tuple[list[bytes], int, int]:
+    """The device's bytes for `hours` of the demo, one item per chunk it sends; chunks/s."""
     scenario = builtin_scenario("demo")
     seconds = int(hours * 3600)
-    sim = Simulator(scenario=scenario, clock=VirtualClock())  # type: ignore[arg-type]
-    lines = [sim.line(k % scenario.duration_s) for k in range(seconds)]
-    return lines, seconds
+    clock = VirtualClock()  # no loop needed: the players only render bytes here
+    sim = Simulator(scenario=scenario, clock=clock, devices={"spo2": protocol})  # type: ignore[arg-type]
+    player = sim.players["spo2"]
+    assert isinstance(player, StreamingPlayer)
+    per_s = player.chunks_per_s
+    wanted = seconds * per_s
+    period = scenario.duration_s * per_s
+    chunks: list[bytes] = []
+    while len(chunks) < wanted:
+        chunks += player.render(0, min(period, wanted - len(chunks)))
+    return chunks, seconds, per_s
+
+
+def time_replay(chunks: list[bytes], per_s: int, protocol: str, rng: random.Random) -> None:
+    """Write `chunks` to a capture (each split in two at random) and replay it."""
+    seconds = len(chunks) // per_s
+    with TemporaryDirectory() as tmp:
+        cap = Path(tmp) / "session.cap"
+        writer = CaptureWriter(cap, {"spo2": protocol, "nibp": "suntech-advantage"})
+        for k, chunk in enumerate(chunks):
+            t = k / per_s
+            cut = rng.randrange(1, len(chunk))
+            writer.write(t + 0.001, "spo2", "<", chunk[:cut])
+            writer.write(t + 0.002, "spo2", "<", chunk[cut:])
+        writer.close()
+        for readings in (False, True):
+            out = io.StringIO()
+            start = time.perf_counter()
+            with cap.open(encoding="utf-8") as f:
+                summary = replay(CaptureReader(f), config=Config(), dose_at=600.0,
+                                 readings=readings, write=out.write)  # fmt: skip
+            replay_s = time.perf_counter() - start
+            flag = " --readings" if readings else ""
+            print(f"replay {protocol}{flag}: {replay_s:.2f} s for {seconds} s of session = "
+                  f"{seconds / replay_s:,.0f}x real time ({summary['readings']:,} readings, "
+                  f"{len(out.getvalue().splitlines()):,} output lines)")  # fmt: skip
 
 
 def main() -> None:
@@ -69,7 +106,7 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=3.0)
     args = parser.parse_args()
     rng = random.Random(1)
-    lines, seconds = session_bytes(args.hours)
+    lines, _, _ = session_chunks(args.hours, "masimo-ascii1")
     stream = b"".join(lines)
     print(f"session: {args.hours:g} h of Masimo lines, {len(stream) / 1e6:.2f} MB")
 
@@ -84,23 +121,9 @@ def main() -> None:
     print(f"decoder, 4 KiB chunks: {n / dec_s:,.0f} lines/s ({n} lines, {dec_s * 1e3:.0f} ms)")
     print(f"reference (split/dict/strptime): {n_ref / ref_s:,.0f} lines/s ({ref_s * 1e3:.0f} ms)")
 
-    with TemporaryDirectory() as tmp:
-        cap = Path(tmp) / "session.cap"
-        writer = CaptureWriter(cap, {"spo2": "masimo-ascii1"})
-        for k, line in enumerate(lines):
-            cut = rng.randrange(1, len(line))
-            writer.write(k + 0.1, "spo2", "<", line[:cut])
-            writer.write(k + 0.11, "spo2", "<", line[cut:])
-        writer.close()
-        out = io.StringIO()
-        start = time.perf_counter()
-        with cap.open(encoding="utf-8") as f:
-            summary = replay(CaptureReader(f), config=Config(), dose_at=600.0, readings=True,
-                             write=out.write)  # fmt: skip
-        replay_s = time.perf_counter() - start
-    print(f"replay --readings: {replay_s:.2f} s for {seconds} s of session = "
-          f"{seconds / replay_s:,.0f}x real time ({summary['readings']} readings, "
-          f"{len(out.getvalue().splitlines())} output lines)")  # fmt: skip
+    for protocol in ("masimo-ascii1", "nonin-df7"):
+        chunks, _, per_s = session_chunks(args.hours, protocol)
+        time_replay(chunks, per_s, protocol, rng)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from sessiond.model import (
 )
 from sessiond.session.commands import CommandRejected
 from sessiond.session.monitor import Monitor
+from sessiond.session.state import OpenSession
 
 
 def monitor(config: Config | None = None) -> Monitor:
@@ -314,3 +315,14 @@ def test_measure_now_is_a_recorded_request():
     without = Monitor(config=Config(), streaming=["spo2"])
     with pytest.raises(CommandRejected, match="no BP monitor"):
         without.measure_nibp(0.0, user="ana", source="console")
+
+
+def test_a_resumed_dosed_session_keeps_its_baseline_for_bp_rise():
+    m = monitor()
+    base = BaselineCaptured(t=600.0, sys=110.0, dia=70.0, spo2=97.0, pr=70.0)
+    session = OpenSession(session_id="s", route=Route.IV, started_by="ana", started_t=0.0,
+                          dose_t=600.0, baseline=base)  # fmt: skip
+    out = m.resume(2000.0, session=session)
+    assert base in out  # shown again after the restart
+    out = bp(m, 2100.0, 150, 80)  # +40 over the recorded baseline
+    assert [a[1:4] for a in alarms(out, "bp_rise")] == [("bp_rise", "medium", "active")]

@@ -146,7 +146,7 @@ class Monitor:
         if session.dose_t is not None:
             self.timeline.dose(session.dose_t)
             self.alarms.resume(session.baseline)
-            self._dose_dependents(session.dose_t)
+            self._dose_dependents(session.dose_t, now=now)
         self.timeline.advance(now)
         phase = self.timeline.phase
         assert phase is not None
@@ -156,6 +156,8 @@ class Monitor:
                            dose_t=session.dose_t),
             NurseAction(t=now, action="session_resume", user="sessiond", source="restart"),
         ]  # fmt: skip
+        if session.baseline is not None:
+            out.append(session.baseline)  # shown again, as the record holds it
         return out + self._phase_events([PhaseChanged(t=now, phase=phase)])
 
     def mark_dose(
@@ -177,16 +179,16 @@ class Monitor:
         out: list[Event] = [NurseAction(t=t, action="dose", user=user, source=source,
                                         detail=detail)]  # fmt: skip
         out += self._after_alarms(self.alarms.dose(t))
-        self._dose_dependents(t)
+        self._dose_dependents(t, now=t)
         return out + self._phase_events(self.timeline.dose(t))
 
-    def _dose_dependents(self, dose_t: float) -> None:
+    def _dose_dependents(self, dose_t: float, *, now: float) -> None:
         route = self.timeline.route
         assert route is not None
         minimum = self.config.timeline.for_route(route).discharge_after_min * 60.0
         self.discharge.dose(dose_t, minimum_s=minimum)
         if self.schedule is not None:
-            self.schedule.dose(dose_t)
+            self.schedule.dose(dose_t, now=now)
 
     def end_session(self, t: float, *, user: str, source: str) -> list[Event]:
         if not self.running:

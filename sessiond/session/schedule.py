@@ -31,15 +31,21 @@ class NibpSchedule:
 
     def set_phase(self, t: float, phase: Phase) -> list[NibpRequest]:
         self.interval_s = self.config.interval_s(phase)
+        if phase is Phase.ENDED:
+            self._forced = []
+            return []
         if phase is Phase.BASELINE:
             self._forced = []
             return [self.request(t, "session start")]
-        if phase is Phase.ENDED:
-            self._forced = []
+        if self._anchor == -INF:
+            # A session taken up after a restart: measure now, then on schedule.
+            return [self.request(t, "resumed")]
         return []
 
-    def dose(self, t: float) -> None:
-        self._forced = sorted(t + m * 60.0 for m in self.config.forced_after_dose_min)
+    def dose(self, t: float, *, now: float) -> None:
+        """The dose at `t`; forced readings already past at `now` (a resume) are not taken."""
+        forced = (t + m * 60.0 for m in self.config.forced_after_dose_min)
+        self._forced = sorted(f for f in forced if f >= now)
 
     def measured(self, t: float) -> None:
         """A valid reading arrived: the interval counts from it."""
