@@ -9,6 +9,7 @@ from sessiond.model import (
     AlarmTransition,
     BaselineCaptured,
     DeviceStatus,
+    DischargeReadiness,
     Event,
     NibpRequest,
     NurseAction,
@@ -326,3 +327,34 @@ def test_a_resumed_dosed_session_keeps_its_baseline_for_bp_rise():
     assert base in out  # shown again after the restart
     out = bp(m, 2100.0, 150, 80)  # +40 over the recorded baseline
     assert [a[1:4] for a in alarms(out, "bp_rise")] == [("bp_rise", "medium", "active")]
+
+
+def test_a_whole_three_hour_session_with_bp_on_virtual_time():
+    """Three hours: 1 Hz oximetry, every BP request answered 40 s later, discharge ready."""
+    m = monitor()
+    out = session(m)
+    pending: list[float] = [t + 40.0 for t, _ in requests(out)]
+    for second in range(3 * 3600):
+        t = float(second)
+        step = m.advance(t)
+        if second == 600:
+            step += m.mark_dose(t, user="ana", source="test")
+        pending += [r + 40.0 for r, _ in requests(step)]
+        out += step
+        out += m.on_reading(Reading(t=t, device="spo2", spo2=97, pr=72))
+        if pending and pending[0] <= t:
+            pending.pop(0)
+            out += m.on_reading(Reading(t=t, device="nibp", sys=124, dia=78, map=93, pr=72))
+    assert alarms(out) == []
+    got = requests(out)
+    # Two baseline readings 5 min apart, then q10 from each reading, the forced dose + 40,
+    # q15 in the effect window; recovery's q30 is not due before the end.
+    assert got == [(0.0, "session start"), (340.0, "schedule"), (980.0, "schedule"),
+                   (1620.0, "schedule"), (2260.0, "schedule"), (3000.0, "after dose"),
+                   (3940.0, "schedule"), (4880.0, "schedule"), (5820.0, "schedule"),
+                   (6760.0, "schedule"), (7700.0, "schedule"), (8640.0, "schedule"),
+                   (9580.0, "schedule")]  # fmt: skip
+    ready = [(e.t, e.ready) for e in out if isinstance(e, DischargeReadiness)]
+    assert ready == [(600.0 + 120 * 60, True)]
+    times = [e.t for e in out]
+    assert times == sorted(times)
