@@ -23,7 +23,12 @@ from yarl import URL
 from sessiond.config import NibpConfig, TimelineConfig
 from sessiond.console.auth import TOKEN_TTL_S, Sessions, verify_password
 from sessiond.model import NurseAction, Phase, Route
-from sessiond.session.commands import CommandRejected, RoomControl, SessionControl
+from sessiond.session.commands import (
+    CommandRejected,
+    RoomControl,
+    SessionControl,
+    describe_invalid,
+)
 from sessiond.session.monitor import MAX_NOTE_CHARS
 from sessiond.status import RoomStatus
 from sessiond.wire import event_json
@@ -323,20 +328,6 @@ async def _api_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return _error(409, exc.reason)
 
 
-def _describe(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"]) or "body"
-    match error["type"]:
-        case "json_invalid":
-            return "body: not valid JSON"
-        case "extra_forbidden":
-            return f"{where}: unknown field"
-        case "missing":
-            return f"{where}: required"
-        case _:
-            return f"{where}: {error['msg']}"
-
-
 async def _body(request: web.Request, model: type[_M]) -> _M:
     try:
         raw = await request.read()
@@ -345,7 +336,7 @@ async def _body(request: web.Request, model: type[_M]) -> _M:
     try:
         return model.model_validate_json(raw)
     except ValidationError as exc:
-        raise _ApiError(400, _describe(exc)) from None
+        raise _ApiError(400, describe_invalid(exc, whole="body")) from None
 
 
 def _signed_in(request: web.Request) -> str:

@@ -84,7 +84,12 @@ from sessiond.model import (
     SessionStarted,
 )
 from sessiond.room.discovery import DEFAULT_DISCOVERY_PREFIX, discovery_messages, status_topic
-from sessiond.session.commands import CommandRejected, RoomControl, SessionControl
+from sessiond.session.commands import (
+    CommandRejected,
+    RoomControl,
+    SessionControl,
+    describe_invalid,
+)
 from sessiond.settings import Strict
 from sessiond.wire import alarm_json, event_json
 
@@ -246,20 +251,6 @@ _COMMANDS: dict[str, type[_Command]] = {
     "nibp/measure": _UserOnly,
 }
 SOURCE = "mqtt"
-
-
-def _describe(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    where = ".".join(str(part) for part in error["loc"]) or "payload"
-    match error["type"]:
-        case "json_invalid":
-            return "payload: not valid JSON"
-        case "extra_forbidden":
-            return f"{where}: unknown field"
-        case "missing":
-            return f"{where}: required"
-        case _:
-            return f"{where}: {error['msg']}"
 
 
 def _transaction_of(payload: bytes) -> str | None:
@@ -867,7 +858,9 @@ class MqttBridge:
         try:
             command = model.model_validate_json(payload)
         except ValidationError as exc:
-            self._command_error(shown, _describe(exc), _transaction_of(payload))
+            self._command_error(
+                shown, describe_invalid(exc, whole="payload"), _transaction_of(payload)
+            )
             return
         if len(self._commands) >= MAX_COMMANDS_IN_FLIGHT:
             self._command_error(shown, "too many commands at once", command.transaction)

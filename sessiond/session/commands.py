@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
+
     from sessiond.model import Route
 
 
@@ -14,6 +16,21 @@ class CommandRejected(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def describe_invalid(exc: ValidationError, *, whole: str) -> str:
+    """One line for a command body that failed validation (`whole` names the body itself)."""
+    error = exc.errors()[0]
+    where = ".".join(str(part) for part in error["loc"]) or whole
+    match error["type"]:
+        case "json_invalid":
+            return f"{whole}: not valid JSON"
+        case "extra_forbidden":
+            return f"{where}: unknown field"
+        case "missing":
+            return f"{where}: required"
+        case _:
+            return f"{where}: {error['msg']}"
 
 
 class SessionControl(Protocol):
