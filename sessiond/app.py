@@ -22,7 +22,7 @@ from sessiond.console.server import create_console_app, start_console
 from sessiond.devices import make_decoder
 from sessiond.devices.link import SerialLink
 from sessiond.devices.nibp import NibpLink
-from sessiond.model import NibpRequest, NurseAction
+from sessiond.model import DeviceStatus, NibpRequest, NurseAction
 from sessiond.records.capture import CaptureWriter
 from sessiond.records.store import Recorder
 from sessiond.room.lights import LightDriver
@@ -39,7 +39,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from sessiond.config import Config
-    from sessiond.model import DeviceStatus, Event, NibpFailed, Reading, Route
+    from sessiond.model import Event, NibpFailed, Reading, Route
+    from sessiond.room.music import MusicStatus
 
 logger = logging.getLogger(__name__)
 
@@ -102,7 +103,12 @@ class Daemon:
             self.links[name].on_fed = nibp_link.on_fed
         self.recorder = Recorder(path=config.records.path, clock=clock, room_id=config.room.id)
         # The room: lights over MQTT (when configured), music on libvlc (loaded lazily).
-        self.music = MusicPlayer(config.music, clock=clock) if config.music.enabled else None
+        self.music = (
+            MusicPlayer(config.music, clock=clock, on_change=self._on_music)
+            if config.music.enabled
+            else None
+        )
+        self._music_available: bool | None = None
         self.lights = LightDriver(
             config.lights, publish=self._publish_mqtt, clock=clock, speed=clock.speed
         )
@@ -202,6 +208,15 @@ class Daemon:
         """The lights' commands go through the bridge; without a broker, nowhere."""
         if self.mqtt is not None:
             self.mqtt.publish(topic, payload, qos=qos, retain=retain)
+
+    def _on_music(self, status: MusicStatus) -> None:
+        """Music coming or going is shown like a device link (console, MQTT, record)."""
+        if status.available == self._music_available:
+            return
+        self._music_available = status.available
+        detail = "playing" if status.available else status.reason or "unavailable"
+        self.bus.publish(DeviceStatus(t=self.clock.now(), device="music",
+                                      connected=status.available, detail=detail))  # fmt: skip
 
     def _music_state(self) -> dict[str, Any]:
         if self.music is None:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sessiond.app import Daemon
 from sessiond.clock import LoopClock
 from sessiond.config import Config, parse_config
-from sessiond.model import Route
+from sessiond.model import DeviceStatus, Route
 from sessiond.sim.scenario import Desaturation, Patient, Scenario
 from sessiond.sim.simulator import Simulator
 from tests.mosquitto import Mosquitto, listen
@@ -124,6 +124,7 @@ async def test_phases_set_the_scene_and_a_high_alarm_takes_the_room(tmp_path: Pa
             state = await retained_state(mqtt, lambda s: scene(s) == ("baseline", None), after=mark)
             assert state["phase"] == "baseline"
             assert state["session"]["route"] == "iv"
+            assert state["devices"]["music"] == {"connected": True, "detail": "playing"}
             assert state["music"]["playlist"] == "baseline"
             music = daemon.music
             assert music is not None
@@ -182,3 +183,32 @@ async def _until(predicate: Any, within: float = 10.0) -> None:
     async with asyncio.timeout(within):
         while not predicate():  # noqa: ASYNC110 - player state, not something to await
             await asyncio.sleep(0.02)
+
+
+async def test_without_libvlc_the_daemon_runs_and_says_music_is_unavailable(tmp_path: Path) -> None:
+    config = parse_config(
+        {
+            "console": {"port": 0},
+            "records": {"path": str(tmp_path / "record.sqlite")},
+            # An option libvlc does not know makes it refuse to start, as a missing one does.
+            "music": {"vlc_args": ["--no-such-option"], "generate_ambient": False},
+            "devices": {},
+        },
+        source="test",
+    )
+    daemon = Daemon(config=config, clock=LoopClock(), device_paths={})
+    devices = daemon.bus.subscribe("test")
+    task = asyncio.create_task(daemon.run())
+    try:
+        async with asyncio.timeout(10):
+            async for event in devices:
+                if isinstance(event, DeviceStatus) and event.device == "music":
+                    break
+        assert not event.connected
+        assert "music unavailable" in event.detail or "libvlc" in event.detail
+        # Monitoring goes on: a session starts and has its phase.
+        await daemon.start_session(route=Route.IV, user="ana", source="test")
+        assert daemon.monitor.phase is not None
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
