@@ -200,12 +200,15 @@ async def test_without_libvlc_the_daemon_runs_and_says_music_is_unavailable(tmp_
     devices = daemon.bus.subscribe("test")
     task = asyncio.create_task(daemon.run())
     try:
+        music: DeviceStatus | None = None
         async with asyncio.timeout(10):
             async for event in devices:
                 if isinstance(event, DeviceStatus) and event.device == "music":
+                    music = event
                     break
-        assert not event.connected
-        assert "music unavailable" in event.detail or "libvlc" in event.detail
+        assert music is not None
+        assert not music.connected
+        assert "music unavailable" in music.detail or "libvlc" in music.detail
         # Monitoring goes on: a session starts and has its phase.
         await daemon.start_session(route=Route.IV, user="ana", source="test")
         assert daemon.monitor.phase is not None
