@@ -138,6 +138,23 @@ async def test_no_result_in_time_aborts_and_fails():
         assert host.statuses.empty()  # it answered every poll: not lost
 
 
+async def test_cancel_aborts_a_running_measurement():
+    async with module() as host:
+        await host.status()
+        assert not host.nibp.cancel()  # nothing to cancel
+        host.nibp.measure("test")
+        # Cancel once the module has taken the start: a cuff poll after the probe at open.
+        async with asyncio.timeout(10):
+            while host.sent.count(bytes.fromhex("3a79050048")) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        assert host.nibp.cancel()
+        failure = await asyncio.wait_for(host.failures.get(), 10)
+        assert failure.detail == "measurement aborted"
+        assert bytes.fromhex("3a7901004c") in host.sent
+        await asyncio.wait_for(_idle(host), 5)
+        assert host.nibp.measurements == 0
+
+
 async def _idle(host: Host) -> None:
     while host.nibp.measuring:  # noqa: ASYNC110 - a flag the measurement task clears
         await asyncio.sleep(0.01)

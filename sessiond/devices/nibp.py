@@ -117,6 +117,12 @@ class NibpLink:
         self._task = asyncio.create_task(self._measure(reason), name=f"nibp[{self.link.name}]")
         return True
 
+    def cancel(self) -> bool:
+        """Abort the running measurement (the module deflates and answers `A`, a failure)."""
+        if not self.measuring:
+            return False
+        return self.link.send(abort_command())
+
     async def close(self) -> None:
         """Stop: abort a running measurement so the cuff deflates."""
         for task in (self._task, self._probe):
