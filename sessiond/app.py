@@ -211,6 +211,8 @@ class Daemon:
 
     def _on_music(self, status: MusicStatus) -> None:
         """Music coming or going is shown like a device link (console, MQTT, record)."""
+        if self.mqtt is not None:
+            self.mqtt.state_changed()  # the playlist, volume or duck in `state`
         if status.available == self._music_available:
             return
         self._music_available = status.available

@@ -18,6 +18,7 @@ from sessiond.model import DeviceStatus, Route
 from sessiond.sim.scenario import Desaturation, Patient, Scenario
 from sessiond.sim.simulator import Simulator
 from tests.mosquitto import Mosquitto, listen
+from tests.music_library import short_playlists
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -38,7 +39,13 @@ def room_config(tmp_path: Path, port: int) -> Config:
             "console": {"port": 0},
             "records": {"path": str(tmp_path / "record.sqlite")},
             "lights": {"fixtures": [{"adapter": "zigbee2mqtt", "name": "therapy_room"}]},
-            "music": {"vlc_args": HEADLESS, "crossfade_s": 1, "duck_ramp_s": 0.5},
+            "music": {
+                "vlc_args": HEADLESS,
+                "crossfade_s": 1,
+                "duck_ramp_s": 0.5,
+                "playlists_dir": str(short_playlists(tmp_path / "playlists")),
+                "generate_ambient": False,
+            },
             "devices": {"spo2": {"decoder": "masimo-ascii1"}},
         },
         source="test",

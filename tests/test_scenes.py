@@ -24,6 +24,7 @@ from sessiond.room.lights import LightDriver, LightsConfig, Zigbee2MqttLight
 from sessiond.room.music import MusicConfig, MusicPlayer
 from sessiond.room.scenes import RoomController, ScenesConfig
 from sessiond.session.commands import CommandRejected
+from tests.music_library import short_playlists
 
 HEADLESS = ("--aout=alsa", "--alsa-audio-device=null", "--no-video", "--quiet")
 
@@ -195,6 +196,8 @@ async def test_the_alarm_ducks_real_music(tmp_path):
     """Through libvlc: a high alarm ducks the playing phase music, the release restores it."""
     rec = Recorder()
     player = MusicPlayer(MusicConfig(vlc_args=HEADLESS, duck_ramp_s=0.2, restore_ramp_s=0.2,
+                                     playlists_dir=str(short_playlists(tmp_path / "playlists")),
+                                     generate_ambient=False,
                                      crossfade_s=0.2, ramp_s=0.2))  # fmt: skip
     await player.start()
     assert player.available, player.reason
