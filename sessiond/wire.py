@@ -26,6 +26,11 @@ from sessiond.model import (
 
 _VALUE_KEYS = ("spo2", "pr", "pi", "sys", "dia", "map")
 
+#: Nurse-action detail keys that may leave the record (no free text: it may name the patient).
+_PUBLIC_DETAIL_KEYS = frozenset(
+    {"route", "alarm_id", "priority", "seconds", "scene", "volume_pct", "pinned", "session_id"}
+)
+
 
 def _t(t: float) -> float:
     return round(t, 3)
@@ -54,6 +59,29 @@ def alarm_json(a: AlarmTransition) -> dict[str, Any]:
         out["value"] = float(a.value)
     if a.limit is not None:
         out["limit"] = float(a.limit)
+    return out
+
+
+def public_action_json(action: NurseAction) -> dict[str, Any]:
+    """A nurse action for eyes outside the record (MQTT, the unsigned page).
+
+    Only known detail keys with plain values go out: note texts and dose-override reasons
+    stay in the record, and an override shows only as `"override": true`.
+    """
+    out: dict[str, Any] = {
+        "t": _t(action.t),
+        "type": "action",
+        "action": action.action,
+        "user": action.user,
+        "source": action.source,
+    }
+    out.update(
+        (key, value)
+        for key, value in action.detail.items()
+        if key in _PUBLIC_DETAIL_KEYS and isinstance(value, str | int | float | bool | None)
+    )
+    if "override_reason" in action.detail:
+        out["override"] = True
     return out
 
 

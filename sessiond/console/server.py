@@ -31,7 +31,7 @@ from sessiond.session.commands import (
 )
 from sessiond.session.monitor import MAX_NOTE_CHARS
 from sessiond.status import RoomStatus
-from sessiond.wire import event_json
+from sessiond.wire import event_json, public_action_json
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping
@@ -517,12 +517,9 @@ def _live_json(event: Event) -> dict[str, Any]:
 
     Watching needs no sign-in, so note texts and dose-override reasons stay in the record.
     """
-    out = event_json(event)
     if isinstance(event, NurseAction):
-        out.pop("text", None)
-        if out.pop("override_reason", None):
-            out["override"] = True  # as MQTT's `event` says it
-    return out
+        return public_action_json(event)
+    return event_json(event)
 
 
 async def _pump(

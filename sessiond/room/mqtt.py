@@ -91,7 +91,7 @@ from sessiond.session.commands import (
     describe_invalid,
 )
 from sessiond.settings import Strict
-from sessiond.wire import alarm_json, event_json
+from sessiond.wire import alarm_json, event_json, public_action_json
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -113,10 +113,6 @@ MAX_PENDING_TOPICS = 1024
 VITALS_STALE_S = 10.0
 #: Longest a clean exit spends flushing queued messages and saying `offline` (s).
 SHUTDOWN_FLUSH_S = 3.0
-#: Nurse-action detail keys that are safe on MQTT (no free text: it may name the patient).
-_SAFE_DETAIL_KEYS = frozenset(
-    {"route", "alarm_id", "priority", "seconds", "scene", "volume_pct", "pinned", "session_id"}
-)
 
 _TopicText = Annotated[
     str, Field(min_length=1, max_length=128, pattern=r"^[^#+/\s]([^#+\s]*[^#+/\s])?$")
@@ -310,24 +306,6 @@ def backoff_delay(
 def _alarm_list(status: RoomStatus) -> list[dict[str, Any]]:
     alarms = sorted(status.alarms.values(), key=lambda a: (-a.priority, a.t, a.alarm_id))
     return [{**alarm_json(a), "acknowledged": a.alarm_id in status.acknowledged} for a in alarms]
-
-
-def _action_json(action: NurseAction) -> dict[str, Any]:
-    out: dict[str, Any] = {
-        "t": round(action.t, 3),
-        "type": "action",
-        "action": action.action,
-        "user": action.user,
-        "source": action.source,
-    }
-    out.update(
-        (key, value)
-        for key, value in action.detail.items()
-        if key in _SAFE_DETAIL_KEYS and isinstance(value, str | int | float | bool | None)
-    )
-    if "override_reason" in action.detail:
-        out["override"] = True
-    return out
 
 
 def vitals_json(readings: Mapping[str, Reading], now: float) -> dict[str, Any]:
@@ -647,7 +625,7 @@ class MqttBridge:
                     self._queue_event(event_json(event))
                     self._alarm_dirty = self._state_dirty = True
                 case NurseAction():
-                    self._queue_event(_action_json(event))
+                    self._queue_event(public_action_json(event))
                     # An ack changes the alarm list's `acknowledged`; a dose the state.
                     self._alarm_dirty = self._state_dirty = True
                 case RoomChanged():
