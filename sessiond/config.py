@@ -88,7 +88,7 @@ class TechnicalAlarmConfig(Strict):
 
     @property
     def level(self) -> Priority:
-        return Priority[self.priority.upper()]
+        return Priority.from_label(self.priority)
 
 
 class DeviceLostConfig(Strict):
@@ -127,7 +127,7 @@ class BpRiseConfig(Strict):
 
     @property
     def level(self) -> Priority:
-        return Priority[self.priority.upper()]
+        return Priority.from_label(self.priority)
 
 
 class DoseGateConfig(Strict):

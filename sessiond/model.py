@@ -100,6 +100,11 @@ class Priority(enum.IntEnum):
         """The contract name (`low`, `medium`, `high`)."""
         return self.name.lower()
 
+    @classmethod
+    def from_label(cls, label: str) -> Priority:
+        """The priority a configuration or message names by its label."""
+        return cls[label.upper()]
+
 
 class AlarmState(enum.StrEnum):
     """States an alarm transition reports (DESIGN §6)."""

@@ -25,7 +25,6 @@ from sessiond.console.auth import Sessions, hash_password, verify_password
 from sessiond.console.server import (
     CONSOLE,
     COOKIE_NAME,
-    ConsoleControl,
     create_console_app,
     start_console,
 )
@@ -39,6 +38,7 @@ from sessiond.model import (
     Reading,
     Route,
 )
+from sessiond.session.commands import Control
 from sessiond.wire import event_json
 from tests.console_stub import PASSWORD, USERS, StubControl
 
@@ -67,7 +67,7 @@ async def serve() -> AsyncIterator[Served]:
     """A console on an ephemeral port, with a fresh bus and stub control."""
     bus = Bus()
     control = StubControl(bus=bus)
-    typed: ConsoleControl = control  # the stub must satisfy the protocol
+    typed: Control = control  # the stub must satisfy the protocol
     app = create_console_app(bus=bus, control=typed, users=USERS, room_id="room-7")
     runner, port = await start_console(app, host="127.0.0.1", port=0)
     try:

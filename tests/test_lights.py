@@ -26,7 +26,8 @@ from sessiond.room.lights import (
     Zigbee2MqttLight,
     plan_fade,
 )
-from sessiond.room.mqtt import BridgeControl, MqttBridge, MqttSettings
+from sessiond.room.mqtt import MqttBridge, MqttSettings
+from sessiond.session.commands import Control
 from sessiond.status import RoomStatus
 from tests import mosquitto
 from tests.mosquitto import Mosquitto, listen
@@ -450,7 +451,7 @@ async def test_zigbee2mqtt_light_receives_the_fade_through_the_broker(broker: Mo
         room_id="lights-1",
         subscription=bus.subscribe("mqtt"),
         status=RoomStatus("lights-1"),
-        control=cast("BridgeControl", None),  # this test sends no commands
+        control=cast("Control", None),  # this test sends no commands
         now=lambda: 0.0,
     )
     clock = ManualClock()

@@ -41,8 +41,8 @@ from sessiond.model import (
     SessionStarted,
 )
 from sessiond.room import mqtt
-from sessiond.room.mqtt import BridgeControl, MqttBridge, MqttSettings, backoff_delay, make_client
-from sessiond.session.commands import CommandRejected
+from sessiond.room.mqtt import MqttBridge, MqttSettings, backoff_delay, make_client
+from sessiond.session.commands import CommandRejected, Control
 from sessiond.status import RoomStatus
 from tests import mosquitto
 from tests.mosquitto import Listener, Mosquitto, Received, free_port, listen, password_file
@@ -166,7 +166,7 @@ async def bridge_on(port: int, room: str, **overrides: Any) -> AsyncIterator[Run
     """A running bridge for `room` with a fresh bus and stub control; cancelled on exit."""
     bus = Bus()
     control = StubControl(bus)
-    typed: BridgeControl = control  # the stub must satisfy the protocol
+    typed: Control = control  # the stub must satisfy the protocol
     status = RoomStatus(room)
     bridge = MqttBridge(
         settings=fast_settings(port, **overrides),

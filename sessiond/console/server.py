@@ -14,7 +14,7 @@ import contextlib
 import itertools
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 from aiohttp import WSCloseCode, hdrs, web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
@@ -25,8 +25,7 @@ from sessiond.console.auth import TOKEN_TTL_S, Sessions, verify_password
 from sessiond.model import NurseAction, Phase, Route
 from sessiond.session.commands import (
     CommandRejected,
-    RoomControl,
-    SessionControl,
+    Control,
     describe_invalid,
 )
 from sessiond.session.monitor import MAX_NOTE_CHARS
@@ -69,10 +68,6 @@ _CSP = (
 )
 
 _M = TypeVar("_M", bound=BaseModel)
-
-
-class ConsoleControl(SessionControl, RoomControl, Protocol):
-    """What the console asks of the daemon: the session commands and the room's setting."""
 
 
 class _Body(BaseModel):
@@ -136,7 +131,7 @@ class _Console:
         self,
         *,
         bus: Bus,
-        control: ConsoleControl,
+        control: Control,
         users: Mapping[str, ConsoleUser],
         room_id: str,
         timeline: TimelineConfig,
@@ -209,7 +204,7 @@ CONSOLE = web.AppKey("sessiond.console", _Console)
 def create_console_app(
     *,
     bus: Bus,
-    control: ConsoleControl,
+    control: Control,
     users: Mapping[str, ConsoleUser],
     room_id: str,
     timeline: TimelineConfig | None = None,
@@ -526,7 +521,7 @@ async def _pump(
     ws: web.WebSocketResponse,
     sub: Subscription,
     snapshot: dict[str, Any],
-    control: ConsoleControl,
+    control: Control,
 ) -> None:
     """Send the snapshot, then every event and a tick each second, until either side ends."""
     loop = asyncio.get_running_loop()

@@ -59,7 +59,7 @@ import random
 import ssl
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import aiomqtt
 from pydantic import (
@@ -86,8 +86,7 @@ from sessiond.model import (
 from sessiond.room.discovery import DEFAULT_DISCOVERY_PREFIX, discovery_messages, status_topic
 from sessiond.session.commands import (
     CommandRejected,
-    RoomControl,
-    SessionControl,
+    Control,
     describe_invalid,
 )
 from sessiond.settings import Strict
@@ -184,10 +183,6 @@ class MqttSettings(Strict):
             msg = "password needs username"
             raise ValueError(msg)
         return self
-
-
-class BridgeControl(SessionControl, RoomControl, Protocol):
-    """What MQTT commands call: the session and room controls."""
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -382,7 +377,7 @@ class MqttBridge:
         room_id: str,
         subscription: Subscription,
         status: RoomStatus,
-        control: BridgeControl,
+        control: Control,
         now: Callable[[], float],
         sw_version: str = __version__,
     ) -> None:

@@ -161,7 +161,7 @@ class RoomController:
         override = self.config.alarm
         if not override.enabled:
             return None
-        wanted = {Priority[p.upper()] for p in override.priorities}
+        wanted = {Priority.from_label(p) for p in override.priorities}
         for alarm in self.status.alarms.values():
             if alarm.priority in wanted and alarm.alarm_id not in self.status.acknowledged:
                 return alarm

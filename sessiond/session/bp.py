@@ -129,10 +129,10 @@ class NibpErrorRule(Rule):
     def __init__(self, config: NibpErrorConfig) -> None:
         self.config = config
         self.first = Level(
-            priority=Priority[config.priority.upper()], limit=1, delay=0, latched=False
+            priority=Priority.from_label(config.priority), limit=1, delay=0, latched=False
         )
         self.repeated = Level(
-            priority=Priority[config.escalated_priority.upper()],
+            priority=Priority.from_label(config.escalated_priority),
             limit=config.escalate_after_failures,
             delay=0,
             latched=False,
@@ -160,7 +160,7 @@ class NibpOverdueRule(Rule):
     def __init__(self, config: NibpOverdueConfig) -> None:
         self.grace_s = config.grace_min * 60.0
         self.level = Level(
-            priority=Priority[config.priority.upper()], limit=0, delay=0, latched=False
+            priority=Priority.from_label(config.priority), limit=0, delay=0, latched=False
         )
         super().__init__("nibp_overdue", [self.level])
         self.last_valid: float | None = None

@@ -90,3 +90,7 @@ class RoomControl(Protocol):
     async def set_volume(self, *, volume_pct: int, pinned: bool, user: str, source: str) -> None:
         """Set the music volume (0-100 %). Raises `CommandRejected` (out of range)."""
         ...
+
+
+class Control(SessionControl, RoomControl, Protocol):
+    """Everything a front end (console, MQTT) may ask of the daemon."""
