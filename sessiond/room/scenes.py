@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Literal
@@ -248,7 +249,8 @@ class RoomController:
         """Drive the lights and music to what the room should be now; publish a change."""
         want = self.desired(source)
         last = self._last
-        if last is not None and _same_room(last, want):
+        # The same room, whenever and for whatever reason it was asked for: nothing to do.
+        if last is not None and dataclasses.replace(last, t=want.t, source=want.source) == want:
             return last
         self._last = want
         entering = want.override == "alarm" and (last is None or last.override != "alarm")
@@ -307,9 +309,3 @@ class RoomController:
     async def drain_music(self) -> None:
         """Wait until every queued music call has run (tests, shutdown)."""
         await self._music_jobs.join()
-
-
-def _same_room(a: RoomChanged, b: RoomChanged) -> bool:
-    return (a.scene, a.light_pct, a.colour_temp_k, a.playlist, a.volume_pct, a.ducked,
-            a.override, a.pinned) == (b.scene, b.light_pct, b.colour_temp_k, b.playlist,
-                                      b.volume_pct, b.ducked, b.override, b.pinned)  # fmt: skip

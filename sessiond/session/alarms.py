@@ -119,7 +119,6 @@ class AlarmEngine:
                 (self.nibp_overdue, config.nibp_overdue.enabled),
             ]
             self.rules += [rule for rule, enabled in bp if enabled]
-        self._enabled = frozenset(id(rule) for rule in self.rules)
         self._by_id: dict[str, list[Rule]] = {}
         for rule in self.rules:
             self._by_id.setdefault(rule.alarm_id, []).append(rule)
@@ -198,7 +197,7 @@ class AlarmEngine:
 
     @property
     def dose_gate_closed(self) -> bool:
-        return id(self.dose_gate) in self._enabled and self.dose_gate.closed
+        return self.dose_gate in self.rules and self.dose_gate.closed
 
     # Nurse actions ----------------------------------------------------------------------
 

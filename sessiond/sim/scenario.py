@@ -72,6 +72,14 @@ SimProtocol = Literal["masimo-ascii1", "nonin-df7", "contec-v7", "suntech-advant
 PortName = Annotated[str, Field(pattern=PORT_NAME.pattern)]
 
 
+def _dia_below_sys(v: float, info: ValidationInfo) -> float:
+    sys = info.data.get("sys")
+    if sys is not None and v >= sys:
+        msg = f"must be below sys ({sys:g} mmHg)"
+        raise ValueError(msg)
+    return v
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -94,14 +102,7 @@ class Patient(_Strict):
     #: Size of the ketamine BP/HR response: 1 typical, 0 none, 2 twice the usual rise.
     ketamine_response: float = Field(default=1.0, ge=0, le=5)
 
-    @field_validator("dia")
-    @classmethod
-    def _dia_below_sys(cls, v: float, info: ValidationInfo) -> float:
-        sys = info.data.get("sys")
-        if sys is not None and v >= sys:
-            msg = f"must be below sys ({sys:g} mmHg)"
-            raise ValueError(msg)
-        return v
+    _dia_below_sys = field_validator("dia")(_dia_below_sys)
 
 
 class _Window(_Strict):
@@ -146,14 +147,7 @@ class HypertensiveSurge(_RampedWindow):
     dia: float = Field(ge=50, le=180)
     ramp_s: float = Field(default=120.0, ge=0)
 
-    @field_validator("dia")
-    @classmethod
-    def _dia_below_sys(cls, v: float, info: ValidationInfo) -> float:
-        sys = info.data.get("sys")
-        if sys is not None and v >= sys:
-            msg = f"must be below sys ({sys:g} mmHg)"
-            raise ValueError(msg)
-        return v
+    _dia_below_sys = field_validator("dia")(_dia_below_sys)
 
 
 class Bradycardia(_RampedWindow):
