@@ -17,6 +17,7 @@ from sessiond.sim.simulator import Simulator
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+    from pathlib import Path
 
 #: Session seconds per real second: a 25-45 s measurement takes about a second.
 SPEED = 40.0
@@ -59,18 +60,21 @@ class Host:
 
 @contextlib.asynccontextmanager
 async def module(
-    answer: Literal["error", "none", "ack_only"] | None = None, count: int = 1
-) -> AsyncIterator[Host]:
+    answer: Literal["error", "none", "ack_only"] | None = None,
+    count: int = 1,
+    link_dir: Path | None = None,
+) -> AsyncIterator[tuple[Host, Simulator]]:
     events = () if answer is None else (BpFailure(kind="bp_failure", at_s=0, answer=answer,
                                                   count=count),)  # fmt: skip
     scenario = Scenario(name="nibp", seed=3, duration_s=3600, events=events)
     clock = LoopClock(speed=SPEED)
-    with Simulator(scenario=scenario, clock=clock, devices={"nibp": "suntech-advantage"}) as sim:
+    with Simulator(scenario=scenario, clock=clock, devices={"nibp": "suntech-advantage"},
+                   link_dir=link_dir) as sim:  # fmt: skip
         playing = asyncio.create_task(sim.run())
         host = Host(sim.ports["nibp"].path, clock)
         running = asyncio.create_task(host.link.run())
         try:
-            yield host
+            yield host, sim
         finally:
             await host.nibp.close()
             for task in (running, playing):
@@ -79,7 +83,7 @@ async def module(
 
 
 async def test_a_measurement_on_request_gives_a_reading():
-    async with module() as host:
+    async with module() as (host, _sim):
         # The module is silent until spoken to: the probe at open is what says it is there.
         status = await host.status()
         assert (status.connected, status.detail) == (True, "answering")
@@ -100,7 +104,7 @@ async def test_a_measurement_on_request_gives_a_reading():
 
 
 async def test_an_error_code_comes_as_a_reading_without_values_not_a_second_failure():
-    async with module("error") as host:
+    async with module("error") as (host, _sim):
         await host.status()
         host.nibp.measure("test")
         reading = await asyncio.wait_for(host.readings.get(), 10)
@@ -111,7 +115,7 @@ async def test_an_error_code_comes_as_a_reading_without_values_not_a_second_fail
 
 
 async def test_an_unanswered_start_is_a_failure_and_a_lost_module_that_comes_back():
-    async with module("none") as host:
+    async with module("none") as (host, _sim):
         assert (await host.status()).connected
         host.nibp.measure("test")
         failure = await asyncio.wait_for(host.failures.get(), 10)
@@ -128,7 +132,7 @@ async def test_an_unanswered_start_is_a_failure_and_a_lost_module_that_comes_bac
 
 
 async def test_no_result_in_time_aborts_and_fails():
-    async with module("ack_only") as host:
+    async with module("ack_only") as (host, _sim):
         await host.status()
         host.nibp.config = NibpConfig(measurement_timeout_s=60)
         host.nibp.measure("test")
@@ -139,7 +143,7 @@ async def test_no_result_in_time_aborts_and_fails():
 
 
 async def test_cancel_aborts_a_running_measurement():
-    async with module() as host:
+    async with module() as (host, _sim):
         await host.status()
         assert not host.nibp.cancel()  # nothing to cancel
         host.nibp.measure("test")
@@ -153,6 +157,28 @@ async def test_cancel_aborts_a_running_measurement():
         assert bytes.fromhex("3a7901004c") in host.sent
         await asyncio.wait_for(_idle(host), 5)
         assert host.nibp.measurements == 0
+
+
+async def test_a_cable_pulled_mid_measurement_fails_it_and_the_new_port_is_not_blamed(
+    tmp_path: Path,
+) -> None:
+    async with module(link_dir=tmp_path) as (host, sim):
+        assert (await host.status()).connected
+        host.nibp.measure("test")
+        async with asyncio.timeout(10):
+            while host.sent.count(bytes.fromhex("3a79050048")) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+        sim.unplug("nibp")
+        assert not (await host.status()).connected
+        sim.replug("nibp")
+        failure = await asyncio.wait_for(host.failures.get(), 10)
+        assert failure.detail == "the link was lost during the measurement"
+        assert (await host.status()).connected  # the probe of the new port is answered
+        assert not host.nibp.measuring
+        assert host.nibp.measure("again")
+        reading = await asyncio.wait_for(host.readings.get(), 10)
+        assert reading.sys is not None
+        assert host.statuses.empty()  # the old measurement's timeout blamed nothing
 
 
 async def _idle(host: Host) -> None:

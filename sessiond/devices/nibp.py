@@ -56,6 +56,14 @@ class NoAnswerError(Exception):
     """The module did not answer a command in time."""
 
 
+class PortClosedError(Exception):
+    """The port closed under a command: the link already knows and reopens it."""
+
+
+#: What a measurement that lost its port reports.
+LINK_LOST = "the link was lost during the measurement"
+
+
 class NibpLink:
     """Measurements on one SunTech module; one at a time."""
 
@@ -83,7 +91,17 @@ class NibpLink:
     # Wiring for SerialLink ------------------------------------------------------------------
 
     def on_open(self) -> None:
-        """The port (re)opened: probe the module, which says nothing on its own."""
+        """The port (re)opened: probe the module, which says nothing on its own.
+
+        What was in flight belonged to the port that failed: left running, its timeout
+        would declare the new port lost.
+        """
+        for task in (self._probe, self._task):
+            if task is not None and not task.done():
+                task.cancel()
+        if self.measuring:
+            self.measuring = False
+            self._fail(LINK_LOST)
         self._probe = asyncio.create_task(
             self._probe_module(), name=f"nibp[{self.link.name}].probe"
         )
@@ -139,6 +157,8 @@ class NibpLink:
     async def _probe_module(self) -> None:
         try:
             await self._ask(cuff_pressure_command(), lambda _reply: True)
+        except PortClosedError:
+            return
         except NoAnswerError:
             self.link.declare_lost(f"no answer to a probe in {self.config.command_timeout_s:g} s")
 
@@ -149,8 +169,7 @@ class NibpLink:
         self._waiter = (accept, future)
         try:
             if not self.link.send(command):
-                msg = "port closed"
-                raise NoAnswerError(msg)
+                raise PortClosedError
             async with self.clock.timeout(self.config.command_timeout_s):
                 return await future
         except TimeoutError:
@@ -163,11 +182,14 @@ class NibpLink:
     async def _measure(self, reason: str) -> None:
         try:
             await self._measure_steps(reason)
+        except PortClosedError:
+            self._fail(LINK_LOST)
         except NoAnswerError as exc:
             self._fail(f"module did not answer: {exc}")
             self.link.declare_lost(f"BP module did not answer a command: {exc}")
         finally:
-            self.measuring = False
+            if self._task is asyncio.current_task():  # not one cancelled by a reopen
+                self.measuring = False
 
     async def _measure_steps(self, reason: str) -> None:
         logger.info("%s: measuring (%s)", self.link.name, reason)
