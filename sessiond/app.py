@@ -12,7 +12,7 @@ import contextlib
 import logging
 import secrets
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sessiond.bus import Bus
 from sessiond.clock import LoopClock
@@ -22,7 +22,14 @@ from sessiond.console.server import create_console_app, start_console
 from sessiond.devices import make_decoder
 from sessiond.devices.link import SerialLink
 from sessiond.devices.nibp import NibpLink
-from sessiond.model import DeviceStatus, NibpRequest, NurseAction
+from sessiond.model import (
+    AlarmState,
+    AlarmTransition,
+    DeviceStatus,
+    NibpRequest,
+    NurseAction,
+    Priority,
+)
 from sessiond.records.capture import CaptureWriter
 from sessiond.records.store import Recorder
 from sessiond.room.lights import LightDriver
@@ -41,8 +48,11 @@ if TYPE_CHECKING:
     from sessiond.config import Config
     from sessiond.model import Event, NibpFailed, Reading, Route
     from sessiond.room.music import MusicStatus
+    from sessiond.session.state import OpenSession
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 #: The recorder's queue: it must never lose a reading to a slow disk for a few minutes.
 RECORDER_QUEUE = 100_000
@@ -244,37 +254,74 @@ class Daemon:
         await self.recorder.sync()
 
     # The vitals path ------------------------------------------------------------------
+    # Every monitor call is guarded: a fault in one rule or consumer is logged and shown as
+    # `monitor_fault`, and the readings, the rest of the rules and the timer go on.
 
     def _on_readings(self, readings: list[Reading]) -> None:
-        monitor, emit = self.monitor, self._emit
-        for reading in readings:
-            emit(monitor.advance(reading.t))
-            self.bus.publish(reading)
-            emit(monitor.on_reading(reading))
-        self._reschedule()
+        monitor, run = self.monitor, self._run
+        try:
+            for reading in readings:
+                run("advance", monitor.advance, reading.t)
+                self.bus.publish(reading)
+                run("reading", monitor.on_reading, reading)
+        finally:
+            self._reschedule()
 
     def _on_status(self, status: DeviceStatus) -> None:
         self.bus.publish(status)
-        self._emit(self.monitor.advance(status.t))
-        self._emit(self.monitor.device_status(status))
-        self._reschedule()
+        try:
+            self._run("advance", self.monitor.advance, status.t)
+            self._run("device status", self.monitor.device_status, status)
+        finally:
+            self._reschedule()
 
     def _on_nibp_failed(self, failure: NibpFailed) -> None:
         self.bus.publish(failure)
-        self._emit(self.monitor.advance(failure.t))
-        self._emit(self.monitor.nibp_failed(failure.t))
-        self._reschedule()
+        try:
+            self._run("advance", self.monitor.advance, failure.t)
+            self._run("BP failure", self.monitor.nibp_failed, failure.t)
+        finally:
+            self._reschedule()
+
+    def _run(self, what: str, step: Callable[[_T], list[Event]], arg: _T) -> None:
+        try:
+            events = step(arg)
+        except Exception:
+            logger.exception("monitor: %s failed; monitoring goes on", what)
+            self._monitor_fault()
+            return
+        self._emit(events)
+
+    def _monitor_fault(self) -> None:
+        """Show the fault as a technical alarm, even when the alarm engine is what failed."""
+        now = self.clock.now()
+        try:
+            self._emit(self.monitor.report(now, "monitor_fault", active=True))
+        except Exception:
+            logger.exception("monitor: cannot raise monitor_fault through the engine")
+            fault = AlarmTransition(
+                t=now, alarm_id="monitor_fault", priority=Priority.HIGH, state=AlarmState.ACTIVE
+            )
+            self.bus.publish(fault)
 
     def _emit(self, events: list[Event]) -> None:
         for event in events:
             self.bus.publish(event)
             if isinstance(event, NibpRequest):
-                for link in self.nibp.values():
-                    link.measure(event.reason)
+                for name, link in self.nibp.items():
+                    try:
+                        link.measure(event.reason)
+                    except Exception:
+                        logger.exception("%s: cannot start a measurement", name)
 
     def _reschedule(self) -> None:
         """Arm one loop timer at the monitor's next deadline (delays, phases, silence)."""
-        due = self.monitor.next_due()
+        try:
+            due = self.monitor.next_due()
+        except Exception:
+            logger.exception("monitor: next deadline unknown; trying again in 1 s")
+            self._monitor_fault()
+            due = self.clock.now() + 1.0
         if due == self._timer_due:
             return
         if self._timer is not None:
@@ -287,23 +334,37 @@ class Daemon:
 
     def _on_timer(self) -> None:
         self._timer, self._timer_due = None, INF
-        self._emit(self.monitor.advance(self.clock.now()))
-        self._reschedule()
+        try:
+            self._run("timer", self.monitor.advance, self.clock.now())
+        finally:
+            self._reschedule()
 
     # Lifetime ---------------------------------------------------------------------------
 
-    async def _resume(self) -> None:
-        """After a restart, take up the room's open session where its timeline is now."""
-        now = self.clock.now()
-        session = await self.recorder.open_session(now=now, max_age_s=RESUME_MAX_AGE_S)
+    async def _open_session(self) -> OpenSession | None:
+        """The room's open session after a restart; the clock continues its time axis."""
+        session = await self.recorder.open_session(
+            max_age_s=RESUME_MAX_AGE_S,
+            baseline_window_s=self.config.baseline.window_min * 60.0,
+            nibp_devices=self.monitor.nibp_devices,
+        )
         if session is not None:
-            self._emit(self.monitor.resume(now, session=session))
-            self._reschedule()
-            logger.info("session %s resumed (%s)", session.session_id, self.monitor.phase)
+            self.clock.continue_at(session.resume_t)
+            self.monitor.alarms.restart(self.clock.now())
+        return session
+
+    def _resume(self, session: OpenSession | None) -> None:
+        """Take up the session where its timeline is now, showing what it showed."""
+        if session is None:
+            return
+        self._emit(self.monitor.resume(self.clock.now(), session=session))
+        self._reschedule()
+        logger.info("session %s resumed (%s)", session.session_id, self.monitor.phase)
 
     async def run(self, *, on_ready: Callable[[Daemon], None] | None = None) -> None:
         """Run until cancelled; on the way out, every queued event reaches the record."""
         await self.recorder.open()
+        session = await self._open_session()
         recorder_sub = self.bus.subscribe("recorder", maxsize=RECORDER_QUEUE)
         console = create_console_app(
             bus=self.bus,
@@ -325,7 +386,7 @@ class Daemon:
         mqtt = None
         if self.mqtt is not None:
             mqtt = asyncio.create_task(self.mqtt.run(), name="sessiond.mqtt")
-        await self._resume()
+        self._resume(session)
         links = [
             asyncio.create_task(link.run(), name=f"sessiond.link[{name}]")
             for name, link in self.links.items()

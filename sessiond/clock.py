@@ -60,6 +60,14 @@ class LoopClock:
             return self._wall_clock() - timedelta(seconds=self.now() - t)
         return self._wall_origin + timedelta(seconds=t)
 
+    def continue_at(self, t: float) -> None:
+        """Make now session time `t`: a resumed session keeps one time axis across runs.
+
+        Call before anything has read the clock for a deadline (the daemon does it first).
+        """
+        self._origin = self._loop.time() - t / self.speed
+        self._wall_origin = self._wall_clock() - timedelta(seconds=t)
+
     def session_seconds(self, real_seconds: float) -> float:
         """How much session time passes in `real_seconds` of real time."""
         return real_seconds * self.speed

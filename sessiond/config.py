@@ -75,6 +75,9 @@ class LimitAlarmConfig(Strict):
     #: Back inside the limit by at least this much (the value's unit) before clearing.
     hysteresis: Annotated[float, Field(ge=0)] = 0.0
     clear_delay_s: Seconds = 5.0
+    #: A delay frozen by invalid or missing data this long starts again (PRD: artifact
+    #: suspension ≤ 30 s, clinical.md §4.4).
+    freeze_max_s: Seconds = 30.0
     #: An unacknowledged medium alarm still active this long becomes high; None: never.
     escalate_after_s: Annotated[float, Field(gt=0)] | None = None
 
@@ -114,6 +117,7 @@ class BpHighConfig(Strict):
     critical_dia_mmhg: float = 120
     high_latched: bool = True
     hysteresis_mmhg: Annotated[float, Field(ge=0)] = 5
+    clear_delay_s: Seconds = 5.0
 
 
 class BpRiseConfig(Strict):
@@ -124,6 +128,7 @@ class BpRiseConfig(Strict):
     sys_rise_mmhg: Annotated[float, Field(gt=0)] = 40
     dia_rise_mmhg: Annotated[float, Field(gt=0)] = 25
     hysteresis_mmhg: Annotated[float, Field(ge=0)] = 5
+    clear_delay_s: Seconds = 5.0
 
     @property
     def level(self) -> Priority:
@@ -141,6 +146,7 @@ class DoseGateConfig(Strict):
     high_sys_mmhg: float = 180
     high_dia_mmhg: float = 110
     hysteresis_mmhg: Annotated[float, Field(ge=0)] = 5
+    clear_delay_s: Seconds = 5.0
 
 
 class NibpErrorConfig(Strict):
@@ -190,7 +196,7 @@ class AlarmsConfig(Strict):
     device_lost: DeviceLostConfig = DeviceLostConfig()
     bp_high: BpHighConfig = BpHighConfig()
     bp_low: LimitAlarmConfig = LimitAlarmConfig(
-        medium=LimitLevel(limit=90), high=LimitLevel(limit=80), hysteresis=5, clear_delay_s=0
+        medium=LimitLevel(limit=90), high=LimitLevel(limit=80), hysteresis=5
     )
     bp_rise: BpRiseConfig = BpRiseConfig()
     dose_gate: DoseGateConfig = DoseGateConfig()

@@ -128,6 +128,9 @@ class SessionStarted:
     user: str
     resumed: bool = False
     dose_t: float | None = None
+    #: For a resumed session: whether the dose overrode the BP gate, and its notes so far.
+    dose_override: bool = False
+    notes: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,7 +143,12 @@ class PhaseChanged:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AlarmTransition:
-    """An alarm was raised, changed priority, latched or cleared."""
+    """An alarm was raised, changed priority, latched or cleared.
+
+    `device` names the device of a technical alarm. `restored` marks an alarm shown again
+    when a restarted daemon resumes its session (the record holds it already), with
+    `acknowledged` saying whether its audio had been acknowledged.
+    """
 
     t: float
     alarm_id: str
@@ -149,6 +157,9 @@ class AlarmTransition:
     phase: Phase | None = None
     value: float | None = None
     limit: float | None = None
+    device: str | None = None
+    restored: bool = False
+    acknowledged: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -211,6 +222,15 @@ class BaselineCaptured:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class RecordGap:
+    """Nothing was monitored or recorded from `since_t` to `t` (the daemon was down)."""
+
+    t: float
+    since_t: float
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class DischargeReadiness:
     """Whether the patient meets the discharge criteria now; `unmet` says which are not met."""
 
@@ -252,4 +272,5 @@ Event = (
     | BaselineCaptured
     | DischargeReadiness
     | RoomChanged
+    | RecordGap
 )

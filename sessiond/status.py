@@ -26,6 +26,7 @@ from sessiond.model import (
     Phase,
     PhaseChanged,
     Reading,
+    RecordGap,
     RoomChanged,
     Route,
     SessionStarted,
@@ -93,6 +94,8 @@ class RoomStatus:
                 self._action(event)
             case DeviceStatus():
                 self.devices[event.device] = event
+            case RecordGap():
+                pass  # the record's concern, not the room's state
             case _:
                 self._latest(event)
 
@@ -119,7 +122,15 @@ class RoomStatus:
             self.alarms[event.alarm_id] = event
         # An acknowledgement holds for one occurrence at its priority: a new occurrence or
         # an escalation sounds again.
-        if before is None or event.state is AlarmState.CLEARED or event.priority > before.priority:
+        if event.restored:
+            if event.acknowledged:
+                self.acknowledged.add(event.alarm_id)
+        elif (
+            before is None
+            or event.state is AlarmState.CLEARED
+            or event.priority > before.priority
+            or (before.state is AlarmState.LATCHED and event.state is AlarmState.ACTIVE)
+        ):
             self.acknowledged.discard(event.alarm_id)
 
     def _new_session(self, event: SessionStarted) -> None:
@@ -130,7 +141,8 @@ class RoomStatus:
         self.discharge = None
         self.nibp_request = None
         self.nibp_failed = None
-        self.notes = 0
+        self.session.dose_override = event.dose_override
+        self.notes = event.notes
         self.last_note_t = None
 
     def _action(self, event: NurseAction) -> None:

@@ -20,6 +20,7 @@ from sessiond.model import (
     NurseAction,
     PhaseChanged,
     Reading,
+    RecordGap,
     RoomChanged,
     SessionStarted,
 )
@@ -59,6 +60,8 @@ def alarm_json(a: AlarmTransition) -> dict[str, Any]:
         out["value"] = float(a.value)
     if a.limit is not None:
         out["limit"] = float(a.limit)
+    if a.device is not None:
+        out["device"] = a.device
     return out
 
 
@@ -94,6 +97,9 @@ def event_json(event: Event) -> dict[str, Any]:  # noqa: C901, PLR0911, PLR0912 
             out = alarm_json(event)
             if event.phase is not None:
                 out["phase"] = event.phase.value
+            if event.restored:
+                out["restored"] = True
+                out["acknowledged"] = event.acknowledged
             return out
         case PhaseChanged():
             return {"t": _t(event.t), "type": "phase", "phase": event.phase.value}
@@ -156,6 +162,13 @@ def event_json(event: Event) -> dict[str, Any]:  # noqa: C901, PLR0911, PLR0912 
                 "dia": event.dia,
                 "spo2": event.spo2,
                 "pr": event.pr,
+            }
+        case RecordGap():
+            return {
+                "t": _t(event.t),
+                "type": "gap",
+                "since_t": _t(event.since_t),
+                "reason": event.reason,
             }
         case RoomChanged():
             return {

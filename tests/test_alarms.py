@@ -98,10 +98,9 @@ def test_clearing_is_interrupted_by_a_low_value():
 def test_high_latches_until_acknowledged_and_the_medium_follows():
     eng = engine()
     out = run(eng, steady(0, 10, 84) + steady(10, 30, 88) + steady(30, 60, 97))
-    assert brief(out) == [
-        (0.0, "high", "active"),
-        (15.0, "high", "latched"),  # 84 → 88: past 85 + 1 for 5 s; the high latches
-    ]
+    # 84 → 88: past 85 + 1 for 5 s, the high level latches at 15 s, but 88 is still below the
+    # medium limit: the alarm stays active (a latch never hides a violation) until 97 for 5 s.
+    assert brief(out) == [(0.0, "high", "active"), (35.0, "high", "latched")]
     assert [lv.state for lv in eng.spo2_low.levels] == [LevelState.IDLE, LevelState.LATCHED]
 
 
@@ -163,13 +162,23 @@ def test_a_silent_device_freezes_the_delay_at_the_stale_time():
     """Readings stop at 9 s: the value stands for 5 s, then the delay freezes."""
     eng = engine()
     run(eng, steady(0, 10, 88))
-    out = eng.advance(100.0)
+    out = eng.advance(30.0)
     assert brief(out) == []
     assert brief(out, "device_lost") == [(14.0, "medium", "active")]
-    # The device comes back, still low: the delay resumes with the 1 s it had left.
-    out = run(eng, steady(100, 103, 88))
-    assert brief(out) == [(101.0, "medium", "active")]
-    assert brief(out, "device_lost") == [(100.0, "medium", "cleared")]
+    # The device comes back 16 s after its value went stale, still low: the delay resumes
+    # with the 1 s it had left.
+    out = run(eng, steady(30, 33, 88))
+    assert brief(out) == [(31.0, "medium", "active")]
+    assert brief(out, "device_lost") == [(30.0, "medium", "cleared")]
+
+
+def test_a_delay_frozen_longer_than_its_bound_starts_again():
+    """Frozen is not forever: after 30 s without a valid value the delay counts anew."""
+    eng = engine()
+    run(eng, steady(0, 10, 88))
+    eng.advance(100.0)
+    out = run(eng, steady(100, 120, 88))
+    assert brief(out) == [(115.0, "medium", "active")]
 
 
 # --- signal_poor, device_lost ---------------------------------------------------------------

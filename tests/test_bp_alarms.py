@@ -91,11 +91,14 @@ def test_bp_high_high_is_latched_and_medium_clears_with_hysteresis():
     m = monitor()
     dosed(m)
     out = bp(m, 1000.0, 205, 100)
-    out += bp(m, 1100.0, 156, 90)  # below 160 but not by 5 mmHg: still shown
-    out += bp(m, 1200.0, 150, 90)
+    # Below 175/105 by the hysteresis: the high level latches 5 s later; but 156 is below 160
+    # without the 5 mmHg margin, so the medium condition holds and the alarm stays active.
+    out += bp(m, 1100.0, 156, 90)
+    out += bp(m, 1200.0, 150, 90)  # inside with the margin: latched 5 s later
+    out += m.advance(1210.0)
     assert [a[:4] for a in alarms(out, "bp_high")] == [
         (1000.0, "bp_high", "high", "active"),
-        (1100.0, "bp_high", "high", "latched"),
+        (1205.0, "bp_high", "high", "latched"),
     ]
     out = m.acknowledge(1300.0, alarm_id="bp_high", user="ana", source="test")
     assert [a[:4] for a in alarms(out, "bp_high")] == [(1300.0, "bp_high", "high", "cleared")]
@@ -128,9 +131,11 @@ def test_bp_low_clears_only_past_the_hysteresis():
     m = monitor()
     dosed(m)
     out = bp(m, 1000.0, 85, 60) + bp(m, 1100.0, 93, 60) + bp(m, 1200.0, 95, 60)
+    out += m.advance(1210.0)
+    # Back past 90 + 5 at 1200; cleared once that has held 5 s (DESIGN §5).
     assert [a[:4] for a in alarms(out, "bp_low")] == [
         (1000.0, "bp_low", "medium", "active"),
-        (1200.0, "bp_low", "medium", "cleared"),
+        (1205.0, "bp_low", "medium", "cleared"),
     ]
 
 
@@ -198,6 +203,7 @@ def test_dose_gate_on_the_baseline_so_far(readings, expected):
     out = []
     for k, (s, d) in enumerate(readings):
         out += bp(m, 60.0 + 300 * k, s, d)
+    out += m.advance(60.0 + 300 * len(readings))  # a clear holds 5 s before it is one
     assert [a[2:] for a in alarms(out, "dose_gate")] == expected
 
 
@@ -322,7 +328,7 @@ def test_a_resumed_dosed_session_keeps_its_baseline_for_bp_rise():
     m = monitor()
     base = BaselineCaptured(t=600.0, sys=110.0, dia=70.0, spo2=97.0, pr=70.0)
     session = OpenSession(session_id="s", route=Route.IV, started_by="ana", started_t=0.0,
-                          dose_t=600.0, baseline=base)  # fmt: skip
+                          resume_t=2000.0, dose_t=600.0, baseline=base)  # fmt: skip
     out = m.resume(2000.0, session=session)
     assert base in out  # shown again after the restart
     out = bp(m, 2100.0, 150, 80)  # +40 over the recorded baseline

@@ -36,7 +36,7 @@ CASES: list[tuple[str, dict[str, str], float | None, float | None, list[tuple[An
     ("bradycardia", OXIMETER, None, None, [
         (275, "pr_low", "medium", "active"), (377, "pr_low", "medium", "cleared"),
         (690, "pr_low", "medium", "active"), (694, "pr_low", "high", "active"),
-        (822, "pr_low", "high", "latched"),
+        (834, "pr_low", "high", "latched"),  # once PR is past 50 + 2 too: a latch hides nothing
     ]),
     ("tachycardia", OXIMETER, None, None, [
         (277, "pr_high", "medium", "active"), (372, "pr_high", "medium", "cleared"),
@@ -54,8 +54,10 @@ CASES: list[tuple[str, dict[str, str], float | None, float | None, list[tuple[An
     ("garbage", BOTH, None, None, []),
     ("hypertensive", BP, 120, 300, [
         (998, "bp_high", "medium", "active"), (998, "bp_rise", "medium", "active"),
-        (1242, "bp_high", "high", "active"), (1598, "bp_high", "high", "latched"),
-        (1714, "bp_rise", "medium", "cleared"),
+        # 157/100 at 1598 still holds the medium condition (DIA 100): active until 142/92
+        # at 1714 has held 5 s; then the high latches and bp_rise clears.
+        (1242, "bp_high", "high", "active"), (1719, "bp_high", "high", "latched"),
+        (1719, "bp_rise", "medium", "cleared"),
     ]),
     # Replay sees the error codes in the results; the unanswered commands are the live
     # link's business (DESIGN §6), so the gap they leave makes the BP overdue.
@@ -88,9 +90,12 @@ async def test_scenario_capture_replays_to_its_alarms(  # noqa: PLR0917 - parame
     await run_sim(scenario=scenario, speed=2000, devices=devices, capture=capture,
                   nibp_every_s=nibp_every, out=io.StringIO())  # fmt: skip
     lines: list[str] = []
+    # A BP module is silent between readings: replay 10 s past the last one, so that its
+    # clears, which hold 5 s after the reading (DESIGN §5), are inside the replay.
+    end_at = scenario.duration_s + 10 if devices == BP else None
     with capture.open(encoding="utf-8") as f:
         summary = replay(CaptureReader(f), config=Config(), route=scenario.route,
-                         dose_at=dose_at, write=lines.append)  # fmt: skip
+                         dose_at=dose_at, end_at=end_at, write=lines.append)  # fmt: skip
     events = [json.loads(line) for line in lines]
     alarms = [(e["t"], e["id"], e["priority"], e["state"]) for e in events if e["type"] == "alarm"]
     assert [a[1:] for a in alarms] == [e[1:] for e in expected]

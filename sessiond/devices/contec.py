@@ -46,6 +46,8 @@ _K = TypeVar("_K")
 _MAX_SPO2 = 100  # both protocols: > 100 is the device's "no value" (127 is the usual one)
 _MAX_PR = 254  # V7.0: "> 254 invalid"; the legacy PR has the same 8 bits, 255 = all ones
 _MAX_PI_RAW = 10000  # 100.00 %; 0xFFFF means "PI not supported"
+#: PR values that mean "no reading" when they come without a SpO2 value (127: all 7 bits set).
+_NO_READING_PR = frozenset({0, 127})
 
 # --------------------------------------------------------------------------------------------
 # V7.0
@@ -142,12 +144,19 @@ def _v7_values(key: _V7Key) -> _Values:
         # the one sample with a value (CMS50I stored record: 590 → 5.90 %, a normal finger PI).
         if raw <= _MAX_PI_RAW:
             pi = raw / 100
-    return (
-        spo2 if spo2 <= _MAX_SPO2 else None,
-        pr if pr <= _MAX_PR else None,
-        pi,
-        flags,
-    )
+    return _checked(spo2, pr, pi, flags)
+
+
+def _checked(spo2: int, pr: int, pi: float | None, flags: Quality) -> _Values:
+    """Values out of range are no values; SpO2 missing with PR 127 (or 0) is the devices'
+    "no reading" pattern (devices.md §1), not a pulse rate."""
+    if spo2 > _MAX_SPO2:
+        return None, None if pr in _NO_READING_PR else _pr(pr), pi, flags
+    return spo2, _pr(pr), pi, flags
+
+
+def _pr(pr: int) -> int | None:
+    return pr if pr <= _MAX_PR else None
 
 
 class ContecV7Decoder(DecoderCounters):
@@ -278,7 +287,7 @@ def _legacy_values(key: _LegacyKey) -> _Values:
     if b0_bit4 or b2 & _B2_PROBE_ERROR:
         return None, None, None, flags
     pr = ((b2 & _B2_PR_MSB) << 1) | b3
-    return (b4 if b4 <= _MAX_SPO2 else None, pr if pr <= _MAX_PR else None, None, flags)
+    return _checked(b4, pr, None, flags)
 
 
 class ContecLegacyDecoder(DecoderCounters):

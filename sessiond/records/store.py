@@ -15,27 +15,25 @@ import json
 import logging
 import sqlite3
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sessiond.model import (
     AlarmTransition,
-    BaselineCaptured,
     DeviceStatus,
     NurseAction,
     PhaseChanged,
     Reading,
-    Route,
     SessionStarted,
 )
-from sessiond.session.state import OpenSession
+from sessiond.records.history import load_open_session
 from sessiond.wire import event_json
 
 if TYPE_CHECKING:
     from sessiond.bus import Subscription
     from sessiond.clock import Clock
     from sessiond.model import Event
+    from sessiond.session.state import OpenSession
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +46,12 @@ SYNC_TIMEOUT_S = 5.0
 READING_BATCH_S = 0.5
 
 #: 2: `events` (BP requests and failures, audio pauses, baseline, readiness, room changes).
-SCHEMA_VERSION = 2
+#: 3: `alarms.device` (the device a technical alarm is about).
+SCHEMA_VERSION = 3
+#: Each step brings a database from the version before it to its own.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    3: ("ALTER TABLE alarms ADD COLUMN device TEXT",),
+}
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (
@@ -68,7 +71,7 @@ CREATE TABLE IF NOT EXISTS phases (
 CREATE TABLE IF NOT EXISTS alarms (
     id INTEGER PRIMARY KEY, session_id TEXT, t REAL NOT NULL, wall TEXT NOT NULL,
     alarm_id TEXT NOT NULL, priority TEXT NOT NULL, state TEXT NOT NULL, phase TEXT,
-    value REAL, limit_value REAL
+    value REAL, limit_value REAL, device TEXT
 );
 CREATE TABLE IF NOT EXISTS actions (
     id INTEGER PRIMARY KEY, session_id TEXT, t REAL NOT NULL, wall TEXT NOT NULL,
@@ -93,7 +96,7 @@ _READING = (
 )
 _ALARM = (
     "INSERT INTO alarms (session_id, t, wall, alarm_id, priority, state, phase, value,"
-    " limit_value) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " limit_value, device) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _PHASE = "INSERT INTO phases (session_id, t, wall, phase) VALUES (?, ?, ?, ?)"
 _SESSION = (
@@ -115,19 +118,43 @@ _DEVICE = (
 _EVENT = "INSERT INTO events (session_id, t, wall, type, data) VALUES (?, ?, ?, ?, ?)"
 
 
+class RecordError(Exception):
+    """The record database cannot be used (newer schema, not a database)."""
+
+
 def open_database(path: str | Path) -> sqlite3.Connection:
-    """Open (and create) the record database in WAL mode."""
+    """Open (and create, or bring up to date) the record database in WAL mode."""
     path = Path(path)
     if path.parent != Path():
         path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA busy_timeout=5000")
-    db.executescript(SCHEMA)
-    db.execute(
-        "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-        (str(SCHEMA_VERSION),),
-    )
+    fresh = db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'meta'").fetchone()[0] == 0
+    db.executescript(SCHEMA)  # an older database keeps its tables; migrations add columns
+    if fresh:
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+        )
+        return db
+    row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+    version = int(row[0]) if row is not None else 1
+    if version > SCHEMA_VERSION:
+        db.close()
+        msg = (
+            f"{path}: the record was written by a newer sessiond (schema {version}, this one"
+            f" reads up to {SCHEMA_VERSION}); upgrade sessiond or use another [records] path"
+        )
+        raise RecordError(msg)
+    for step in range(version + 1, SCHEMA_VERSION + 1):
+        db.execute("BEGIN")
+        for sql in MIGRATIONS.get(step, ()):
+            with contextlib.suppress(sqlite3.OperationalError):  # a column already there
+                db.execute(sql)
+        db.execute(
+            "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema_version', ?)", (str(step),)
+        )
+        db.execute("COMMIT")
     return db
 
 
@@ -154,47 +181,28 @@ class Recorder:
         loop = asyncio.get_running_loop()
         self._db = await loop.run_in_executor(self._executor, open_database, self.path)
 
-    async def open_session(self, *, now: float, max_age_s: float) -> OpenSession | None:
-        """The room's last session without an end, on the session clock at `now`, if any.
+    async def open_session(
+        self, *, max_age_s: float, baseline_window_s: float, nibp_devices: frozenset[str]
+    ) -> OpenSession | None:
+        """The room's last session without an end, with what it showed, on its own time axis.
 
         A session started more than `max_age_s` ago, or (with a clock set back) in the
-        future, is not resumed: it was left open by mistake, and is logged as such.
+        future, is not resumed: it was left open, and is closed in the record with the reason.
         """
-        row = await asyncio.get_running_loop().run_in_executor(
-            self._executor, self._last_open_session
-        )
-        if row is None:
-            return None
-        session_id, route, started_by, started_wall, dose_wall, baseline_json = row
-        now_wall = self._clock.wall(now)
-        age = (now_wall - datetime.fromisoformat(started_wall)).total_seconds()
-        if not 0 <= age <= max_age_s:
-            logger.warning("session %s is still open but started %.0f s ago: not resumed",
-                           session_id, age)  # fmt: skip
-            return None
-        dose_t = None
-        baseline = None
-        if dose_wall is not None:
-            dose_t = now - (now_wall - datetime.fromisoformat(dose_wall)).total_seconds()
-            if baseline_json is not None:
-                data = json.loads(baseline_json)
-                baseline = BaselineCaptured(t=dose_t, sys=data["sys"], dia=data["dia"],
-                                            spo2=data["spo2"], pr=data["pr"])  # fmt: skip
-        return OpenSession(session_id=session_id, route=Route(route), started_by=started_by,
-                           started_t=now - age, dose_t=dose_t, baseline=baseline)  # fmt: skip
-
-    def _last_open_session(self) -> tuple[str, str, str, str, str | None, str | None] | None:
         db = self._db
         assert db is not None, "Recorder.open() was not awaited"
-        row: tuple[str, str, str, str, str | None, str | None] | None = db.execute(
-            "SELECT id, route, started_by, started_wall, dose_wall,"
-            " (SELECT data FROM events WHERE session_id = sessions.id AND type = 'baseline'"
-            "  ORDER BY t DESC LIMIT 1)"
-            " FROM sessions"
-            " WHERE room = ? AND ended_t IS NULL ORDER BY started_wall DESC LIMIT 1",
-            (self.room_id,),
-        ).fetchone()
-        return row
+        now_wall = self._clock.wall(self._clock.now())
+        return await asyncio.get_running_loop().run_in_executor(
+            self._executor,
+            lambda: load_open_session(
+                db,
+                room_id=self.room_id,
+                now_wall=now_wall,
+                max_age_s=max_age_s,
+                baseline_window_s=baseline_window_s,
+                nibp_devices=nibp_devices,
+            ),
+        )
 
     async def sync(self, *, timeout_s: float = SYNC_TIMEOUT_S) -> bool:
         """Wait until every event published so far is committed; False if that took too long.
@@ -285,6 +293,8 @@ class Recorder:
                     )
                 ]
             case AlarmTransition():
+                if event.restored:
+                    return []  # shown again after a restart: the record holds it already
                 phase = None if event.phase is None else event.phase.value
                 return [
                     (
@@ -299,6 +309,7 @@ class Recorder:
                             phase,
                             event.value,
                             event.limit,
+                            event.device,
                         ),
                     )
                 ]

@@ -10,6 +10,7 @@ by `next_due` so that the daemon and replay fire them when due, whether or not a
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sessiond.config import BaselineConfig, NibpConfig, TechnicalAlarmConfig
@@ -29,6 +30,9 @@ from sessiond.session.bp import BpHighRule, BpRiseRule, DoseGateRule, NibpErrorR
 from sessiond.session.rules import (
     INF,
     POOR_SIGNAL,
+    Display,
+    Level,
+    LevelState,
     LimitRule,
     Rule,
     SilenceRule,
@@ -41,12 +45,52 @@ if TYPE_CHECKING:
     from sessiond.config import AlarmsConfig
     from sessiond.model import Event
 
-__all__ = ["INF", "AlarmEngine"]
+__all__ = ["INF", "AlarmEngine", "RestoredAlarm"]
 
 _INVALID_FOR_ALARMS = int(INVALID_FOR_ALARMS)
 _PROBE_OFF = int(PROBE_OFF)
 
 Shown = tuple[Priority, AlarmState]
+
+#: Technical alarms reported by the daemon about itself (not by a device), and their
+#: priority: a fault in the monitor is an alarm-system failure (clinical.md §1.6, Philips
+#: "System Error"); a record that cannot be written loses no alarm but must be seen.
+REPORTED: dict[str, Priority] = {"monitor_fault": Priority.HIGH, "record_fault": Priority.MEDIUM}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestoredAlarm:
+    """An alarm the record shows when the daemon stopped, to be shown again on resume."""
+
+    alarm_id: str
+    priority: Priority
+    state: AlarmState
+    acknowledged: bool = False
+    device: str | None = None
+    value: float | None = None
+    limit: float | None = None
+
+
+class ReportedRule(Rule):
+    """A technical condition another part reports (`set`); a one-shot one (a fault that
+    happened) stays shown until acknowledged, a lasting one while the condition lasts."""
+
+    def __init__(self, alarm_id: str, priority: Priority, *, one_shot: bool) -> None:
+        self.level = Level(priority=priority, limit=0, delay=0, latched=False)
+        super().__init__(alarm_id, [self.level])
+        self.one_shot = one_shot
+
+    def set(self, *, active: bool) -> None:
+        if active:
+            self.level.state, self.level.acked = LevelState.ON, False
+        elif not self.one_shot:
+            self.level.reset()
+
+    def acknowledge(self) -> None:
+        if self.one_shot:
+            self.level.reset()
+        else:
+            super().acknowledge()
 
 
 class AlarmEngine:
@@ -81,9 +125,10 @@ class AlarmEngine:
         self.sensor_off = TechnicalRule("sensor_off", config=config.sensor_off)
         self.signal_poor = TechnicalRule("signal_poor", config=config.signal_poor)
         self.silence = {
-            device: SilenceRule("device_lost", config=config.device_lost, since=start)
+            device: SilenceRule("device_lost", config=config.device_lost, since=start,
+                                device=device)
             for device in streaming
-        }
+        }  # fmt: skip
         self.nibp_devices = frozenset(nibp)
         # A BP reading stands until the next one: it never goes stale.
         self.bp_low = LimitRule("bp_low", param="sys", below=True, config=config.bp_low, hold_s=INF)
@@ -95,7 +140,13 @@ class AlarmEngine:
         # The BP module is silent between measurements: it is lost when its link says so
         # (port failed, a command unanswered), not after a silence.
         lost = TechnicalAlarmConfig(priority="medium", delay_s=0)
-        self.nibp_lost = {device: TechnicalRule("device_lost", config=lost) for device in nibp}
+        self.nibp_lost = {
+            device: TechnicalRule("device_lost", config=lost, device=device) for device in nibp
+        }
+        self.reported = {
+            alarm_id: ReportedRule(alarm_id, priority, one_shot=alarm_id == "monitor_fault")
+            for alarm_id, priority in REPORTED.items()
+        }
 
         oximeter: list[tuple[Rule, bool]] = [
             (self.spo2_low, config.spo2_low.enabled),
@@ -119,6 +170,7 @@ class AlarmEngine:
                 (self.nibp_overdue, config.nibp_overdue.enabled),
             ]
             self.rules += [rule for rule, enabled in bp if enabled]
+        self.rules += self.reported.values()
         self._by_id: dict[str, list[Rule]] = {}
         for rule in self.rules:
             self._by_id.setdefault(rule.alarm_id, []).append(rule)
@@ -135,6 +187,8 @@ class AlarmEngine:
             if cfg.escalate_after_s is not None
         }
         self._escalate_due: dict[str, float] = {}
+        #: The device each shown technical alarm is about, for its cleared event.
+        self._devices: dict[str, str] = {}
         self._escalated: set[str] = set()
         self.acknowledged: set[str] = set()
         self.paused_until: float | None = None
@@ -179,7 +233,7 @@ class AlarmEngine:
         for rule in self.silence.values():
             rule.set_phase(t, phase)
         interval = self.schedule.interval_s(phase)
-        self.nibp_overdue.set_interval(interval)
+        self.nibp_overdue.set_interval(t, interval)
         return self._transitions(t)
 
     def dose(self, t: float) -> list[Event]:
@@ -194,6 +248,68 @@ class AlarmEngine:
         self.dosed = True
         if captured is not None:
             self.baseline.restore(captured)
+
+    def restart(self, t: float) -> None:
+        """The daemon's clock starts at `t` (a resume continues the session's time axis)."""
+        for rule in self.silence.values():
+            rule.restart(t)
+
+    def restore_bp(self, readings: Iterable[tuple[float, float, float]]) -> None:
+        """The session's valid BP readings (t, SYS, DIA) from the record, oldest first.
+
+        Before the dose they are the baseline so far (and the gate's input); in any phase
+        the last one is when BP was last measured, and the run of high readings counts
+        toward `bp_high`'s confirmation.
+        """
+        c = self.config.bp_high
+        for t, sys, dia in readings:
+            if not self.dosed:
+                self.baseline.add_bp(sys, dia)
+            high = sys >= c.high_sys_mmhg or dia >= c.high_dia_mmhg
+            self.bp_high.run = self.bp_high.run + 1 if high else 0
+            self.nibp_overdue.measured(t)
+
+    def restore(self, t: float, alarms: Iterable[RestoredAlarm]) -> list[Event]:
+        """Show again what the record showed when the daemon stopped: level, latch and
+        acknowledgement. The next readings take each alarm on from there."""
+        for alarm in alarms:
+            rules = self._by_id.get(alarm.alarm_id, [])
+            if alarm.device is not None:
+                rules = [r for r in rules if r.device in (None, alarm.device)] or rules
+            if not rules:
+                continue
+            rule = rules[0]
+            levels = [lv for lv in rule.levels if lv.priority <= alarm.priority] or rule.levels
+            level = levels[-1]
+            if level.priority < alarm.priority:
+                self._escalated.add(alarm.alarm_id)
+            if alarm.state is AlarmState.LATCHED:
+                level.state, level.due = LevelState.LATCHED, INF
+            else:
+                level.state, level.due = LevelState.ON, INF
+                level.acked = alarm.acknowledged
+                level.value = alarm.value
+                if alarm.limit is not None:
+                    level.limit = alarm.limit
+            if isinstance(rule, NibpErrorRule):
+                rule.failures = max(rule.failures, 1 if level is rule.first else 2)
+            if isinstance(rule, SilenceRule):
+                rule.restart(t)
+            if alarm.acknowledged:
+                self.acknowledged.add(alarm.alarm_id)
+        return self._transitions(t, restored=True)
+
+    def restore_pause(self, t: float, until_t: float) -> list[Event]:
+        """An audio pause that was running when the daemon stopped, if not over yet."""
+        if until_t <= t:
+            return []
+        self.paused_until = until_t
+        return [AudioPause(t=t, paused=True, until_t=until_t, reason="restored")]
+
+    def report(self, t: float, alarm_id: str, *, active: bool) -> list[Event]:
+        """A technical condition of the daemon itself (`REPORTED`): raised or gone."""
+        self.reported[alarm_id].set(active=active)
+        return self._transitions(t)
 
     @property
     def dose_gate_closed(self) -> bool:
@@ -241,8 +357,11 @@ class AlarmEngine:
         for rule in self.limits:
             rule.observe(r.t, getattr(r, rule.param), valid=valid)
         # Frames that keep saying "no value" (dashes, 127/511) mean no finger even when the
-        # device sets no flag: the device is connected, the sensor is not on a patient.
-        self.sensor_off.observe(r.t, bool(flags & _PROBE_OFF) or (r.spo2 is None and r.pr is None))
+        # device sets no flag: the device is connected, the sensor is not on a patient. A
+        # pulse rate without SpO2 is no SpO2 monitoring either (DESIGN §5).
+        self.sensor_off.device = r.device
+        self.sensor_off.observe(r.t, bool(flags & _PROBE_OFF) or r.spo2 is None)
+        self.signal_poor.device = r.device
         self.signal_poor.observe(r.t, bool(flags & POOR_SIGNAL))
         if valid and not self.dosed and self.phase is Phase.BASELINE:
             self.baseline.add_oximetry(r.t, r.spo2, r.pr)
@@ -284,30 +403,35 @@ class AlarmEngine:
 
     # What each id shows ---------------------------------------------------------------------
 
-    def _transitions(self, t: float) -> list[Event]:
+    def _transitions(self, t: float, *, restored: bool = False) -> list[Event]:
         out: list[Event] = []
         for alarm_id, rules in self._by_id.items():
-            shown = None
-            # Several rules may share an id (one silence rule per device): the most urgent wins.
+            shown: Display | None = None
+            device: str | None = None
+            # Several rules may share an id (one silence rule per device): the most urgent
+            # wins, and an active one over a latched one of the same priority.
             for rule in rules:
                 display = rule.display()
                 if display is not None and (
-                    shown is None or display[0].priority > shown[0].priority
+                    shown is None
+                    or (display.priority, display.state is AlarmState.ACTIVE)
+                    > (shown.priority, shown.state is AlarmState.ACTIVE)
                 ):
-                    shown = display
+                    shown, device = display, rule.device
             before = self._showing.get(alarm_id)
             if shown is None:
                 after = None
             elif alarm_id in self._escalated:
-                after = (Priority.HIGH, shown[1])
+                after = (Priority.HIGH, shown.state)
             else:
-                after = (shown[0].priority, shown[1])
-            if after == before:
+                after = (shown.priority, shown.state)
+            if after == before and not restored:
                 continue
             self._showing[alarm_id] = after
             self._signal(t, alarm_id, before, after, out)
-            if shown is None:
-                assert before is not None
+            if after is None:
+                if before is None:
+                    continue  # nothing was shown, nothing to restore
                 out.append(
                     AlarmTransition(
                         t=t,
@@ -315,21 +439,25 @@ class AlarmEngine:
                         priority=before[0],
                         state=AlarmState.CLEARED,
                         phase=self.phase,
+                        device=self._devices.pop(alarm_id, None),
                     )
                 )
                 continue
-            level, state = shown
-            assert after is not None
-            active = state is AlarmState.ACTIVE and level.value is not None
+            assert shown is not None
+            if device is not None:
+                self._devices[alarm_id] = device
             out.append(
                 AlarmTransition(
                     t=t,
                     alarm_id=alarm_id,
                     priority=after[0],
-                    state=state,
+                    state=after[1],
                     phase=self.phase,
-                    value=level.value if active else None,
-                    limit=level.limit if active else None,
+                    value=shown.value,
+                    limit=shown.limit if shown.value is not None else None,
+                    device=device,
+                    restored=restored,
+                    acknowledged=alarm_id in self.acknowledged,
                 )
             )
         return out
@@ -344,7 +472,12 @@ class AlarmEngine:
             self._escalate_due.pop(alarm_id, None)
             return
         priority, state = after
-        raised = before is None or priority > before[0]
+        # A new occurrence, a higher priority, or a latch whose condition came back.
+        raised = (
+            before is None
+            or priority > before[0]
+            or (before[1] is AlarmState.LATCHED and state is AlarmState.ACTIVE)
+        )
         if raised:
             # A new occurrence, or a higher priority, sounds again.
             self.acknowledged.discard(alarm_id)

@@ -1,9 +1,10 @@
 """Rules on the episodic BP readings of DESIGN §5: bp_high, bp_rise, dose_gate, nibp_*.
 
 A BP reading stands for the patient until the next one, so these rules evaluate once per
-completed measurement, with no delay and no staleness: a condition is raised or cleared by a
-reading (clearing needs the hysteresis margin), never by the clock. A failed measurement
-neither raises nor clears them. Pure, like every rule.
+completed measurement, with no delay and no staleness: a condition is raised by a reading, and
+clears once a reading back inside with the hysteresis margin has held for the clear delay
+(DESIGN §5: 5 s), unless the next reading says otherwise. A failed measurement neither raises
+nor clears them. Pure, like every rule.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ def _over(
     return None
 
 
-def _observe(level: Level, t: float, over: tuple[float, float] | None, *, inside: bool) -> None:
+def _observe(
+    level: Level, t: float, over: tuple[float, float] | None, *, inside: bool, clear_delay: float
+) -> None:
     """One reading against one level: the value and limit reported are the one violated."""
     if over is not None:
         level.limit = over[1]
@@ -43,7 +46,7 @@ def _observe(level: Level, t: float, over: tuple[float, float] | None, *, inside
         t,
         violating=over is not None,
         inside=inside,
-        clear_delay=0.0,
+        clear_delay=clear_delay,
         value=None if over is None else over[0],
     )
 
@@ -67,13 +70,13 @@ class BpHighRule(Rule):
         c, h = self.config, self.config.hysteresis_mmhg
         medium = _over(sys, dia, c.medium_sys_mmhg, c.medium_dia_mmhg, strict=False)
         inside = sys <= c.medium_sys_mmhg - h and dia <= c.medium_dia_mmhg - h
-        _observe(self.medium, t, medium, inside=inside)
+        _observe(self.medium, t, medium, inside=inside, clear_delay=c.clear_delay_s)
         high = _over(sys, dia, c.high_sys_mmhg, c.high_dia_mmhg, strict=False)
         self.run = self.run + 1 if high is not None else 0
         critical = _over(sys, dia, c.critical_sys_mmhg, c.critical_dia_mmhg, strict=False)
         confirmed = critical or (high if self.run >= c.high_confirmations else None)
         inside = sys <= c.high_sys_mmhg - h and dia <= c.high_dia_mmhg - h
-        _observe(self.high, t, confirmed, inside=inside)
+        _observe(self.high, t, confirmed, inside=inside, clear_delay=c.clear_delay_s)
 
 
 class BpRiseRule(Rule):
@@ -89,7 +92,8 @@ class BpRiseRule(Rule):
         sys_limit, dia_limit = baseline[0] + c.sys_rise_mmhg, baseline[1] + c.dia_rise_mmhg
         over = _over(sys, dia, sys_limit, dia_limit, strict=False)
         h = c.hysteresis_mmhg
-        _observe(self.level, t, over, inside=sys <= sys_limit - h and dia <= dia_limit - h)
+        inside = sys <= sys_limit - h and dia <= dia_limit - h
+        _observe(self.level, t, over, inside=inside, clear_delay=c.clear_delay_s)
 
 
 class DoseGateRule(Rule):
@@ -107,10 +111,11 @@ class DoseGateRule(Rule):
         c, h = self.config, self.config.hysteresis_mmhg
         sys, dia = baseline
         low = _over(sys, dia, c.low_sys_mmhg, c.low_dia_mmhg, strict=True)
-        _observe(self.low, t, low, inside=sys <= c.low_sys_mmhg - h and dia <= c.low_dia_mmhg - h)
+        inside = sys <= c.low_sys_mmhg - h and dia <= c.low_dia_mmhg - h
+        _observe(self.low, t, low, inside=inside, clear_delay=c.clear_delay_s)
         high = _over(sys, dia, c.high_sys_mmhg, c.high_dia_mmhg, strict=False)
         inside = sys <= c.high_sys_mmhg - h and dia <= c.high_dia_mmhg - h
-        _observe(self.high, t, high, inside=inside)
+        _observe(self.high, t, high, inside=inside, clear_delay=c.clear_delay_s)
 
     @property
     def closed(self) -> bool:
@@ -165,13 +170,16 @@ class NibpOverdueRule(Rule):
         super().__init__("nibp_overdue", [self.level])
         self.last_valid: float | None = None
         self.interval_s: float | None = None
+        #: Nothing is due before this (a resumed session: the time it was down is not known
+        #: to the second, and an alarm is never backdated).
+        self.not_before = -INF
 
     def _schedule(self) -> None:
         level = self.level
         if level.state is LevelState.ON or self.last_valid is None or self.interval_s is None:
             level.due = INF
         else:
-            level.due = self.last_valid + self.interval_s + self.grace_s
+            level.due = max(self.last_valid + self.interval_s + self.grace_s, self.not_before)
 
     def start(self, t: float) -> None:
         """A session started: the first reading is due from now."""
@@ -179,11 +187,20 @@ class NibpOverdueRule(Rule):
         self.level.reset()
         self._schedule()
 
-    def set_interval(self, interval_s: float | None) -> None:
-        """The current phase's BP interval (None: no schedule, e.g. the session ended)."""
+    def set_interval(self, now: float, interval_s: float | None) -> None:
+        """The current phase's BP interval (None: no schedule, e.g. the session ended).
+
+        A technical alarm clears as soon as its condition is gone: a longer interval may
+        make the last reading recent enough again.
+        """
         self.interval_s = interval_s
-        if interval_s is None:
-            self.level.reset()
+        level = self.level
+        if interval_s is None or (
+            level.state is LevelState.ON
+            and self.last_valid is not None
+            and self.last_valid + interval_s + self.grace_s > now
+        ):
+            level.reset()
         self._schedule()
 
     def measured(self, t: float) -> None:

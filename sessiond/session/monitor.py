@@ -18,6 +18,7 @@ from sessiond.model import (
     Phase,
     PhaseChanged,
     Priority,
+    RecordGap,
     SessionStarted,
 )
 from sessiond.session.alarms import INF, AlarmEngine
@@ -137,28 +138,48 @@ class Monitor:
     def resume(self, now: float, *, session: OpenSession) -> list[Event]:
         """Take up a session from the record after a restart, at the point its timeline is now.
 
-        The phase changes that fell while the daemon was down are not replayed as events;
-        the session continues in the phase it is in now.
+        Everything the record showed comes back: the baseline (fixed, or so far with the dose
+        gate), the alarms with their level, latch and acknowledgement, an audio pause, the BP
+        schedule from the last reading, and the gap in monitoring is written to the record.
+        The phase changes that fell while the daemon was down are not replayed as events.
         """
         self.session_id = session.session_id
-        self.alarms.start(session.started_t)
+        alarms = self.alarms
+        alarms.start(session.started_t)
+        alarms.restart(now)
         self.timeline.start(session.started_t, session.route)
         if session.dose_t is not None:
             self.timeline.dose(session.dose_t)
-            self.alarms.resume(session.baseline)
+            alarms.resume(session.baseline)
             self._dose_dependents(session.dose_t, now=now)
+        else:
+            for t, spo2, pr in session.oximetry:
+                alarms.baseline.add_oximetry(t, spo2, pr)
+        alarms.restore_bp(session.bp_readings)
+        alarms.nibp_overdue.not_before = now
         self.timeline.advance(now)
         phase = self.timeline.phase
         assert phase is not None
         out: list[Event] = [
             SessionStarted(t=session.started_t, session_id=session.session_id,
                            route=session.route, user=session.started_by, resumed=True,
-                           dose_t=session.dose_t),
+                           dose_t=session.dose_t, dose_override=session.dose_override,
+                           notes=session.notes),
             NurseAction(t=now, action="session_resume", user="sessiond", source="restart"),
         ]  # fmt: skip
+        if session.last_t is not None and session.last_t < now:
+            out.append(RecordGap(t=now, since_t=session.last_t, reason="daemon restarted"))
         if session.baseline is not None:
             out.append(session.baseline)  # shown again, as the record holds it
-        return out + self._phase_events([PhaseChanged(t=now, phase=phase)])
+        out.append(PhaseChanged(t=now, phase=phase))
+        out += alarms.set_phase(now, phase)
+        out += alarms.restore(now, session.alarms)
+        if session.paused_until is not None:
+            out += alarms.restore_pause(now, session.paused_until)
+        if self.schedule is not None:
+            last_bp = session.bp_readings[-1][0] if session.bp_readings else None
+            out += self.schedule.resume(now, phase, last_bp_t=last_bp)
+        return out
 
     def mark_dose(
         self, t: float, *, user: str, source: str, reason: str | None = None
@@ -244,6 +265,10 @@ class Monitor:
     def nibp_failed(self, t: float) -> list[Event]:
         """The BP link reports a measurement that failed without a result frame."""
         return self._after_alarms(self.alarms.nibp_failed(t))
+
+    def report(self, t: float, alarm_id: str, *, active: bool) -> list[Event]:
+        """A technical condition of the daemon itself (`monitor_fault`, `record_fault`)."""
+        return self.alarms.report(t, alarm_id, active=active)
 
     # Internals -----------------------------------------------------------------------------
 

@@ -2,13 +2,21 @@
 
 A `Level` is one priority of one alarm: an IEC 60601-1-8 occurrence (idle → pending during its
 delay → on → clearing → latched) with its deadline. A `Rule` is an alarm id made of levels and
-shows the most urgent one. Pure: time is passed in, deadlines are reported by `next_due`.
+shows the most urgent one, active while any of its levels has its condition. Pure: time is
+passed in, deadlines are reported by `next_due`.
+
+Two guarantees hold for every rule (clinical.md §5.1, IEC 60601-1-8 latching):
+- a latch never hides a new violation: a latched level whose condition returns is on again,
+  and a lower level coming on under a latched higher one shows the alarm active;
+- an acknowledgement given while the condition lasts covers its end: the level does not
+  latch, so no state exists that no action and no reading can leave.
 """
 
 from __future__ import annotations
 
 import enum
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sessiond.model import AlarmState, Phase, Priority, Quality
@@ -39,7 +47,17 @@ class LevelState(enum.Enum):
 class Level:
     """One priority level of one alarm: its occurrence state machine and its deadline."""
 
-    __slots__ = ("delay", "due", "latched", "limit", "priority", "remaining", "state", "value")
+    __slots__ = (
+        "acked",
+        "delay",
+        "due",
+        "latched",
+        "limit",
+        "priority",
+        "remaining",
+        "state",
+        "value",
+    )
 
     def __init__(self, *, priority: Priority, limit: float, delay: float, latched: bool) -> None:
         self.priority = priority
@@ -50,7 +68,10 @@ class Level:
         self.due = INF
         #: A frozen deadline's remaining time (invalid data neither advances nor resets it).
         self.remaining: float | None = None
+        #: The value that holds now (the last one seen while the condition lasts).
         self.value: float | None = None
+        #: A nurse acknowledged this occurrence while its condition lasted.
+        self.acked = False
 
     def update(
         self, t: float, *, violating: bool, inside: bool, clear_delay: float, value: float | None
@@ -59,24 +80,22 @@ class Level:
         if self.remaining is not None:
             self.due, self.remaining = t + self.remaining, None
         state = self.state
+        if violating:
+            self.value = value
         if state is LevelState.IDLE:
             if violating:
-                self.value = value
                 self.state, self.due = LevelState.PENDING, t + self.delay
         elif state is LevelState.PENDING:
             if not violating:
                 self.state, self.due = LevelState.IDLE, INF
-            else:
-                self.value = value
         elif state is LevelState.ON:
             if inside:
                 self.state, self.due = LevelState.CLEARING, t + clear_delay
         elif state is LevelState.CLEARING:
             if not inside:
                 self.state, self.due = LevelState.ON, INF
-        elif violating:  # LATCHED: the condition is back, same occurrence
-            self.value = value
-            self.state = LevelState.ON
+        elif violating:  # LATCHED: the condition is back, same occurrence, sounding again
+            self.state, self.acked = LevelState.ON, False
         self.fire(t)
 
     def fire(self, now: float) -> None:
@@ -86,8 +105,21 @@ class Level:
         if self.state is LevelState.PENDING:
             self.state, self.due = LevelState.ON, INF
         elif self.state is LevelState.CLEARING:
-            self.state = LevelState.LATCHED if self.latched else LevelState.IDLE
-            self.due = INF
+            self.end()
+
+    def end(self) -> None:
+        """The condition is gone: latch until acknowledged, unless acknowledged already."""
+        if self.latched and not self.acked:
+            self.state, self.due, self.remaining = LevelState.LATCHED, INF, None
+        else:
+            self.reset()
+
+    def acknowledge(self) -> None:
+        """Operator action: reset a latch whose condition is gone; cover an ongoing one's end."""
+        if self.state is LevelState.LATCHED:
+            self.reset()
+        elif self.state in (LevelState.ON, LevelState.CLEARING):
+            self.acked = True
 
     def freeze(self, at: float) -> None:
         """Stop the clock of a pending or clearing deadline as of `at`."""
@@ -96,15 +128,38 @@ class Level:
 
     def reset(self) -> None:
         """Back to idle (acknowledged latch, or the condition vanished for a technical alarm)."""
-        self.state, self.due, self.remaining = LevelState.IDLE, INF, None
+        self.state, self.due, self.remaining, self.acked = LevelState.IDLE, INF, None, False
 
     @property
     def shown(self) -> bool:
-        return self.state in (LevelState.ON, LevelState.CLEARING, LevelState.LATCHED)
+        return self.state in _SHOWN
+
+    @property
+    def holding(self) -> bool:
+        """Shown with its condition still there (on, or within its clear delay)."""
+        return self.state in _HOLDING
+
+
+_SHOWN = frozenset({LevelState.ON, LevelState.CLEARING, LevelState.LATCHED})
+_HOLDING = frozenset({LevelState.ON, LevelState.CLEARING})
+
+
+@dataclass(frozen=True, slots=True)
+class Display:
+    """What one alarm id shows: its priority, whether its condition is there, and the value
+    and limit of the most urgent level whose condition holds (None when only latched)."""
+
+    priority: Priority
+    state: AlarmState
+    value: float | None
+    limit: float | None
 
 
 class Rule:
     """An alarm id: levels, and what it currently shows."""
+
+    #: The device the alarm is about, for technical alarms (`device_lost` names its device).
+    device: str | None = None
 
     def __init__(self, alarm_id: str, levels: Iterable[Level]) -> None:
         self.alarm_id = alarm_id
@@ -118,20 +173,29 @@ class Rule:
             lv.fire(now)
 
     def acknowledge(self) -> None:
-        """Operator action: clear the latched levels whose condition has gone (ALARM RESET)."""
+        """Operator action: reset latched levels (ALARM RESET); ongoing ones will not latch."""
         for lv in self.levels:
-            if lv.state is LevelState.LATCHED:
-                lv.reset()
+            lv.acknowledge()
 
-    def display(self) -> tuple[Level, AlarmState] | None:
-        """The most urgent level shown, and whether its condition is still there."""
+    def display(self) -> Display | None:
+        """The most urgent level shown; active while any shown level's condition holds.
+
+        A lower level on under a latched higher one shows the alarm active at the latched
+        priority: the latch stays visible and the new violation is not hidden by it.
+        """
         top: Level | None = None
-        for lv in self.levels:
-            if lv.shown:
+        holding: Level | None = None
+        for lv in self.levels:  # ascending priority
+            state = lv.state
+            if state in _SHOWN:
                 top = lv
+                if state is not LevelState.LATCHED:
+                    holding = lv
         if top is None:
             return None
-        return top, AlarmState.LATCHED if top.state is LevelState.LATCHED else AlarmState.ACTIVE
+        if holding is None:
+            return Display(top.priority, AlarmState.LATCHED, None, None)
+        return Display(top.priority, AlarmState.ACTIVE, holding.value, holding.limit)
 
 
 class LimitRule(Rule):
@@ -152,11 +216,21 @@ class LimitRule(Rule):
         #: How long a reading's value stands for the patient before it is stale.
         self.hold_s = hold_s
         self.valid_until = -INF
+        #: A delay frozen by invalid or missing data longer than this starts again.
+        self.freeze_max_s = config.freeze_max_s
+        self._invalid_since: float | None = None
 
     def observe(self, t: float, value: float | None, *, valid: bool) -> None:
         if value is None or not valid:
+            if self._invalid_since is None:
+                self._invalid_since = min(t, self.valid_until)
             self._freeze(t)
             return
+        # Invalid since the last valid value went stale, or since the first invalid one.
+        since = self._invalid_since if self._invalid_since is not None else self.valid_until
+        if t - since > self.freeze_max_s:
+            self.abandon_pending()
+        self._invalid_since = None
         self.valid_until = t + self.hold_s
         h = self.hysteresis
         for lv in self.levels:
@@ -171,6 +245,12 @@ class LimitRule(Rule):
     def _freeze(self, at: float) -> None:
         for lv in self.levels:
             lv.freeze(at)
+
+    def abandon_pending(self) -> None:
+        """A delay frozen too long is dropped: the value that started it is history."""
+        for lv in self.levels:
+            if lv.state is LevelState.PENDING:
+                lv.reset()
 
     def next_due(self) -> float:
         due = super().next_due()
@@ -189,10 +269,13 @@ class LimitRule(Rule):
 class TechnicalRule(Rule):
     """A technical condition of the device's frames; clears as soon as it is gone."""
 
-    def __init__(self, alarm_id: str, *, config: TechnicalAlarmConfig) -> None:
+    def __init__(
+        self, alarm_id: str, *, config: TechnicalAlarmConfig, device: str | None = None
+    ) -> None:
         super().__init__(
             alarm_id, [Level(priority=config.level, limit=0, delay=config.delay_s, latched=False)]
         )
+        self.device = device
 
     def observe(self, t: float, violating: bool) -> None:
         for lv in self.levels:
@@ -202,7 +285,10 @@ class TechnicalRule(Rule):
 class SilenceRule(Rule):
     """`device_lost` for one streaming device: no valid frame for a while."""
 
-    def __init__(self, alarm_id: str, *, config: DeviceLostConfig, since: float) -> None:
+    def __init__(
+        self, alarm_id: str, *, config: DeviceLostConfig, since: float, device: str | None = None
+    ) -> None:
+        self.device = device
         self.medium = Level(
             priority=Priority.MEDIUM,
             limit=config.medium_after_s,
@@ -233,7 +319,12 @@ class SilenceRule(Rule):
         self.last_frame = t
         self.medium.reset()
         if self.high.state is LevelState.ON:
-            self.high.state = LevelState.LATCHED if self.high.latched else LevelState.IDLE
+            self.high.end()
+        self._schedule()
+
+    def restart(self, t: float) -> None:
+        """The daemon (re)started at `t`: silence counts from now, not from a former run."""
+        self.last_frame = t
         self._schedule()
 
     def set_phase(self, now: float, phase: Phase) -> None:
@@ -248,7 +339,8 @@ class SilenceRule(Rule):
     def advance(self, now: float) -> None:
         for level in self.levels:
             if level.due <= now:
-                level.state = LevelState.ON
+                # A latched high lost again is a new violation: it sounds again.
+                level.state, level.acked = LevelState.ON, False
         self._schedule()
 
 

@@ -42,6 +42,17 @@ class NibpSchedule:
             return [self.request(t, "resumed")]
         return []
 
+    def resume(self, now: float, phase: Phase, *, last_bp_t: float | None) -> list[NibpRequest]:
+        """A session taken up after a restart: on schedule from its last BP reading, and at
+        once when that reading is older than the phase's interval (never backdated)."""
+        self.interval_s = self.config.interval_s(phase)
+        if self.interval_s is None:
+            return []
+        if last_bp_t is None or last_bp_t + self.interval_s <= now:
+            return [self.request(now, "resumed")]
+        self._anchor = last_bp_t
+        return []
+
     def dose(self, t: float, *, now: float) -> None:
         """The dose at `t`; forced readings already past at `now` (a resume) are not taken."""
         forced = (t + m * 60.0 for m in self.config.forced_after_dose_min)
