@@ -33,8 +33,10 @@ def engine() -> AlarmEngine:
 def oximetry(
     eng: AlarmEngine,
     start: float,
+    /,
     stop: float,
     spo2: int | None,
+    *,
     pr: int | None = 72,
     flags: Quality = Quality.NONE,
 ) -> list[Event]:
@@ -289,20 +291,25 @@ def test_engine_properties(steps: list[Step]) -> None:
         events += eng.advance(t)
         events += eng.on_reading(Reading(t=t, device="spo2", spo2=spo2, pr=72))
         history.append((t, spo2))
-        below_90_since = (below_90_since if below_90_since is not None else t) if spo2 < 90 else None
+        below_90_since = (
+            (below_90_since if below_90_since is not None else t) if spo2 < 90 else None
+        )
         if spo2 < 85:
             last_critical = t
         now = eng.showing("spo2_low")
         # Held past its delay: shown.
         if spo2 < 85:
-            assert now is not None and now == (Priority.HIGH, AlarmState.ACTIVE)
+            assert now is not None
+            assert now == (Priority.HIGH, AlarmState.ACTIVE)
         if below_90_since is not None and t - below_90_since >= 15:
-            assert now is not None and now[1] is AlarmState.ACTIVE
+            assert now is not None
+            assert now[1] is AlarmState.ACTIVE
         # Shown only with a condition (a violation within the clear delay) or a latch.
         if now is not None and now[1] is AlarmState.ACTIVE:
             assert any(v < 91 for tv, v in history if tv >= t - 6)
         if now is not None and now[1] is AlarmState.LATCHED:
-            assert last_critical is not None and last_ack < last_critical
+            assert last_critical is not None
+            assert last_ack < last_critical
         if ack and now is not None:
             events += eng.acknowledge(t + 0.5, "spo2_low")
             last_ack = t + 0.5

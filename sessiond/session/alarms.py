@@ -428,7 +428,7 @@ class AlarmEngine:
             if after == before and not restored:
                 continue
             self._showing[alarm_id] = after
-            self._signal(t, alarm_id, before, after, out)
+            self._signal(t, alarm_id, before if not restored else after, after, out)
             if after is None:
                 if before is None:
                     continue  # nothing was shown, nothing to restore
