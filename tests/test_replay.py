@@ -13,9 +13,16 @@ from typing import Any
 import pytest
 
 from sessiond.config import Config
+from sessiond.devices.suntech import (
+    AckCode,
+    cuff_pressure_command,
+    read_result_command,
+    start_measurement_command,
+)
 from sessiond.records.capture import CaptureError, CaptureReader, CaptureWriter
 from sessiond.records.replay import replay
 from sessiond.sim.masimo import masimo_line
+from sessiond.sim.suntech import ack, bp_data_frame
 
 START = datetime(2026, 11, 22, 9, 0, 0)  # noqa: DTZ001
 
@@ -160,3 +167,64 @@ def test_replay_decodes_a_contec_v7_capture(tmp_path):
     sensor_off = [(e["t"], e["state"]) for e in events if e.get("id") == "sensor_off"]
     assert sensor_off == [(pytest.approx(25.0), "active")]
     assert events[-1]["frames_bad"] == 0
+
+
+def write_bp_capture(
+    path: Path, *, sys: int, dia: int, early: bytes = b"", late: bytes = b""
+) -> None:
+    """A BP measurement from t=30: the host's commands and the module's replies, `early` bytes
+    from the module at t=10 and `late` ones at t=40 (after its `K`, before the result)."""
+    writer = CaptureWriter(path, {"nibp": "suntech-advantage"})
+    if early:
+        writer.write(10.0, "nibp", "<", early)
+    writer.write(30.0, "nibp", ">", start_measurement_command())
+    writer.write(30.1, "nibp", "<", ack(AckCode.RECEIVED))
+    writer.write(31.0, "nibp", ">", cuff_pressure_command())
+    writer.write(31.1, "nibp", "<", ack(AckCode.COMPLETED))
+    if late:
+        writer.write(40.0, "nibp", "<", late)
+    writer.write(61.0, "nibp", ">", read_result_command())
+    result = bp_data_frame(sys=sys, dia=dia, map_=(sys + 2 * dia) // 3, pr=70)
+    writer.write(61.1, "nibp", "<", result)
+    writer.close()
+
+
+def test_replay_a_result_that_cannot_be_a_blood_pressure_is_a_failed_measurement(tmp_path):
+    """DIA above SYS (both in range): `nibp_error`, a reading without numbers, a bad frame;
+    never `bp_high` or the dose gate from its DIA."""
+    cap = tmp_path / "bp.cap"
+    write_bp_capture(cap, sys=120, dia=130)
+    events = run_replay(cap, "--readings")
+    alarms = {(e["id"], e["priority"], e["state"]) for e in events if e["type"] == "alarm"}
+    assert alarms == {("nibp_error", "low", "active")}
+    readings = [e for e in events if e["type"] == "reading"]
+    assert readings == [{"t": 61.1, "type": "reading", "device": "nibp", "flags": []}]
+    summary = events[-1]
+    assert (summary["readings"], summary["frames_bad"]) == (0, 1)
+
+
+def test_replay_a_command_ends_a_cut_reply(tmp_path):
+    """A reply cut short before a `>` line does not take the start of the next reply as its
+    tail: the result after the command is decoded whole, at its own time."""
+    # `> 05` (cuff pressure) and a byte that makes it sum to 0 with the result's `> 18`.
+    cut = bytes([0x3E, 0x05, -(0x3E + 0x05 + 0x3E + 0x18) & 0xFF])
+    cap = tmp_path / "cut.cap"
+    write_bp_capture(cap, sys=128, dia=84, late=cut)
+    events = run_replay(cap, "--readings")
+    bp = [(e["t"], e.get("sys"), e.get("dia")) for e in events if e["type"] == "reading"]
+    assert bp == [(61.1, 128, 84)]
+    summary = events[-1]
+    assert (summary["readings"], summary["frames_bad"], summary["bytes_skipped"]) == (1, 1, 3)
+
+
+def test_replay_a_cut_frame_before_a_result_does_not_delay_it(tmp_path):
+    """`> 43` (the 67-byte return string) then a whole result in the same chunk: the result
+    now, not an old result under a later time."""
+    cap = tmp_path / "cut43.cap"
+    result = bp_data_frame(sys=118, dia=76, map_=90, pr=70)
+    write_bp_capture(cap, sys=128, dia=84, early=b">\x43" + result)
+    events = run_replay(cap, "--readings")
+    bp = [(e["t"], e.get("sys")) for e in events if e["type"] == "reading"]
+    assert bp == [(10.0, 118), (61.1, 128)]
+    summary = events[-1]
+    assert (summary["readings"], summary["frames_bad"], summary["bytes_skipped"]) == (2, 1, 2)

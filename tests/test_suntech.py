@@ -13,6 +13,7 @@ from sessiond.devices import suntech
 from sessiond.devices.decoder import Decoder, SerialSettings
 from sessiond.devices.suntech import (
     ERROR_CODES,
+    ERROR_IMPOSSIBLE,
     MAX_FRAME,
     MAX_REPLIES,
     Ack,
@@ -269,18 +270,54 @@ def test_bad_checksums_are_rejected_counted_and_skipped():
     assert dec.bytes_skipped == len(RESULT) + len(ACK_O)  # every byte outside a good frame
 
 
-def test_checksummed_frames_with_impossible_fields_are_bad():
-    stream = (
-        ack("Z")  # no such code
-        + bp_data(sys=0, dia=80, mean=93, pr=72)  # a "good" result without SYS
-        + bp_data(sys=120, dia=-5, mean=93, pr=72)
-        + bp_data(sys=400, dia=80, mean=93, pr=72)
-        + ACK_K
-    )
+def test_checksummed_frames_with_broken_fields_are_bad():
+    stream = ack("Z") + ACK_K  # no such code
     readings, replies, dec = decode([stream])
     assert readings == []
     assert [summary(r) for r in replies] == [(Ack, AckCode.COMPLETED)]
-    assert (dec.frames_bad, dec.bytes_skipped, dec.records) == (4, 0, 0)
+    assert (dec.frames_bad, dec.bytes_skipped, dec.records) == (1, 0, 0)
+
+
+IMPOSSIBLE = [
+    pytest.param(0, 80, 93, id="sys-zero"),
+    pytest.param(120, 0, 93, id="dia-zero"),
+    pytest.param(120, 80, 0, id="map-zero"),
+    pytest.param(120, -5, 93, id="dia-negative"),
+    pytest.param(-120, 80, 93, id="sys-negative"),
+    pytest.param(400, 80, 93, id="sys-above-300"),
+    pytest.param(301, 80, 150, id="sys-301"),
+    pytest.param(80, 120, 93, id="dia-above-sys"),  # in range: must not raise bp_high
+    pytest.param(120, 120, 120, id="dia-equals-sys"),
+    pytest.param(120, 80, 130, id="map-above-sys"),
+    pytest.param(120, 80, 70, id="map-below-dia"),
+]
+
+
+@pytest.mark.parametrize(("sys", "dia", "mean"), IMPOSSIBLE)
+def test_a_result_that_cannot_be_a_blood_pressure_is_a_failed_measurement(sys, dia, mean):
+    """Checksum-valid but impossible: a bad frame, yet the answer the link waits for and a
+    reading without values (the monitor's `nibp_error`), never a reading with numbers."""
+    stream = bp_data(sys=sys, dia=dia, mean=mean, pr=72) + ACK_K
+    for chunks in ([stream], [stream[i : i + 1] for i in range(len(stream))]):
+        readings, replies, dec = decode(chunks)
+        assert [bp(r) for r in readings] == [(None, None, None, None, Quality.NONE)]
+        result, done = replies
+        assert isinstance(result, BpResult)
+        assert (result.sys, result.dia, result.map, result.pr) == (None, None, None, None)
+        assert (result.error, result.ok) == (ERROR_IMPOSSIBLE, False)
+        assert "impossible" in result.error_text
+        assert summary(done) == (Ack, AckCode.COMPLETED)
+        assert (dec.frames_bad, dec.records, dec.bytes_skipped) == (1, 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("sys", "dia", "mean"),
+    [(300, 299, 299), (2, 1, 1), (2, 1, 2), (121, 80, 80), (121, 80, 121)],
+)
+def test_the_edges_of_a_possible_result(sys, dia, mean):
+    readings, _, dec = decode([bp_data(sys=sys, dia=dia, mean=mean, pr=72)])
+    assert [bp(r) for r in readings] == [(sys, dia, mean, 72, Quality.NONE)]
+    assert (dec.frames_bad, dec.records) == (0, 1)
 
 
 def test_garbage_before_between_and_after_resynchronises_and_counts():
@@ -293,13 +330,68 @@ def test_garbage_before_between_and_after_resynchronises_and_counts():
     assert dec.frames_bad == 0
 
 
-def test_a_false_start_inside_noise_does_not_lose_the_frames_after_it():
-    """A `>` + known length in noise swallows the next bytes only until its checksum fails."""
+def test_a_false_start_inside_noise_does_not_lose_or_delay_the_frames_after_it():
+    """A `>` + known length in noise gives way to the first whole frame inside its length."""
     stream = b">\x18" + ACK_O + RESULT
     readings, replies, dec = decode([stream[i : i + 1] for i in range(len(stream))])
     assert [summary(r) for r in replies] == [(Ack, AckCode.RECEIVED), MEASUREMENT_REPLIES[-1]]
+    # Each at the arrival of its own last byte, not when the false frame's length has passed.
+    assert [r.t for r in replies] == [5.0, len(stream) - 1]
     assert len(readings) == 1
     assert (dec.frames_bad, dec.bytes_skipped) == (1, 2)
+
+
+# `>` and the length of the 67-byte return string: noise, or a reply that lost its tail.
+CUT = b">\x43"
+
+
+@pytest.mark.parametrize("split", ["whole", "bytes"])
+def test_a_cut_frame_before_a_result_does_not_hold_it_back(split):
+    """The result is decoded when its last byte arrives, not many replies later."""
+    stream = CUT + RESULT
+    chunks = [stream] if split == "whole" else [stream[i : i + 1] for i in range(len(stream))]
+    readings, replies, dec = decode(chunks)
+    assert [(r.t, bp(r)) for r in readings] == [(len(chunks) - 1, (120, 80, 93, 72, Quality.NONE))]
+    assert [summary(r) for r in replies] == [MEASUREMENT_REPLIES[-1]]
+    assert (dec.frames_bad, dec.bytes_skipped, dec.records) == (1, 2, 1)
+    assert dec._pending == b""
+
+
+def test_a_cut_frame_then_silence_is_discarded_and_never_completed_by_later_replies():
+    """A partial frame left when the module falls silent goes when the next command goes out;
+    what follows is new, and no old result comes back under a newer time."""
+    dec = SuntechAdvantageDecoder(device="nibp")
+    assert dec.feed(CUT + RESULT[:10], 1.0) == []
+    assert dec.discard_partial() == 12
+    assert (dec.frames_bad, dec.bytes_skipped) == (1, 12)
+    assert dec.discard_partial() == 0  # nothing left: nothing counted twice
+    stream = b"".join(MEASUREMENT)
+    for i in range(len(stream)):
+        readings = dec.feed(stream[i : i + 1], 2.0 + i)
+        assert all(r.t == 2.0 + len(stream) - 1 for r in readings)
+    assert summary(dec.take_replies()[-1]) == MEASUREMENT_REPLIES[-1]
+    assert (dec.frames_bad, dec.bytes_skipped, dec.records) == (1, 12, 1)
+
+
+def test_discarding_a_lone_sync_byte_counts_no_frame():
+    dec = SuntechAdvantageDecoder(device="nibp")
+    dec.feed(b"\x00>", 0.0)
+    assert dec.discard_partial() == 1
+    assert (dec.frames_bad, dec.bytes_skipped) == (0, 2)
+
+
+@pytest.mark.parametrize("split", ["whole", "bytes"])
+def test_a_cut_result_followed_by_a_new_one_gives_only_the_new_one(split):
+    """A result that lost its tail, then the next whole result: one reading, the new one."""
+    old = bp_data(sys=150, dia=95, mean=113, pr=80)[:15]
+    stream = old + ACK_K + RESULT
+    chunks = [stream] if split == "whole" else [stream[i : i + 1] for i in range(len(stream))]
+    readings, replies, dec = decode(chunks)
+    assert [bp(r) for r in readings] == [(120, 80, 93, 72, Quality.NONE)]
+    assert [summary(r) for r in replies] == [(Ack, AckCode.COMPLETED), MEASUREMENT_REPLIES[-1]]
+    if split == "bytes":  # each when its last byte came, not when the cut frame's length passed
+        assert [r.t for r in replies] == [len(old + ACK_K) - 1, len(stream) - 1]
+    assert (dec.frames_bad, dec.bytes_skipped) == (1, len(old))
 
 
 def test_unparsed_bytes_are_bounded():
@@ -330,10 +422,15 @@ def test_arbitrary_bytes_never_raise(data, chunk):
     for i in range(0, len(data), chunk):
         readings += dec.feed(data[i : i + chunk], 0.0)
     for r in readings:
-        assert r.sys is None or 1 <= r.sys <= 300
         assert (r.sys is None) == (r.dia is None) == (r.map is None)
-    replies = dec.take_replies()
-    assert len([r for r in replies if isinstance(r, BpResult)]) == len(readings) == dec.records
+        if r.sys is not None:
+            assert r.dia is not None
+            assert r.map is not None
+            assert 1 <= r.dia < r.sys <= 300
+            assert r.dia <= r.map <= r.sys
+    results = [r for r in dec.take_replies() if isinstance(r, BpResult)]
+    assert len(results) == len(readings)
+    assert len([r for r in results if r.error != ERROR_IMPOSSIBLE]) == dec.records
     assert len(dec._pending) < MAX_FRAME
 
 

@@ -8,7 +8,7 @@ as numbers rather than as silence.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Protocol
+from typing import TYPE_CHECKING, ClassVar, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from sessiond.model import Reading
@@ -48,7 +48,7 @@ class Decoder(Protocol):
     device: str
     #: Records decoded from valid frames (with values or not).
     records: int
-    #: Frames rejected: bad checksum, impossible value, broken fields.
+    #: Frames rejected: bad checksum, impossible value, broken fields, cut short.
     frames_bad: int
     #: Bytes thrown away while hunting for the next frame.
     bytes_skipped: int
@@ -57,4 +57,13 @@ class Decoder(Protocol):
 
     def feed(self, data: bytes, t: float) -> list[Reading]:
         """Decode `data` that arrived at session time `t`; keeps partial frames for later."""
+        ...
+
+
+@runtime_checkable
+class AnswersCommands(Protocol):
+    """A decoder of a device that speaks when spoken to (the NIBP module)."""
+
+    def discard_partial(self) -> int:
+        """A command goes out: give up an unfinished frame (it will never be finished)."""
         ...

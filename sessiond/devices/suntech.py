@@ -20,7 +20,12 @@ bounded deque, so a caller that never drains them (replay) does not grow memory.
 
 Bad input is counted, never raised: a frame whose checksum fails counts in `frames_bad` and
 the hunt resumes at the byte after its `>`; `bytes_skipped` counts every byte that is not
-part of a checksummed frame (so fed = skipped + framed + pending).
+part of a checksummed frame (so fed = skipped + framed + pending). A frame cut short (a lost
+byte, or noise that looks like a frame start) is given up as soon as a whole frame follows it,
+or by `discard_partial()` when a command goes out: a reply is decoded when its last byte
+arrives, never later under a newer time. A checksummed BP data frame whose values cannot be a
+blood pressure is a failed measurement: counted in `frames_bad`, a `BpResult` with
+`ERROR_IMPOSSIBLE` and a `Reading` without values (DESIGN §5).
 """
 
 from __future__ import annotations
@@ -68,6 +73,11 @@ ERROR_CODES: dict[int, str] = {
 #: Error codes with a quality meaning (the others say only that no value was measured).
 _ERROR_FLAGS: dict[int, Quality] = {0x01: Quality.LOW_SIGNAL, 0x02: Quality.ARTIFACT}
 
+#: `BpResult.error` of a checksummed result whose values cannot be a blood pressure. Not a
+#: byte, so never a code the module itself sends.
+ERROR_IMPOSSIBLE = 0x100
+IMPOSSIBLE_TEXT = "impossible values (not a blood pressure)"
+
 # A result outside these is not a measurement, whatever its checksum says. The module's own
 # limits are narrower (its cuff is released well before 300 mmHg).
 _MIN_MMHG = 1
@@ -77,7 +87,14 @@ _MAX_PR = 254  # PR is one byte; 0 and 255 read as "no pulse rate" [I]
 
 def error_text(code: int) -> str:
     """What a BP data error code means (`unknown error 0x..` for codes not in the table)."""
+    if code == ERROR_IMPOSSIBLE:
+        return IMPOSSIBLE_TEXT
     return ERROR_CODES.get(code, f"unknown error 0x{code:02X}")
+
+
+def possible_bp(sys: int, dia: int, mean: int) -> bool:
+    """Whether SYS/DIA/MAP can be a blood pressure: in range, DIA below SYS, MAP between."""
+    return _MIN_MMHG <= dia < sys <= _MAX_MMHG and dia <= mean <= sys
 
 
 # --------------------------------------------------------------------------------------------
@@ -163,7 +180,7 @@ class BpResult:
     dia: int | None
     map: int | None
     pr: int | None
-    #: 0 for a good measurement, else a code of `ERROR_CODES`.
+    #: 0 for a good measurement, else a code of `ERROR_CODES` or `ERROR_IMPOSSIBLE`.
     error: int
 
     @property
@@ -229,8 +246,17 @@ class SuntechAdvantageDecoder(DecoderCounters):
                 continue
             end = s + size
             if end > n:
-                i = s  # a partial frame, kept for the next call (shorter than MAX_FRAME)
-                break
+                after = _whole_frame_after(buf, s)
+                if after is None:
+                    i = s  # a partial frame, kept for the next call (shorter than MAX_FRAME)
+                    break
+                # A whole frame inside this one's length: this one was cut short (or was noise).
+                # Waiting for its length to pass would hold that reply back, to decode it later
+                # under a newer time.
+                self.frames_bad += 1
+                self.bytes_skipped += after - s
+                i = after
+                continue
             if sum(buf[s:end]) & 0xFF:
                 # Bad checksum: the length may be noise too, so hunt again from the next byte.
                 self.frames_bad += 1
@@ -241,6 +267,20 @@ class SuntechAdvantageDecoder(DecoderCounters):
             i = end
         self._pending = bytes(buf[i:])
         return out
+
+    def discard_partial(self) -> int:
+        """Give up an unfinished frame; returns how many bytes went (counted as skipped).
+
+        For the link when a command goes out or goes unanswered: whatever the module was saying
+        before is over, and its rest must not be taken for the answer to come.
+        """
+        dropped = len(self._pending)
+        if dropped:
+            self.bytes_skipped += dropped
+            if dropped > 1:
+                self.frames_bad += 1  # `>` and a known length: a frame cut short
+            self._pending = b""
+        return dropped
 
     def _frame(self, frame: bytes, t: float, out: list[Reading]) -> None:
         """Decode one checksummed frame; a frame with impossible fields counts as bad."""
@@ -272,15 +312,29 @@ class SuntechAdvantageDecoder(DecoderCounters):
         sys = int.from_bytes(frame[2:4], "little", signed=True)
         dia = int.from_bytes(frame[4:6], "little", signed=True)
         mean = int.from_bytes(frame[18:20], "little", signed=True)
-        if not (
-            _MIN_MMHG <= sys <= _MAX_MMHG
-            and _MIN_MMHG <= dia <= _MAX_MMHG
-            and _MIN_MMHG <= mean <= _MAX_MMHG
-        ):
+        if not possible_bp(sys, dia, mean):
+            # Not a reading, but still the answer to "get BP data" (the link waits for it) and a
+            # failed measurement for the monitor (`nibp_error`), as an error code would be.
             self.frames_bad += 1
+            self._replies.append(
+                BpResult(t=t, sys=None, dia=None, map=None, pr=None, error=ERROR_IMPOSSIBLE)
+            )
+            out.append(Reading(t=t, device=self.device))
             return
         raw_pr = frame[16]
         pr = raw_pr if 0 < raw_pr <= _MAX_PR else None
         self.records += 1
         self._replies.append(BpResult(t=t, sys=sys, dia=dia, map=mean, pr=pr, error=0))
         out.append(Reading(t=t, device=self.device, sys=sys, dia=dia, map=mean, pr=pr))
+
+
+def _whole_frame_after(buf: bytes, start: int) -> int | None:
+    """Where the first complete, checksummed frame after `buf[start]` begins, if any."""
+    n = len(buf)
+    s = buf.find(MODULE_SYNC, start + 1)
+    while 0 <= s < n - 1:
+        end = s + buf[s + 1]
+        if buf[s + 1] in _KNOWN_LENGTHS and end <= n and not sum(buf[s:end]) & 0xFF:
+            return s
+        s = buf.find(MODULE_SYNC, s + 1)
+    return None

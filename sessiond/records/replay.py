@@ -1,7 +1,9 @@
 """`sessiond replay`: a capture through the daemon's own decoders, timeline and alarm engine.
 
 Virtual time is the capture's clock: deadlines fire at the `t` they are due (DESIGN §6).
-Output is JSON Lines in time order; the keys are a contract read by outside checks.
+Output is JSON Lines in time order; the keys are a contract read by outside checks. Nothing
+is sent; a `>` line only tells a command/response decoder (NIBP) that a command went out,
+which ends a reply cut short before it, as on the live link.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from sessiond.devices import make_decoder
+from sessiond.devices.decoder import AnswersCommands
 from sessiond.model import Route
 from sessiond.records.capture import FROM_DEVICE, CaptureReader
 from sessiond.session.monitor import Monitor
@@ -41,6 +44,10 @@ def replay(
     decoders = {name: make_decoder(proto, device=name) for name, proto in reader.ports.items()}
     streaming = [name for name, d in decoders.items() if d.streaming]
     nibp = [name for name, d in decoders.items() if not d.streaming]
+    # A command in the capture ends what the module was saying, as on the live link.
+    commanded = {
+        name: d.discard_partial for name, d in decoders.items() if isinstance(d, AnswersCommands)
+    }
     monitor = Monitor(config=config, streaming=streaming, nibp=nibp, start=0.0)
     dumps = json.dumps
 
@@ -73,6 +80,9 @@ def replay(
             break
         last_t = t
         if record.direction != FROM_DEVICE:
+            discard = commanded.get(record.port)
+            if discard is not None:
+                discard()
             continue
         dose_if_due(t)
         emit(monitor.advance(t))
