@@ -125,12 +125,14 @@ def test_bp_low(sys, expected):
 
 
 def test_bp_low_clears_only_past_the_hysteresis():
+    """93 is not past 90 + 5; 95 is, and clears once held for `clear_delay_s` (DESIGN §5)."""
     m = monitor()
     dosed(m)
     out = bp(m, 1000.0, 85, 60) + bp(m, 1100.0, 93, 60) + bp(m, 1200.0, 95, 60)
+    out += m.advance(1205.0)
     assert [a[:4] for a in alarms(out, "bp_low")] == [
         (1000.0, "bp_low", "medium", "active"),
-        (1200.0, "bp_low", "medium", "cleared"),
+        (1205.0, "bp_low", "medium", "cleared"),
     ]
 
 

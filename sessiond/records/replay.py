@@ -6,6 +6,7 @@ Output is JSON Lines in time order; the keys are a contract read by outside chec
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +43,8 @@ def replay(
     streaming = [name for name, d in decoders.items() if d.streaming]
     nibp = [name for name, d in decoders.items() if not d.streaming]
     monitor = Monitor(config=config, streaming=streaming, nibp=nibp, start=0.0)
-    dumps = json.dumps
+    # Strict JSON: a NaN or infinity is a bug to raise, never a line consumers cannot parse.
+    dumps = functools.partial(json.dumps, allow_nan=False)
 
     def emit(events: list[Event]) -> None:
         for event in events:
