@@ -7,10 +7,11 @@ import asyncio
 import contextlib
 import getpass
 import logging
+import math
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from sessiond import __version__
 from sessiond.config import ConfigError, load_config
@@ -30,6 +31,10 @@ EXIT_BAD_INPUT = 2
 class _Parser(argparse.ArgumentParser):
     """argparse with the project's exit code for usage errors (2, as argparse already uses)."""
 
+    def error(self, message: str) -> NoReturn:
+        # One line, as for every bad input (DESIGN §6); the usage is one `--help` away.
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: {message}\n")
+
 
 def _positive(text: str) -> float:
     try:
@@ -37,22 +42,19 @@ def _positive(text: str) -> float:
     except ValueError:
         msg = f"not a number: {text!r}"
         raise argparse.ArgumentTypeError(msg) from None
-    if value <= 0:
-        msg = f"must be positive: {text}"
+    if not 0 < value < math.inf:
+        msg = f"must be a positive finite number: {text}"
         raise argparse.ArgumentTypeError(msg)
     return value
 
 
 def _seconds(text: str) -> float:
+    from sessiond.records.capture import parse_seconds
+
     try:
-        value = float(text)
-    except ValueError:
-        msg = f"not a number of seconds: {text!r}"
-        raise argparse.ArgumentTypeError(msg) from None
-    if value < 0:
-        msg = f"must not be negative: {text}"
-        raise argparse.ArgumentTypeError(msg)
-    return value
+        return parse_seconds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -221,18 +223,21 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
-    from sessiond.records.capture import CaptureError, CaptureReader
+    from sessiond.records.capture import CaptureError, CaptureReader, open_capture
     from sessiond.records.replay import replay
 
     config = _load(args.config)
-    try:
-        stream = args.capture.open(encoding="utf-8")
-    except OSError as exc:
-        print(f"sessiond replay: {args.capture}: {exc.strerror}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     with contextlib.ExitStack() as stack:
-        stack.enter_context(stream)
-        out = stack.enter_context(args.out.open("w", encoding="utf-8")) if args.out else sys.stdout
+        try:
+            stream = stack.enter_context(open_capture(args.capture))
+            out = (
+                stack.enter_context(args.out.open("w", encoding="utf-8"))
+                if args.out
+                else sys.stdout
+            )
+        except OSError as exc:
+            print(f"sessiond replay: {exc.filename}: {exc.strerror}", file=sys.stderr)
+            return EXIT_BAD_INPUT
         try:
             reader = CaptureReader(stream)
             replay(
@@ -246,12 +251,6 @@ def _cmd_replay(args: argparse.Namespace) -> int:
             )
         except CaptureError as exc:
             print(f"sessiond replay: {args.capture}: {exc}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        except UnicodeDecodeError as exc:
-            print(
-                f"sessiond replay: {args.capture}: not UTF-8 text ({exc.reason})",
-                file=sys.stderr,
-            )
             return EXIT_BAD_INPUT
     return EXIT_OK
 

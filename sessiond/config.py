@@ -7,23 +7,36 @@ ignored in a clinical system, so every model forbids unknown keys.
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 from pydantic import (
+    BaseModel,
     Field,
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
+from sessiond.console.auth import parse_password_hash
 from sessiond.model import Phase, Priority, Route
 from sessiond.room.lights import LightsConfig
 from sessiond.room.mqtt import MqttSettings
 from sessiond.room.music import MusicConfig
 from sessiond.room.scenes import ScenesConfig
-from sessiond.settings import Minutes, Seconds, Strict
+from sessiond.settings import KeyProblems, Minutes, Strict
+
+#: An alarm delay (or clear delay): beyond 2 min an alarm is as good as off (SpO2 monitors
+#: offer up to 30 s; clinical.md §3).
+AlarmDelay = Annotated[float, Field(ge=0, le=120)]
+#: A BP limit or threshold (mmHg): outside what an NIBP module measures is a typo.
+Mmhg = Annotated[float, Field(ge=40, le=300)]
+#: BP hysteresis (mmHg): DESIGN §5 uses 5; a wide one keeps an alarm from ever clearing.
+MmhgHysteresis = Annotated[float, Field(ge=0, le=20)]
 
 
 class RoomConfig(Strict):
@@ -33,6 +46,13 @@ class RoomConfig(Strict):
 class ConsoleUser(Strict):
     #: `pbkdf2_sha256$<iterations>$<salt hex>$<hash hex>`, made by `sessiond hash-password`.
     password_hash: str = Field(pattern=r"^pbkdf2_sha256\$\d+\$[0-9a-f]+\$[0-9a-f]+$")
+
+    @field_validator("password_hash")
+    @classmethod
+    def _verifiable(cls, v: str) -> str:
+        # A hash sign-in would refuse locks the user out; say so now, not at the bedside.
+        parse_password_hash(v)
+        return v
 
 
 class ConsoleConfig(Strict):
@@ -53,17 +73,59 @@ class DeviceConfig(Strict):
         "suntech-advantage",
     ] = "masimo-ascii1"
     #: None: the protocol's own baud rate.
-    baudrate: int | None = Field(default=None, gt=0)
-    #: Silence this long is a lost link (reopen); None: the protocol's own watchdog.
-    silence_timeout_s: float | None = Field(default=None, gt=0)
+    baudrate: int | None = Field(default=None, gt=0, le=4_000_000)
+    #: Silence this long (s, at most a minute) is a lost link (reopen); None: the protocol's
+    #: own watchdog.
+    silence_timeout_s: float | None = Field(default=None, gt=0, le=60)
 
 
 class LimitLevel(Strict):
     """One priority level of a limit alarm: beyond `limit` for `delay_s` raises it."""
 
     limit: float
-    delay_s: Seconds = 0.0
+    delay_s: AlarmDelay = 0.0
     latched: bool = False
+
+
+class Scale(NamedTuple):
+    """The sane range of one value's limits and hysteresis, in its unit (DESIGN §5)."""
+
+    unit: str
+    low: float
+    high: float
+    max_hysteresis: float
+
+
+SPO2_SCALE = Scale("%", 50, 100, 5)
+PR_SCALE = Scale("bpm", 20, 250, 10)
+SYS_SCALE = Scale("mmHg", 40, 300, 20)
+#: The limit alarms of DESIGN §5: the scale of their value, and whether they alarm below it.
+_LIMIT_ALARMS = {
+    "spo2_low": (SPO2_SCALE, True),
+    "pr_high": (PR_SCALE, False),
+    "pr_low": (PR_SCALE, True),
+    "bp_low": (SYS_SCALE, True),
+}
+
+
+def _got(value: float) -> str:
+    return f"got {value:g}"
+
+
+def _check(found: list[tuple[str, str]]) -> None:
+    if found:
+        raise KeyProblems(found)
+
+
+def _above(
+    model: BaseModel, key: str, other: str, *, or_equal: bool = False
+) -> list[tuple[str, str]]:
+    """`key` of `model` must be above `other` (or equal): a worse level needs a worse value."""
+    value, bound = getattr(model, key), getattr(model, other)
+    if value > bound or (or_equal and value == bound):
+        return []
+    relation = "at least" if or_equal else "above"
+    return [(key, f"must be {relation} {other} ({bound:g}) ({_got(value)})")]
 
 
 class LimitAlarmConfig(Strict):
@@ -74,12 +136,40 @@ class LimitAlarmConfig(Strict):
     high: LimitLevel | None = None
     #: Back inside the limit by at least this much (the value's unit) before clearing.
     hysteresis: Annotated[float, Field(ge=0)] = 0.0
-    clear_delay_s: Seconds = 5.0
+    clear_delay_s: AlarmDelay = 5.0
     #: A delay frozen by invalid or missing data this long starts again (PRD: artifact
     #: suspension ≤ 30 s, clinical.md §4.4).
-    freeze_max_s: Seconds = 30.0
-    #: An unacknowledged medium alarm still active this long becomes high; None: never.
-    escalate_after_s: Annotated[float, Field(gt=0)] | None = None
+    freeze_max_s: AlarmDelay = 30.0
+    #: An unacknowledged medium alarm still active this long (s, at most 10 min) becomes
+    #: high; None: never.
+    escalate_after_s: Annotated[float, Field(gt=0, le=600)] | None = None
+
+    def problems(self, scale: Scale, *, below: bool) -> list[tuple[str, str]]:
+        """What is wrong with these limits for a value on `scale` that alarms `below` them."""
+        unit = scale.unit
+        found = [
+            (
+                f"{name}.limit",
+                f"must be within {scale.low:g}-{scale.high:g} {unit} ({_got(level.limit)})",
+            )
+            for name, level in (("medium", self.medium), ("high", self.high))
+            if level is not None and not scale.low <= level.limit <= scale.high
+        ]
+        if self.hysteresis > scale.max_hysteresis:
+            problem = f"must be at most {scale.max_hysteresis:g} {unit} ({_got(self.hysteresis)})"
+            found.append(("hysteresis", problem))
+        # The high level is the worse value: further below (or above) than the medium one.
+        medium, high = self.medium, self.high
+        if found or medium is None or high is None:
+            return found
+        if not (high.limit < medium.limit if below else high.limit > medium.limit):
+            side, value = ("below", "low") if below else ("above", "high")
+            problem = (
+                f"must be {side} medium.limit ({medium.limit:g}) for an alarm on a {value} "
+                f"value ({_got(high.limit)})"
+            )
+            found.append(("high.limit", problem))
+        return found
 
 
 class TechnicalAlarmConfig(Strict):
@@ -87,7 +177,7 @@ class TechnicalAlarmConfig(Strict):
 
     enabled: bool = True
     priority: Literal["low", "medium", "high"] = "medium"
-    delay_s: Seconds = 5.0
+    delay_s: AlarmDelay = 5.0
 
     @property
     def level(self) -> Priority:
@@ -96,28 +186,45 @@ class TechnicalAlarmConfig(Strict):
 
 class DeviceLostConfig(Strict):
     enabled: bool = True
-    medium_after_s: Seconds = 5.0
-    high_after_s: Seconds = 30.0
+    medium_after_s: AlarmDelay = 5.0
+    high_after_s: AlarmDelay = 30.0
     high_phases: tuple[Phase, ...] = (Phase.ONSET, Phase.EFFECT)
     high_latched: bool = True
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DeviceLostConfig:
+        _check(_above(self, "high_after_s", "medium_after_s", or_equal=True))
+        return self
 
 
 class BpHighConfig(Strict):
     """`bp_high`: per BP reading; medium at once, high when confirmed (DESIGN §5)."""
 
     enabled: bool = True
-    medium_sys_mmhg: float = 160
-    medium_dia_mmhg: float = 100
-    high_sys_mmhg: float = 180
-    high_dia_mmhg: float = 110
+    medium_sys_mmhg: Mmhg = 160
+    medium_dia_mmhg: Mmhg = 100
+    high_sys_mmhg: Mmhg = 180
+    high_dia_mmhg: Mmhg = 110
     #: Consecutive readings at or above the high limits that raise high.
-    high_confirmations: Annotated[int, Field(ge=1)] = 2
+    high_confirmations: Annotated[int, Field(ge=1, le=5)] = 2
     #: One reading at or above these raises high at once.
-    critical_sys_mmhg: float = 200
-    critical_dia_mmhg: float = 120
+    critical_sys_mmhg: Mmhg = 200
+    critical_dia_mmhg: Mmhg = 120
     high_latched: bool = True
-    hysteresis_mmhg: Annotated[float, Field(ge=0)] = 5
-    clear_delay_s: Seconds = 5.0
+    hysteresis_mmhg: MmhgHysteresis = 5
+    #: The value back inside the limit with hysteresis this long before the condition
+    #: clears (DESIGN §5).
+    clear_delay_s: AlarmDelay = 5.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> BpHighConfig:
+        _check(
+            _above(self, "high_sys_mmhg", "medium_sys_mmhg")
+            + _above(self, "high_dia_mmhg", "medium_dia_mmhg")
+            + _above(self, "critical_sys_mmhg", "high_sys_mmhg", or_equal=True)
+            + _above(self, "critical_dia_mmhg", "high_dia_mmhg", or_equal=True)
+        )
+        return self
 
 
 class BpRiseConfig(Strict):
@@ -125,10 +232,12 @@ class BpRiseConfig(Strict):
 
     enabled: bool = True
     priority: Literal["low", "medium", "high"] = "medium"
-    sys_rise_mmhg: Annotated[float, Field(gt=0)] = 40
-    dia_rise_mmhg: Annotated[float, Field(gt=0)] = 25
-    hysteresis_mmhg: Annotated[float, Field(ge=0)] = 5
-    clear_delay_s: Seconds = 5.0
+    sys_rise_mmhg: Annotated[float, Field(gt=0, le=100)] = 40
+    dia_rise_mmhg: Annotated[float, Field(gt=0, le=100)] = 25
+    hysteresis_mmhg: MmhgHysteresis = 5
+    #: The value back inside the limit with hysteresis this long before the condition
+    #: clears (DESIGN §5).
+    clear_delay_s: AlarmDelay = 5.0
 
     @property
     def level(self) -> Priority:
@@ -140,13 +249,23 @@ class DoseGateConfig(Strict):
 
     enabled: bool = True
     #: Above these (strictly) → low: prescriber review.
-    low_sys_mmhg: float = 140
-    low_dia_mmhg: float = 90
+    low_sys_mmhg: Mmhg = 140
+    low_dia_mmhg: Mmhg = 90
     #: At or above these → high: dosing needs an override with a reason.
-    high_sys_mmhg: float = 180
-    high_dia_mmhg: float = 110
-    hysteresis_mmhg: Annotated[float, Field(ge=0)] = 5
-    clear_delay_s: Seconds = 5.0
+    high_sys_mmhg: Mmhg = 180
+    high_dia_mmhg: Mmhg = 110
+    hysteresis_mmhg: MmhgHysteresis = 5
+    #: The value back inside the limit with hysteresis this long before the condition
+    #: clears (DESIGN §5).
+    clear_delay_s: AlarmDelay = 5.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DoseGateConfig:
+        _check(
+            _above(self, "high_sys_mmhg", "low_sys_mmhg")
+            + _above(self, "high_dia_mmhg", "low_dia_mmhg")
+        )
+        return self
 
 
 class NibpErrorConfig(Strict):
@@ -154,9 +273,16 @@ class NibpErrorConfig(Strict):
 
     enabled: bool = True
     priority: Literal["low", "medium", "high"] = "low"
-    escalate_after_failures: Annotated[int, Field(ge=1)] = 2
+    escalate_after_failures: Annotated[int, Field(ge=1, le=5)] = 2
     escalated_priority: Literal["low", "medium", "high"] = "medium"
     escalate_phases: tuple[Phase, ...] = (Phase.ONSET, Phase.EFFECT)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> NibpErrorConfig:
+        if Priority.from_label(self.escalated_priority) < Priority.from_label(self.priority):
+            problem = f"must not be below priority ({self.priority!r}): escalation never lowers"
+            _check([("escalated_priority", problem)])
+        return self
 
 
 class NibpOverdueConfig(Strict):
@@ -164,7 +290,7 @@ class NibpOverdueConfig(Strict):
 
     enabled: bool = True
     priority: Literal["low", "medium", "high"] = "medium"
-    grace_min: Annotated[float, Field(ge=0)] = 5
+    grace_min: Annotated[float, Field(ge=0, le=60)] = 5
 
 
 class AudioConfig(Strict):
@@ -196,7 +322,7 @@ class AlarmsConfig(Strict):
     device_lost: DeviceLostConfig = DeviceLostConfig()
     bp_high: BpHighConfig = BpHighConfig()
     bp_low: LimitAlarmConfig = LimitAlarmConfig(
-        medium=LimitLevel(limit=90), high=LimitLevel(limit=80), hysteresis=5
+        medium=LimitLevel(limit=90), high=LimitLevel(limit=80), hysteresis=5, clear_delay_s=5
     )
     bp_rise: BpRiseConfig = BpRiseConfig()
     dose_gate: DoseGateConfig = DoseGateConfig()
@@ -204,22 +330,34 @@ class AlarmsConfig(Strict):
     nibp_overdue: NibpOverdueConfig = NibpOverdueConfig()
     audio: AudioConfig = AudioConfig()
 
+    @field_validator(*_LIMIT_ALARMS)
+    @classmethod
+    def _sane_limits(cls, v: LimitAlarmConfig, info: ValidationInfo) -> LimitAlarmConfig:
+        scale, below = _LIMIT_ALARMS[info.field_name or ""]
+        _check(v.problems(scale, below=below))
+        return v
+
+
+#: A BP schedule interval: longer than an hour leaves a ketamine session unwatched.
+BpInterval = Annotated[float, Field(gt=0, le=60)]
+
 
 class NibpConfig(Strict):
     """The BP schedule (DESIGN §5) and the live command timeouts."""
 
-    baseline_interval_min: Minutes = 5
-    onset_interval_min: Minutes = 10
-    effect_interval_min: Minutes = 15
-    recovery_interval_min: Minutes = 30
+    baseline_interval_min: BpInterval = 5
+    onset_interval_min: BpInterval = 10
+    effect_interval_min: BpInterval = 15
+    recovery_interval_min: BpInterval = 30
     #: Forced readings, minutes after the dose.
     forced_after_dose_min: tuple[Minutes, ...] = (40,)
     #: Re-measure at once after a medium or high BP alarm.
     remeasure_on_alarm: bool = True
-    #: A command unanswered this long: the module is lost.
-    command_timeout_s: Annotated[float, Field(gt=0)] = 5
-    #: A measurement with no result this long after it started has failed.
-    measurement_timeout_s: Annotated[float, Field(gt=0)] = 150
+    #: A command unanswered this long (s, at most 30): the module is lost.
+    command_timeout_s: Annotated[float, Field(gt=0, le=30)] = 5
+    #: A measurement with no result this long (s) after it started has failed; an adult
+    #: cuff stays inflated at most 180 s (IEC 80601-2-30).
+    measurement_timeout_s: Annotated[float, Field(gt=0, le=300)] = 150
 
     def interval_s(self, phase: Phase) -> float | None:
         minutes = {
@@ -235,17 +373,18 @@ class BaselineConfig(Strict):
     """The pre-dose baseline (DESIGN §5)."""
 
     #: BP baseline: the mean of the last this many pre-dose readings.
-    bp_readings: Annotated[int, Field(ge=1)] = 2
+    bp_readings: Annotated[int, Field(ge=1, le=10)] = 2
     #: SpO2 and PR baseline: medians of the valid values in this window before the dose.
-    window_min: Minutes = 5
+    window_min: Annotated[float, Field(gt=0, le=60)] = 5
 
 
 class DischargeConfig(Strict):
     """Discharge readiness (DESIGN §5): shown to the nurse, never acted on automatically."""
 
-    spo2_min_pct: float = 92
-    spo2_window_min: Minutes = 5
-    within_baseline_pct: Annotated[float, Field(gt=0)] = 20
+    spo2_min_pct: Annotated[float, Field(ge=SPO2_SCALE.low, le=SPO2_SCALE.high)] = 92
+    spo2_window_min: Annotated[float, Field(gt=0, le=60)] = 5
+    #: Wider than ±50 % of the baseline is no check at all.
+    within_baseline_pct: Annotated[float, Field(gt=0, le=50)] = 20
 
 
 class RouteTimeline(Strict):
@@ -328,15 +467,64 @@ def _describe(error: dict[str, Any]) -> str:
     return f"{error['msg']}{shown}"
 
 
+def _problems(error: dict[str, Any]) -> list[tuple[str, str]]:
+    """(dotted key, what is wrong) of one validation error; a model's check may name several."""
+    key = ".".join(str(part) for part in error["loc"])
+    found = error.get("ctx", {}).get("error")
+    if isinstance(found, KeyProblems):
+        return [(f"{key}.{inner}" if key else inner, problem) for inner, problem in found.problems]
+    return [(key or "(top level)", _describe(error))]
+
+
+def _over_defaults(default: object, given: object) -> object:
+    """`given` with what each of its tables leaves out taken from `default` (DESIGN §12).
+
+    `[alarms.spo2_low.medium] limit = 88` keeps the medium delay. A mapping of named entries
+    (devices, users, extra scenes) holds the entries the file names, each over its default.
+    """
+    if isinstance(given, dict) and isinstance(default, BaseModel):
+        fields = type(default).model_fields
+        merged = default.model_dump(mode="json")
+        for key, value in given.items():
+            merged[key] = _over_defaults(getattr(default, key) if key in fields else None, value)
+        return merged
+    if isinstance(given, dict) and isinstance(default, dict):
+        return {key: _over_defaults(default.get(key), value) for key, value in given.items()}
+    return given
+
+
+def _dates(data: object, key: str = "") -> list[str]:
+    """The dotted keys holding a TOML date or time: no setting is one, and JSON has none."""
+    if isinstance(data, dict):
+        return [k for name, value in data.items() for k in _dates(value, f"{key}{name}.")]
+    if isinstance(data, list):
+        return [k for i, value in enumerate(data) for k in _dates(value, f"{key}{i}.")]
+    dated = isinstance(data, dt.date | dt.time)
+    return [key.removesuffix(".")] if dated else []
+
+
 def parse_config(data: dict[str, Any], *, source: str) -> Config:
-    """Validate already-parsed TOML; raises `ConfigError` naming `source`, each key and problem."""
+    """Validate already-parsed TOML; raises `ConfigError` naming `source`, each key and problem.
+
+    TOML types are kept: `port = "8080"` or `enabled = 1` is refused, not converted (an int
+    is a float, as TOML writes `limit = 90`).
+    """
+    dated = _dates(data)
+    if dated:
+        raise ConfigError(
+            [f"{source}: {key}: a date or time is not a valid value here" for key in dated]
+        )
+    text = json.dumps(_over_defaults(Config(), data))
     try:
-        return Config.model_validate(data)
+        # JSON mode: strict types that still take a TOML array for a tuple and a string for
+        # an enum.
+        return Config.model_validate_json(text, strict=True)
     except ValidationError as exc:
-        problems = []
-        for error in exc.errors():
-            key = ".".join(str(part) for part in error["loc"]) or "(top level)"
-            problems.append(f"{source}: {key}: {_describe(dict(error))}")
+        problems = [
+            f"{source}: {key}: {problem}"
+            for error in exc.errors()
+            for key, problem in _problems(dict(error))
+        ]
         raise ConfigError(problems) from None
 
 

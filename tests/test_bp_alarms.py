@@ -128,6 +128,7 @@ def test_bp_low(sys, expected):
 
 
 def test_bp_low_clears_only_past_the_hysteresis():
+    """93 is not past 90 + 5; 95 is, and clears once held for `clear_delay_s` (DESIGN §5)."""
     m = monitor()
     dosed(m)
     out = bp(m, 1000.0, 85, 60) + bp(m, 1100.0, 93, 60) + bp(m, 1200.0, 95, 60)

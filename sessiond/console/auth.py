@@ -11,6 +11,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 import secrets
 import time
 from typing import TYPE_CHECKING
@@ -22,6 +23,7 @@ _SCHEME = "pbkdf2_sha256"
 _SALT_BYTES = 16
 #: Stored hashes asking for more work than this are refused rather than run (a typo of zeros).
 _MAX_ITERATIONS = 10_000_000
+_MAX_DIGEST_BYTES = 64
 
 #: How long a sign-in lasts: one long session day.
 TOKEN_TTL_S = 12 * 3600
@@ -37,16 +39,36 @@ def hash_password(password: str, *, iterations: int = 200_000) -> str:
     return f"{_SCHEME}${iterations}${salt.hex()}${digest.hex()}"
 
 
+def parse_password_hash(stored: str) -> tuple[int, bytes, bytes]:
+    """(iterations, salt, digest) of a stored hash; `ValueError` saying what is wrong with it."""
+    parts = stored.split("$")
+    if len(parts) != 4 or parts[0] != _SCHEME:  # noqa: PLR2004 - scheme, iterations, salt, hash
+        msg = f"not a {_SCHEME}$<iterations>$<salt hex>$<hash hex> hash"
+        raise ValueError(msg)
+    _, iterations_text, salt_hex, digest_hex = parts
+    # ASCII digits, and few: int() also takes "1_000", other scripts' digits and huge numbers.
+    iterations = int(iterations_text) if re.fullmatch(r"[0-9]{1,9}", iterations_text) else 0
+    if not 1 <= iterations <= _MAX_ITERATIONS:
+        msg = f"iterations must be a whole number in 1..{_MAX_ITERATIONS}"
+        raise ValueError(msg)
+    try:
+        salt = bytes.fromhex(salt_hex)
+        digest = bytes.fromhex(digest_hex)
+    except ValueError:
+        msg = "salt and hash must be hex, two digits a byte"
+        raise ValueError(msg) from None
+    # A longer digest multiplies the work of every sign-in.
+    if not salt or not 1 <= len(digest) <= _MAX_DIGEST_BYTES:
+        msg = f"salt must not be empty and the hash must be 1 to {_MAX_DIGEST_BYTES} bytes"
+        raise ValueError(msg)
+    return iterations, salt, digest
+
+
 def verify_password(password: str, stored: str) -> bool:
     """Whether `password` matches the `stored` hash; a malformed hash matches nothing."""
     try:
-        scheme, iterations_text, salt_hex, digest_hex = stored.split("$")
-        iterations = int(iterations_text)
-        salt = bytes.fromhex(salt_hex)
-        expected = bytes.fromhex(digest_hex)
+        iterations, salt, expected = parse_password_hash(stored)
     except ValueError:
-        return False
-    if scheme != _SCHEME or not 1 <= iterations <= _MAX_ITERATIONS or not expected:
         return False
     digest = hashlib.pbkdf2_hmac("sha256", password.encode(), salt, iterations, len(expected))
     return hmac.compare_digest(digest, expected)

@@ -8,6 +8,7 @@ which ends a reply cut short before it, as on the live link.
 
 from __future__ import annotations
 
+import functools
 import json
 from typing import TYPE_CHECKING, Any
 
@@ -49,7 +50,8 @@ def replay(
         name: d.discard_partial for name, d in decoders.items() if isinstance(d, AnswersCommands)
     }
     monitor = Monitor(config=config, streaming=streaming, nibp=nibp, start=0.0)
-    dumps = json.dumps
+    # Strict JSON: a NaN or infinity is a bug to raise, never a line consumers cannot parse.
+    dumps = functools.partial(json.dumps, allow_nan=False)
 
     def emit(events: list[Event]) -> None:
         for event in events:

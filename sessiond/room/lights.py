@@ -66,9 +66,9 @@ class _LightBase(Strict):
     min_mireds: int = Field(default=153, ge=50, le=1000)
     max_mireds: int = Field(default=500, ge=50, le=1000)
     #: Seconds between the daemon's steps of a long fade (each a native transition this long).
-    step_s: float = Field(default=5.0, gt=0)
+    step_s: float = Field(default=5.0, gt=0, le=60)
     #: Longest transition (s) the light is trusted to run itself; longer fades are stepped.
-    max_native_transition_s: float = Field(default=20.0, ge=0)
+    max_native_transition_s: float = Field(default=20.0, ge=0, le=3600)
 
     @model_validator(mode="after")
     def _ranges(self) -> _LightBase:

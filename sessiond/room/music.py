@@ -71,8 +71,9 @@ class MusicConfig(Strict):
     #: Music volume (% of the player's 0-100 scale) while ducked for an alarm; never above
     #: the phase's own volume.
     duck_volume_pct: int = Field(default=25, ge=0, le=100)
-    #: Seconds to duck: quick, so the room is quiet within about a second of an alarm.
-    duck_ramp_s: Seconds = 0.5
+    #: Seconds to duck: quick (at most 2), so the room is quiet within about a second of an
+    #: alarm.
+    duck_ramp_s: float = Field(default=0.5, ge=0, le=2)
     #: Seconds to come back from a duck: slow, so the return is not a jolt.
     restore_ramp_s: Seconds = 10.0
     #: libvlc options. The default keeps VLC's normal audio output (PulseAudio or ALSA) and

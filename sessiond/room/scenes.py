@@ -21,7 +21,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from sessiond.model import (
     AlarmTransition,
@@ -34,7 +34,7 @@ from sessiond.model import (
 )
 from sessiond.room.lights import KELVIN_MAX, KELVIN_MIN, LightTarget
 from sessiond.session.commands import CommandRejected
-from sessiond.settings import Strict
+from sessiond.settings import KeyProblems, Seconds, Strict
 from sessiond.status import RoomStatus
 
 if TYPE_CHECKING:
@@ -49,7 +49,6 @@ logger = logging.getLogger(__name__)
 
 Percent = Annotated[float, Field(ge=0, le=100)]
 Kelvin = Annotated[int, Field(ge=KELVIN_MIN, le=KELVIN_MAX)]
-Seconds = Annotated[float, Field(ge=0)]
 
 #: The scene of a room with no session running (or after one ended).
 IDLE = "idle"
@@ -78,11 +77,18 @@ class AlarmOverride(Strict):
     priorities: tuple[Literal["low", "medium", "high"], ...] = ("high",)
     light_pct: Percent = 100
     colour_temp_k: Kelvin = 4000
-    #: About a second: the nurse needs light now, not after a fade.
-    fade_s: Seconds = 0.5
+    #: About a second (at most 2): the nurse needs light now, not after a fade.
+    fade_s: Annotated[float, Field(ge=0, le=2)] = 0.5
     duck_music: bool = True
     #: Seconds back to the scene once the alarm is acknowledged or cleared.
     release_fade_s: Seconds = 20
+
+    @model_validator(mode="after")
+    def _high_takes_over(self) -> AlarmOverride:
+        # DESIGN §8: a high alarm always brings clinical light; `enabled = false` says "never".
+        if self.enabled and "high" not in self.priorities:
+            raise KeyProblems([("priorities", "must include 'high' while enabled")])
+        return self
 
 
 class ScenesConfig(Strict):
