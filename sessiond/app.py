@@ -305,6 +305,11 @@ class Daemon:
             self.bus.publish(fault)
 
     def _emit(self, events: list[Event]) -> None:
+        faults = self.monitor.alarms.faults
+        while faults:
+            part, exc = faults.pop(0)
+            logger.error("monitor: %s failed and is out of service; monitoring goes on: %r",
+                         part, exc, exc_info=exc)  # fmt: skip
         for event in events:
             self.bus.publish(event)
             if isinstance(event, NibpRequest):

@@ -40,7 +40,7 @@ from sessiond.session.rules import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
     from sessiond.config import AlarmsConfig
     from sessiond.model import Event
@@ -187,6 +187,9 @@ class AlarmEngine:
             if cfg.escalate_after_s is not None
         }
         self._escalate_due: dict[str, float] = {}
+        #: Rules that raised, taken out of service, and what they raised (for the log).
+        self.out_of_service: set[Rule] = set()
+        self.faults: list[tuple[str, Exception]] = []
         #: The device each shown technical alarm is about, for its cleared event.
         self._devices: dict[str, str] = {}
         self._escalated: set[str] = set()
@@ -196,7 +199,14 @@ class AlarmEngine:
     # Time ---------------------------------------------------------------------------------
 
     def next_due(self) -> float:
-        due = min((rule.next_due() for rule in self.rules), default=INF)
+        due = INF
+        for rule in self.rules:
+            try:
+                rule_due = rule.next_due()
+            except Exception as exc:  # noqa: BLE001  (a broken rule must not stop the others)
+                self._broken(rule, exc)
+                continue
+            due = min(due, rule_due)
         if self._escalate_due:
             due = min(due, *self._escalate_due.values())
         if self.paused_until is not None:
@@ -208,7 +218,10 @@ class AlarmEngine:
         out: list[Event] = []
         while (due := self.next_due()) <= now:
             for rule in self.rules:
-                rule.advance(due)
+                try:
+                    rule.advance(due)
+                except Exception as exc:  # noqa: BLE001
+                    self._broken(rule, exc)
             for alarm_id, at in list(self._escalate_due.items()):
                 if at <= due:
                     del self._escalate_due[alarm_id]
@@ -218,6 +231,26 @@ class AlarmEngine:
                 out.append(AudioPause(t=due, paused=False, reason="timeout"))
             out += self._transitions(due)
         return out
+
+    def _broken(self, rule: Rule, exc: Exception) -> None:
+        """A rule raised: take it out of service (it shows what it showed) and raise
+        `monitor_fault`, so that one fault never stops the other rules or the timer."""
+        if rule in self.rules:
+            self.rules.remove(rule)
+        if rule in self.limits:
+            self.limits.remove(rule)
+        self.out_of_service.add(rule)
+        self.faults.append((rule.alarm_id, exc))
+        if rule is not self.reported["monitor_fault"]:
+            self.reported["monitor_fault"].set(active=True)
+
+    def _observe(self, rule: Rule, observe: Callable[[], None]) -> None:
+        if rule in self.out_of_service:
+            return
+        try:
+            observe()
+        except Exception as exc:  # noqa: BLE001
+            self._broken(rule, exc)
 
     # Session ------------------------------------------------------------------------------
 
@@ -354,38 +387,46 @@ class AlarmEngine:
         silence.frame(r.t)
         flags = int(r.flags)  # plain int: IntFlag operators are slow on this path
         valid = not flags & _INVALID_FOR_ALARMS
+        t = r.t
         for rule in self.limits:
-            rule.observe(r.t, getattr(r, rule.param), valid=valid)
+            try:
+                rule.observe(t, getattr(r, rule.param), valid=valid)
+            except Exception as exc:  # noqa: BLE001
+                self._broken(rule, exc)
         # Frames that keep saying "no value" (dashes, 127/511) mean no finger even when the
         # device sets no flag: the device is connected, the sensor is not on a patient. A
         # pulse rate without SpO2 is no SpO2 monitoring either (DESIGN §5).
-        self.sensor_off.device = r.device
-        self.sensor_off.observe(r.t, bool(flags & _PROBE_OFF) or r.spo2 is None)
-        self.signal_poor.device = r.device
-        self.signal_poor.observe(r.t, bool(flags & POOR_SIGNAL))
+        off, poor = self.sensor_off, self.signal_poor
+        off.device = poor.device = r.device
+        self._observe(off, lambda: off.observe(t, bool(flags & _PROBE_OFF) or r.spo2 is None))
+        self._observe(poor, lambda: poor.observe(t, bool(flags & POOR_SIGNAL)))
         if valid and not self.dosed and self.phase is Phase.BASELINE:
-            self.baseline.add_oximetry(r.t, r.spo2, r.pr)
-        return self._transitions(r.t)
+            self.baseline.add_oximetry(t, r.spo2, r.pr)
+        return self._transitions(t)
 
     def _on_bp(self, r: Reading) -> list[Event]:
         t, sys, dia = r.t, r.sys, r.dia
+        error, observe = self.nibp_error, self._observe
         if sys is None or dia is None or r.flags & _INVALID_FOR_ALARMS:
             # A measurement that produced no values: it failed.
-            self.nibp_error.failed(self.phase)
+            observe(error, lambda: error.failed(self.phase))
             return self._transitions(t)
-        self.nibp_error.measured()
-        self.nibp_overdue.measured(t)
-        self.bp_low.observe(t, sys, valid=True)
-        self.bp_high.observe(t, sys, dia)
+        observe(error, error.measured)
+        overdue, low, high = self.nibp_overdue, self.bp_low, self.bp_high
+        observe(overdue, lambda: overdue.measured(t))
+        observe(low, lambda: low.observe(t, sys, valid=True))
+        observe(high, lambda: high.observe(t, sys, dia))
         if self.dosed:
             baseline = self.baseline.bp()
             if baseline is not None:
-                self.bp_rise.observe(t, sys, dia, baseline=baseline)
+                rise = self.bp_rise
+                observe(rise, lambda: rise.observe(t, sys, dia, baseline=baseline))
         elif self.phase is Phase.BASELINE:
             self.baseline.add_bp(sys, dia)
             so_far = self.baseline.bp()
             if so_far is not None:
-                self.dose_gate.observe(t, so_far)
+                gate = self.dose_gate
+                observe(gate, lambda: gate.observe(t, so_far))
         return self._transitions(t)
 
     def device_status(self, t: float, device: str, *, connected: bool) -> list[Event]:
@@ -410,8 +451,14 @@ class AlarmEngine:
             device: str | None = None
             # Several rules may share an id (one silence rule per device): the most urgent
             # wins, and an active one over a latched one of the same priority.
+            failed = False
             for rule in rules:
-                display = rule.display()
+                try:
+                    display = rule.display()
+                except Exception as exc:  # noqa: BLE001
+                    self._broken(rule, exc)
+                    failed = True
+                    continue
                 if display is not None and (
                     shown is None
                     or (display.priority, display.state is AlarmState.ACTIVE)
@@ -419,6 +466,8 @@ class AlarmEngine:
                 ):
                     shown, device = display, rule.device
             before = self._showing.get(alarm_id)
+            if failed and shown is None:
+                continue  # what a broken rule showed stays shown: never a silent clear
             if shown is None:
                 after = None
             elif alarm_id in self._escalated:

@@ -37,6 +37,8 @@ class DischargeCheck:
         self._pr: float | None = None
         self._next_eval = -INF
         self._last_eval = -INF
+        #: It raised once: out of service (readiness is advice; `monitor_fault` says so).
+        self.broken = False
 
     def reset(self) -> None:
         self.ready, self.unmet, self._earliest = False, (), None
@@ -72,7 +74,7 @@ class DischargeCheck:
 
     def next_due(self) -> float:
         """When a criterion may next change without a reading (None of them once ready)."""
-        if self._earliest is None or self.ready:
+        if self._earliest is None or self.ready or self.broken:
             return INF
         times = [self._earliest]
         if self._spo2_ok_since is not None:

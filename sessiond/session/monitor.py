@@ -88,11 +88,20 @@ class Monitor:
             if self.schedule is not None:
                 # Before the phase change: a reading due at a boundary is not skipped by the
                 # next phase's longer interval.
-                out += self.schedule.advance(due)
+                try:
+                    out += self.schedule.advance(due)
+                except Exception as exc:  # noqa: BLE001  (the alarms must still advance)
+                    out += self._broken("BP schedule", exc, due)
+                    self.schedule = None
             out += self._phase_events(self.timeline.advance(due))
             out += self._after_alarms(self.alarms.advance(due))
             out += self._readiness(due)
         return out
+
+    def _broken(self, part: str, exc: Exception, t: float) -> list[Event]:
+        """A part that raised is out of service; `monitor_fault` says so (and the log)."""
+        self.alarms.faults.append((part, exc))
+        return self.alarms.report(t, "monitor_fault", active=True)
 
     def on_reading(self, reading: Reading) -> list[Event]:
         """Evaluate a reading; call `advance(reading.t)` first so that earlier deadlines fire."""
@@ -300,7 +309,13 @@ class Monitor:
         if not self.running:
             self.discharge.reset()
             return []
-        event = self.discharge.evaluate(
-            t, alarms_shown=self.alarms.any_shown(), baseline=self.alarms.baseline.captured
-        )
+        if self.discharge.broken:
+            return []
+        try:
+            event = self.discharge.evaluate(
+                t, alarms_shown=self.alarms.any_shown(), baseline=self.alarms.baseline.captured
+            )
+        except Exception as exc:  # noqa: BLE001  (readiness is advice; alarms go on)
+            self.discharge.broken = True
+            return self._broken("discharge readiness", exc, t)
         return [] if event is None else [event]
