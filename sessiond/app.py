@@ -36,6 +36,7 @@ from sessiond.room.lights import LightDriver
 from sessiond.room.mqtt import MqttBridge
 from sessiond.room.music import MusicPlayer
 from sessiond.room.scenes import RoomController
+from sessiond.service import ServiceNotifier
 from sessiond.session.alarms import INF
 from sessiond.session.commands import CommandRejected
 from sessiond.session.monitor import Monitor
@@ -397,11 +398,15 @@ class Daemon:
             for name, link in self.links.items()
         ]
         self._reschedule()
+        service = ServiceNotifier()
         try:
             if on_ready is not None:
                 on_ready(self)
+            service.ready(status=f"room {self.config.room.id}: monitoring")
             await asyncio.gather(*links)
         finally:
+            service.stopping()
+            service.close()
             for nibp_link in self.nibp.values():
                 await nibp_link.close()
             for task in links:

@@ -322,13 +322,22 @@ _COMMANDS = {
 }
 
 
+def _setup_logging(*, verbose: bool) -> None:
+    """To the journal as structured entries under systemd, else lines on stderr."""
+    level = logging.DEBUG if verbose else logging.INFO
+    from sessiond.service import JournalHandler, journal_wanted
+
+    if journal_wanted():
+        logging.basicConfig(level=level, handlers=[JournalHandler()])
+        return
+    logging.basicConfig(
+        level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    _setup_logging(verbose=args.verbose)
     try:
         return _COMMANDS[args.command](args)
     except ConfigError as exc:
