@@ -8,6 +8,7 @@ import contextlib
 import getpass
 import logging
 import math
+import re
 import signal
 import sys
 from pathlib import Path
@@ -193,7 +194,43 @@ def build_parser() -> argparse.ArgumentParser:
         description="Read a password (twice) and print the hash to put in "
         "[console.users.NAME] password_hash.",
     )
+    _add_install_commands(sub)
     return parser
+
+
+def _add_install_commands(sub: Any) -> None:  # noqa: ANN401  (argparse's private type)
+    init = sub.add_parser(
+        "init",
+        help="write a commented config and a first nurse user, for an installation",
+        description="Write DIR/sessiond.toml: the room, a first nurse user (asked for, the "
+        "password hashed) and the serial ports found under /dev/serial/by-id with a guess at "
+        "each device's protocol (oximeters are only listened to).",
+    )
+    init.add_argument("--dir", type=Path, default=Path(), help="where to write (default .)")
+    init.add_argument("--room", default="room-1", help="the room id (default room-1)")
+    init.add_argument("--user", default=None, help="the first nurse user (asked if absent)")
+    init.add_argument(
+        "--password-stdin", action="store_true", help="read the password from standard input"
+    )
+    init.add_argument(
+        "--records", type=Path, default=None, help="the record database (default DIR/...)"
+    )
+    init.add_argument(
+        "--serial-dir",
+        type=Path,
+        default=Path("/dev/serial/by-id"),
+        help="where to look for serial ports (default /dev/serial/by-id)",
+    )
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    backup = sub.add_parser(
+        "backup",
+        help="copy the record safely while the daemon runs",
+        description="Copy the record database ([records] path) to OUT with SQLite's online "
+        "backup, then check the copy.",
+    )
+    backup.add_argument("--config", type=Path, default=None, help="TOML configuration file")
+    backup.add_argument("--out", type=Path, required=True, help="the new backup file")
 
 
 def _load(path: Path | None) -> Config:
@@ -269,6 +306,62 @@ def _cmd_hash_password(_: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_init(args: argparse.Namespace) -> int:
+    from sessiond.console.auth import hash_password
+    from sessiond.install import find_ports, write_config
+
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", args.room):
+        print(f"sessiond init: --room {args.room!r}: letters, digits, - and _", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    user = args.user or input("first nurse user: ").strip()
+    if not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", user):
+        print(f"sessiond init: user {user!r}: letters, digits, . - and _", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {user}: ")
+        if getpass.getpass("again: ") != password:
+            print("sessiond init: the two entries differ", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    if len(password) < 8:  # noqa: PLR2004
+        print("sessiond init: use a password of at least 8 characters", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"looking for serial devices in {args.serial_dir} ...", flush=True)
+    ports = find_ports(args.serial_dir)
+    try:
+        path = write_config(
+            args.dir,
+            room_id=args.room,
+            user=user,
+            password_hash=hash_password(password),
+            ports=ports,
+            records_path=args.records,
+            force=args.force,
+        )
+    except OSError as exc:
+        print(f"sessiond init: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    load_config(path)  # what was written is a valid configuration
+    print(f"wrote {path}; check it with: sessiond check-config {path}")
+    return EXIT_OK
+
+
+def _cmd_backup(args: argparse.Namespace) -> int:
+    import sqlite3
+
+    from sessiond.install import backup
+
+    config = _load(args.config)
+    try:
+        sessions = backup(Path(config.records.path), args.out)
+    except (OSError, sqlite3.Error) as exc:
+        print(f"sessiond backup: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    print(f"{args.out}: {sessions} sessions, integrity ok")
+    return EXIT_OK
+
+
 def _cmd_demo(args: argparse.Namespace) -> int:
     from sessiond.app import run_demo
 
@@ -319,6 +412,8 @@ _COMMANDS = {
     "replay": _cmd_replay,
     "check-config": _cmd_check_config,
     "hash-password": _cmd_hash_password,
+    "init": _cmd_init,
+    "backup": _cmd_backup,
 }
 
 
