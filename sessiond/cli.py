@@ -6,20 +6,23 @@ import argparse
 import asyncio
 import contextlib
 import getpass
+import json
 import logging
 import math
+import os
 import re
 import signal
 import sys
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from sessiond import __version__
 from sessiond.config import ConfigError, load_config
 from sessiond.model import Route
 
 if TYPE_CHECKING:
-    from collections.abc import Coroutine, Sequence
+    from collections.abc import Callable, Coroutine, Iterator, Sequence
 
     from sessiond.config import Config
 
@@ -188,6 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.add_argument("file", type=Path, help="TOML configuration file")
 
+    _add_record_commands(sub)
+
     sub.add_parser(
         "hash-password",
         help="hash a console password for [console.users]",
@@ -198,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_install_commands(sub: Any) -> None:  # noqa: ANN401  (argparse's private type)
+def _add_install_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
     init = sub.add_parser(
         "init",
         help="write a commented config and a first nurse user, for an installation",
@@ -231,6 +236,86 @@ def _add_install_commands(sub: Any) -> None:  # noqa: ANN401  (argparse's privat
     )
     backup.add_argument("--config", type=Path, default=None, help="TOML configuration file")
     backup.add_argument("--out", type=Path, required=True, help="the new backup file")
+
+
+def _add_record_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
+    """`sessions`, `export`, `report` and `purge`: the record (DESIGN §10, §12)."""
+    config_help = (
+        "TOML configuration file; its [records] path is the record (default ./sessiond.sqlite)"
+    )
+    sessions = sub.add_parser(
+        "sessions",
+        help="list the sessions in the record",
+        description="List the sessions in the record: id, room, start, route, dose, end, "
+        "duration, alarm occurrences by highest priority (high/medium/low), discharge "
+        "readiness at the end and monitoring gaps. Times are local.",
+    )
+    sessions.add_argument(
+        "--since",
+        metavar="DATE",
+        help="only sessions started at or after DATE (YYYY-MM-DD, or "
+        "an ISO date-time; local time unless it has an offset)",
+    )
+    sessions.add_argument("--room", metavar="ID", help="only the sessions of this room")
+    sessions.add_argument("--config", type=Path, default=None, help=config_help)
+
+    export = sub.add_parser(
+        "export",
+        help="one session's record as CSV, JSON or FHIR R4",
+        description="Write one session's record: readings, BP, alarm transitions with values "
+        "and limits, nurse actions with users, notes, phases, scene changes, gaps. csv: one "
+        "table in time order; json: the session and each table; fhir: a FHIR R4 transaction "
+        "Bundle (Encounter, Procedure, Devices, LOINC-coded vital-sign Observations).",
+    )
+    export.add_argument("session", metavar="SESSION", help="session id (or a unique prefix)")
+    export.add_argument("--format", choices=("csv", "json", "fhir"), required=True)
+    export.add_argument("--out", type=Path, default=None, help="write here instead of stdout")
+    export.add_argument("--config", type=Path, default=None, help=config_help)
+    export.add_argument(
+        "--patient-ref",
+        default=None,
+        metavar="REF",
+        help="fhir: the patient every resource refers to, e.g. Patient/123 (default "
+        "Patient/unmapped, a placeholder for the clinic's integration to map; the record names "
+        "no patient)",
+    )
+    export.add_argument(
+        "--fhir-every",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="fhir: one oximetry reading (SpO2, pulse rate) per this many seconds, the first "
+        "valid one of each window (default 60; 0: every reading); every BP reading is exported",
+    )
+
+    report = sub.add_parser(
+        "report",
+        help="the printable HTML report of one session",
+        description="Write one session's report: a single self-contained HTML file (charts "
+        "inline, no script) to open in a browser and print. It holds the SPRAVATO REMS "
+        "monitoring-form values, the timeline, SpO2 / pulse / BP charts, the baseline, the "
+        "alarm and action log, notes, checklists and discharge readiness.",
+    )
+    report.add_argument("session", metavar="SESSION", help="session id (or a unique prefix)")
+    report.add_argument(
+        "--out", type=Path, default=None, metavar="FILE.html", help="write here instead of stdout"
+    )
+    report.add_argument("--config", type=Path, default=None, help=config_help)
+
+    purge = sub.add_parser(
+        "purge",
+        help="delete sessions that ended before a date",
+        description="Delete every session that ended before DATE, with all it recorded, and "
+        "rows of no session from before DATE. Open sessions are kept. Without --before, the "
+        "cutoff is [records] keep_days ago. The daemon may keep running.",
+    )
+    purge.add_argument(
+        "--before",
+        metavar="DATE",
+        help="cutoff (YYYY-MM-DD, or an ISO date-time; local time unless it has an offset)",
+    )
+    purge.add_argument("--dry-run", action="store_true", help="say what would go; delete nothing")
+    purge.add_argument("--config", type=Path, default=None, help=config_help)
 
 
 def _load(path: Path | None) -> Config:
@@ -405,12 +490,184 @@ def _cmd_sim(args: argparse.Namespace) -> int:
     )
 
 
+def _when(text: str, option: str) -> datetime:
+    """A date (local midnight) or an ISO date-time (local unless it has an offset)."""
+    try:
+        if len(text) == len("YYYY-MM-DD"):
+            return datetime.combine(date.fromisoformat(text), time()).astimezone()
+        return datetime.fromisoformat(text).astimezone()
+    except ValueError:
+        msg = f"{option}: not a date (YYYY-MM-DD) or an ISO date-time: {text!r}"
+        raise ConfigError([msg]) from None
+
+
+def _record_command(name: str, config: Config, run: Callable[[Path], int]) -> int:
+    """Run a record command on `[records] path`; an unusable record is one line and exit 2."""
+    import sqlite3
+
+    from sessiond.records.sessions import SessionNotFound
+    from sessiond.records.store import RecordError
+
+    path = Path(config.records.path)
+    try:
+        return run(path)
+    except SessionNotFound as exc:
+        print(f"sessiond {name}: {path}: {exc}", file=sys.stderr)
+    except RecordError as exc:
+        print(f"sessiond {name}: {exc}", file=sys.stderr)
+    except sqlite3.DatabaseError as exc:
+        print(
+            f"sessiond {name}: {path}: the record is damaged ({exc}); restore it from a backup",
+            file=sys.stderr,
+        )
+    except OSError as exc:
+        print(f"sessiond {name}: {exc.filename or path}: {exc.strerror or exc}", file=sys.stderr)
+    return EXIT_BAD_INPUT
+
+
+@contextlib.contextmanager
+def _output(out: Path | None, *, newline: str | None = None) -> Iterator[TextIO]:
+    """`--out FILE` (written whole or not at all), or stdout; a reader that goes away early
+    (`| head`) is not an error."""
+    if out is not None:
+        partial = out.with_name(f".{out.name}.partial")
+        try:
+            with partial.open("w", encoding="utf-8", newline=newline) as stream:
+                yield stream
+            partial.replace(out)
+        finally:
+            partial.unlink(missing_ok=True)
+        return
+    try:
+        yield sys.stdout
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+
+def _cmd_sessions(args: argparse.Namespace) -> int:
+    since = None if args.since is None else _when(args.since, "--since")
+
+    def run(path: Path) -> int:
+        from sessiond.records.sessions import listing, open_record
+
+        rows = listing(open_record(path), since=since, room=args.room)
+        if len(rows) == 1:
+            print(f"no sessions in {path}" + (" that match" if since or args.room else ""))
+            return EXIT_OK
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            print("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip())
+        return EXIT_OK
+
+    return _record_command("sessions", _load(args.config), run)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from sessiond.records import fhir
+
+    patient_ref = args.patient_ref or fhir.DEFAULT_PATIENT_REF
+    if not fhir.valid_patient_ref(patient_ref):
+        msg = f"--patient-ref: not a FHIR reference such as Patient/123: {patient_ref!r}"
+        raise ConfigError([msg])
+
+    def run(path: Path) -> int:
+        from sessiond.clock import utc_now
+        from sessiond.records.export import Progress, row_count, write_csv, write_json
+        from sessiond.records.sessions import find_session, load_session, open_record
+
+        db = open_record(path)
+        record = load_session(db, find_session(db, args.session))
+        progress = None
+        if sys.stderr.isatty() and (args.out is not None or not sys.stdout.isatty()):
+            label = f"export {record.session.id}"
+            progress = Progress(row_count(record), sys.stderr, label=label)
+        with _output(args.out, newline="" if args.format == "csv" else None) as out:
+            if args.format == "csv":
+                write_csv(record, out, progress=progress)
+            elif args.format == "json":
+                write_json(record, out, progress=progress)
+            else:
+                every = fhir.DEFAULT_EVERY_S if args.fhir_every is None else args.fhir_every
+                bundle = fhir.bundle(record, now=utc_now(), patient_ref=patient_ref, every_s=every)
+                json.dump(bundle, out, indent=1, ensure_ascii=False)
+                out.write("\n")
+        if progress is not None:
+            progress.finish()
+        return EXIT_OK
+
+    return _record_command("export", _load(args.config), run)
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    def run(path: Path) -> int:
+        from sessiond.clock import utc_now
+        from sessiond.records.report import report_html
+        from sessiond.records.sessions import find_session, load_session, open_record
+
+        db = open_record(path)
+        record = load_session(db, find_session(db, args.session))
+        text = report_html(record, generated=utc_now())
+        with _output(args.out) as out:
+            out.write(text)
+        return EXIT_OK
+
+    return _record_command("report", _load(args.config), run)
+
+
+def _cmd_purge(args: argparse.Namespace) -> int:
+    config = _load(args.config)
+    now = datetime.now(UTC)
+    if args.before is not None:
+        before = _when(args.before, "--before")
+    elif config.records.keep_days > 0:
+        before = now - timedelta(days=config.records.keep_days)
+    else:
+        msg = "--before: required unless [records] keep_days is set (0 keeps every record)"
+        raise ConfigError([msg])
+    if before > now:
+        raise ConfigError([f"--before: {args.before} is in the future; nothing ends after now"])
+
+    def run(path: Path) -> int:
+        from sessiond.records.retention import purge
+        from sessiond.records.sessions import clock_text
+
+        plan = purge(path, before=before, dry_run=args.dry_run)
+        verb = "would delete" if args.dry_run else "deleted"
+        n = len(plan.sessions)
+        print(
+            f"{path}: {verb} {n} session{'s' * (n != 1)} that ended before "
+            f"{clock_text(before)}" + (" (dry run: nothing deleted)" if args.dry_run else "")
+        )
+        for sid, room, started, ended in plan.sessions:
+            start, end = datetime.fromisoformat(started), datetime.fromisoformat(ended)
+            print(f"  {sid}  {room}  {clock_text(start)} to {clock_text(end)}")
+        print("  rows: " + ", ".join(f"{count} {table}" for table, count in plan.rows.items()))
+        if plan.kept_open:
+            print(f"  kept, still open: {', '.join(plan.kept_open)}")
+        if not args.dry_run:
+            logger.info(
+                "purge: %d sessions that ended before %s deleted from %s: %s",
+                n,
+                before.isoformat(),
+                path,
+                ", ".join(s[0] for s in plan.sessions),
+            )
+        return EXIT_OK
+
+    return _record_command("purge", config, run)
+
+
 _COMMANDS = {
     "demo": _cmd_demo,
     "run": _cmd_run,
     "sim": _cmd_sim,
     "replay": _cmd_replay,
     "check-config": _cmd_check_config,
+    "sessions": _cmd_sessions,
+    "export": _cmd_export,
+    "report": _cmd_report,
+    "purge": _cmd_purge,
     "hash-password": _cmd_hash_password,
     "init": _cmd_init,
     "backup": _cmd_backup,

@@ -416,6 +416,9 @@ class TimelineConfig(Strict):
 
 class RecordsConfig(Strict):
     path: str = "sessiond.sqlite"
+    #: `sessiond purge` without `--before` deletes sessions that ended more than this many
+    #: days ago; 0 keeps every record (the daemon itself never deletes).
+    keep_days: Annotated[int, Field(ge=0)] = 0
 
 
 class SimConfig(Strict):
