@@ -349,6 +349,9 @@ class Recorder:
                 if event.action == "dose":
                     return [action, (_DOSE, (event.t, wall, sid))]
                 if event.action == "session_end":
+                    # What comes after the end (the next patient's readings before a new
+                    # start) belongs to no session.
+                    self._session_id = None
                     return [action, (_END, (event.t, wall, sid))]
                 return [action]
             case DeviceStatus():
