@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
 from pydantic import Field
 
+from sessiond import shipped
 from sessiond.room.ambient import ensure_library
 from sessiond.room.playlist import Entry, Playlist, find_playlist, load_playlist
 from sessiond.settings import Seconds, Strict
@@ -59,10 +60,11 @@ class MusicConfig(Strict):
     #: False: never load libvlc; the music is reported as disabled.
     enabled: bool = True
     #: Directory of the playlists, one `<phase>.m3u` (or `.m3u8`) per phase; relative paths
-    #: are taken from the daemon's working directory.
-    playlists_dir: str = "playlists"
-    #: Write the shipped ambient tracks to `<playlists_dir>/audio` at start when missing
-    #: (a few seconds the first time); false when the playlists are the clinic's own music.
+    #: are taken from the daemon's working directory. Empty: the shipped playlists, played
+    #: from a copy in the cache directory beside the ambient tracks made for them.
+    playlists_dir: str = ""
+    #: Write the shipped ambient tracks to `<playlists>/audio` at start when missing (a few
+    #: seconds the first time); false when the playlists are the clinic's own music.
     generate_ambient: bool = True
     #: Seconds a phase change takes: the old playlist fades out while the new one fades in.
     crossfade_s: Seconds = 8.0
@@ -80,6 +82,21 @@ class MusicConfig(Strict):
     #: drops video and console chatter. Headless tests and CI use
     #: `["--aout=alsa", "--alsa-audio-device=null", "--no-video", "--quiet"]`.
     vlc_args: tuple[str, ...] = ("--no-video", "--quiet")
+
+
+#: Where the shipped playlists are played from: a copy beside the ambient tracks made for
+#: them, since the package itself may be read-only.
+AMBIENT_DIR = shipped.cache_dir() / "ambient"
+
+
+def copy_shipped_playlists(directory: Path) -> None:
+    """Put the shipped playlists in `directory` (kept up to date with the package's)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for playlist in shipped.playlists_dir().glob("*.m3u"):
+        target = directory / playlist.name
+        text = playlist.read_bytes()
+        if not target.exists() or target.read_bytes() != text:
+            target.write_bytes(text)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -212,7 +229,7 @@ class MusicPlayer:
         self._step_s = step_s
         self._call_timeout_s = call_timeout_s
         self._on_change = on_change
-        self._dir = Path(config.playlists_dir)
+        self._dir = Path(config.playlists_dir) if config.playlists_dir else AMBIENT_DIR
         self._worker = _Worker("sessiond-music")
         self._loop: asyncio.AbstractEventLoop | None = None
         self._vlc: VlcObject = None
@@ -272,7 +289,7 @@ class MusicPlayer:
         self._available = True
         self._reason = None
         logger.info("music: libvlc ready (options %s)", " ".join(self._config.vlc_args) or "none")
-        if self._config.generate_ambient:
+        if self._config.generate_ambient or not self._config.playlists_dir:
             self._library = self._loop.create_task(
                 self._write_library(), name="sessiond.music.library"
             )
@@ -640,6 +657,10 @@ class MusicPlayer:
     async def _write_library(self) -> None:
         directory = self._dir / "audio"
         try:
+            if not self._config.playlists_dir:
+                await asyncio.to_thread(copy_shipped_playlists, self._dir)
+            if not self._config.generate_ambient:
+                return
             written = await asyncio.to_thread(ensure_library, directory)
         except Exception:  # a read-only disk must not stop the daemon; `play` names the files
             logger.exception("music: cannot write the ambient tracks to %s", directory)
