@@ -147,6 +147,7 @@ class Daemon:
         self.console_port: int | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due = INF
+        self._stopping = False
 
     # SessionControl -------------------------------------------------------------------
 
@@ -322,6 +323,8 @@ class Daemon:
 
     def _reschedule(self) -> None:
         """Arm one loop timer at the monitor's next deadline (delays, phases, silence)."""
+        if self._stopping:
+            return
         try:
             due = self.monitor.next_due()
         except Exception:
@@ -407,13 +410,16 @@ class Daemon:
         finally:
             service.stopping()
             service.close()
+            # Monitoring stops first: links closing on purpose are not a device lost.
+            self._stopping = True
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
             for nibp_link in self.nibp.values():
                 await nibp_link.close()
             for task in links:
                 task.cancel()
             await asyncio.gather(*links, return_exceptions=True)
-            if self._timer is not None:
-                self._timer.cancel()
             await runner.cleanup()
             self.bus.close()
             await asyncio.gather(room, return_exceptions=True)

@@ -12,12 +12,16 @@ import json
 import os
 import signal
 import sqlite3
-import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import pytest
+
+from tests.test_run_sim import line_starting, process
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
 
 pytestmark = pytest.mark.e2e
 
@@ -41,7 +45,7 @@ ramp_s = 3
 
 
 @contextlib.asynccontextmanager
-async def demo(tmp_path: Path):
+async def demo(tmp_path: Path) -> AsyncIterator[asyncio.subprocess.Process]:
     (tmp_path / "e2e.toml").write_text(SCENARIO)
     config = tmp_path / "room.toml"
     config.write_text(
@@ -49,28 +53,13 @@ async def demo(tmp_path: Path):
         f"[records]\npath = '{tmp_path / 'records.sqlite'}'\n"
         f"[sim]\nscenario = '{tmp_path / 'e2e.toml'}'\n"
     )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sessiond", "demo", "--speed", str(SPEED), "--config", str(config),
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, cwd=tmp_path,
-        start_new_session=True,
-    )  # fmt: skip
-    try:
+    async with process("demo", "--speed", str(SPEED), "--config", str(config),
+                       cwd=tmp_path) as proc:  # fmt: skip
         yield proc
-    finally:
-        if proc.returncode is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGKILL)
-            await proc.wait()
 
 
 async def console_url(proc: asyncio.subprocess.Process) -> str:
-    assert proc.stdout is not None
-    async with asyncio.timeout(30):
-        while line := (await proc.stdout.readline()).decode():
-            if line.startswith("console: "):
-                return line.split()[1].rstrip("/")
-    stderr = await proc.stderr.read() if proc.stderr else b""
-    pytest.fail(f"demo printed no console address: {stderr.decode()[-2000:]}")
+    return (await line_starting(proc, "console: ")).split()[1].rstrip("/")
 
 
 async def next_matching(ws: aiohttp.ClientWebSocketResponse, predicate) -> dict[str, Any]:

@@ -20,12 +20,20 @@ import pytest
 pytestmark = pytest.mark.e2e
 
 
+#: Where each started process writes its log (by pid): a file, not a pipe, so that a chatty
+#: process never blocks on a full pipe nobody reads (and `wait()` never waits for a reader).
+_LOGS: dict[int, Path] = {}
+
+
 @contextlib.asynccontextmanager
 async def process(*args: str, cwd: Path):
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "sessiond", *args, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE, cwd=cwd, start_new_session=True,
-    )  # fmt: skip
+    log = cwd / f"{args[0]}-{len(_LOGS)}.log"
+    with log.open("wb") as stderr:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "sessiond", *args, stdout=asyncio.subprocess.PIPE,
+            stderr=stderr, cwd=cwd, start_new_session=True,
+        )  # fmt: skip
+    _LOGS[proc.pid] = log
     try:
         yield proc
     finally:
@@ -35,14 +43,18 @@ async def process(*args: str, cwd: Path):
             await proc.wait()
 
 
+def log_of(proc: asyncio.subprocess.Process) -> str:
+    """What the process logged so far (its stderr)."""
+    return _LOGS[proc.pid].read_text(errors="replace")
+
+
 async def line_starting(proc: asyncio.subprocess.Process, prefix: str) -> str:
     assert proc.stdout is not None
     async with asyncio.timeout(30):
         while line := (await proc.stdout.readline()).decode():
             if line.startswith(prefix):
                 return line.strip()
-    stderr = await proc.stderr.read() if proc.stderr else b""
-    pytest.fail(f"no line starting {prefix!r}: {stderr.decode()[-2000:]}")
+    pytest.fail(f"no line starting {prefix!r}: {log_of(proc)[-2000:]}")
 
 
 async def stop(proc: asyncio.subprocess.Process) -> int:

@@ -25,6 +25,7 @@ import contextlib
 import dataclasses
 import functools
 import logging
+import os
 import queue
 import threading
 from dataclasses import dataclass
@@ -96,7 +97,10 @@ def copy_shipped_playlists(directory: Path) -> None:
         target = directory / playlist.name
         text = playlist.read_bytes()
         if not target.exists() or target.read_bytes() != text:
-            target.write_bytes(text)
+            # Whole or not at all: another room's daemon on this machine may be reading it.
+            partial = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+            partial.write_bytes(text)
+            partial.replace(target)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
