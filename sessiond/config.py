@@ -277,6 +277,9 @@ class TimelineConfig(Strict):
 
 class RecordsConfig(Strict):
     path: str = "sessiond.sqlite"
+    #: Readings held in memory while the record cannot be written (≈ 0.2 KB each, 0.6 KB
+    #: with a pleth waveform); past it the oldest are dropped, counted and recorded.
+    buffer_readings: int = Field(default=100_000, ge=100, le=10_000_000)
 
 
 class SimConfig(Strict):
