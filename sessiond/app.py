@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import secrets
+import sqlite3
 import sys
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from sessiond.bus import Bus
 from sessiond.clock import LoopClock
-from sessiond.config import ConsoleUser
+from sessiond.config import ConfigError, ConsoleUser
 from sessiond.console.auth import hash_password
 from sessiond.console.server import create_console_app, start_console
 from sessiond.devices import make_decoder
@@ -31,20 +34,22 @@ from sessiond.model import (
     Priority,
 )
 from sessiond.records.capture import CaptureWriter
-from sessiond.records.store import Recorder
+from sessiond.records.store import Recorder, RecordError
 from sessiond.room.lights import LightDriver
 from sessiond.room.mqtt import MqttBridge
 from sessiond.room.music import MusicPlayer
 from sessiond.room.scenes import RoomController
 from sessiond.service import ServiceNotifier
 from sessiond.session.alarms import INF
-from sessiond.session.commands import CommandRejected
+from sessiond.session.commands import CommandRejected, RecordUnavailable
 from sessiond.session.monitor import Monitor
 from sessiond.status import RoomStatus
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
     from pathlib import Path
+
+    from aiohttp import web
 
     from sessiond.config import Config
     from sessiond.model import Event, NibpFailed, Reading, Route
@@ -55,8 +60,6 @@ logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 
-#: The recorder's queue: it must never lose a reading to a slow disk for a few minutes.
-RECORDER_QUEUE = 100_000
 #: An open session older than this is not resumed after a restart: it was left open.
 RESUME_MAX_AGE_S = 24 * 3600.0
 #: The user the demo creates when the configuration names none.
@@ -112,14 +115,22 @@ class Daemon:
         for name, nibp_link in self.nibp.items():
             self.links[name].on_open = nibp_link.on_open
             self.links[name].on_fed = nibp_link.on_fed
-        self.recorder = Recorder(path=config.records.path, clock=clock, room_id=config.room.id)
+        self.recorder = Recorder(
+            path=config.records.path,
+            clock=clock,
+            room_id=config.room.id,
+            speed=clock.speed,
+            on_fault=self._on_record_fault,
+        )
         # The room: lights over MQTT (when configured), music on libvlc (loaded lazily).
         self.music = (
             MusicPlayer(config.music, clock=clock, on_change=self._on_music)
             if config.music.enabled
             else None
         )
-        self._music_available: bool | None = None
+        self._music_shown: tuple[bool, str] | None = None
+        #: libvlc has been tried (it loads in the background): its status is worth showing.
+        self._music_tried = False
         self.lights = LightDriver(
             config.lights, publish=self._publish_mqtt, clock=clock, speed=clock.speed
         )
@@ -201,14 +212,16 @@ class Daemon:
     # RoomControl ------------------------------------------------------------------------
 
     async def set_scene(self, *, scene: str | None, pinned: bool, user: str, source: str) -> None:
+        self._record_writable()
         await self.room.set_scene(scene=scene, pinned=pinned, source=f"{source} {user}")
         self._record_action("scene", user, source, {"scene": scene, "pinned": pinned})
-        await self.recorder.sync()
+        await self._recorded()
 
     async def set_volume(self, *, volume_pct: int, pinned: bool, user: str, source: str) -> None:
+        self._record_writable()
         await self.room.set_volume(volume_pct=volume_pct, pinned=pinned, source=f"{source} {user}")
         self._record_action("volume", user, source, {"volume_pct": volume_pct, "pinned": pinned})
-        await self.recorder.sync()
+        await self._recorded()
 
     def _record_action(self, action: str, user: str, source: str, detail: dict[str, Any]) -> None:
         self.bus.publish(
@@ -225,12 +238,17 @@ class Daemon:
         """Music coming or going is shown like a device link (console, MQTT, record)."""
         if self.mqtt is not None:
             self.mqtt.state_changed()  # the playlist, volume or duck in `state`
-        if status.available == self._music_available:
-            return
-        self._music_available = status.available
         detail = "playing" if status.available else status.reason or "unavailable"
+        if not self._music_tried or (status.available, detail) == self._music_shown:
+            return
+        self._music_shown = (status.available, detail)
         self.bus.publish(DeviceStatus(t=self.clock.now(), device="music",
                                       connected=status.available, detail=detail))  # fmt: skip
+
+    def _music_started(self, _task: asyncio.Task[None]) -> None:
+        self._music_tried = True
+        if self.music is not None:
+            self._on_music(self.music.status())
 
     def _music_state(self) -> dict[str, Any]:
         if self.music is None:
@@ -247,13 +265,49 @@ class Daemon:
 
     async def _command(self, act: Callable[[float], list[Event]]) -> None:
         """Run a nurse command on the monitor now; return once its record is on disk."""
+        self._record_writable()
         now = self.clock.now()
         try:
             self._emit(self.monitor.advance(now))
             self._emit(act(now))  # CommandRejected propagates: nothing was published for it
         finally:
             self._reschedule()
-        await self.recorder.sync()
+        await self._recorded()
+
+    def _record_writable(self) -> None:
+        """Refuse a command up front while its record could not be written."""
+        reason = self.recorder.failing
+        if reason is not None:
+            msg = f"the record cannot be written ({reason}): refused, nothing was changed"
+            raise RecordUnavailable(msg)
+
+    async def _recorded(self) -> None:
+        """Wait for the command's record; say so when it did not reach the disk."""
+        if not await self.recorder.sync():
+            why = self.recorder.failing or "the disk is slow"
+            msg = (
+                f"done, but not yet in the record ({why}): it is kept and written when the"
+                " record works again"
+            )
+            raise RecordUnavailable(msg)
+
+    def _on_record_fault(self, reason: str | None) -> None:
+        """The record stopped (or started again) being written: `record_fault` says so."""
+        try:
+            self._emit(self.monitor.report(self.clock.now(), "record_fault", active=bool(reason)))
+        except Exception:
+            logger.exception("monitor: cannot raise record_fault")
+            self._monitor_fault()
+        finally:
+            self._reschedule()
+
+    def _recorder_ended(self, task: asyncio.Task[None]) -> None:
+        """A recorder that stops by a bug is a lasting `record_fault`, never a silent loss."""
+        if task.cancelled() or (exc := task.exception()) is None:
+            return
+        logger.error("recorder: stopped by an error; nothing more is recorded", exc_info=exc)
+        self.recorder.failing = f"the recorder stopped: {exc!r}"
+        self._on_record_fault(self.recorder.failing)
 
     # The vitals path ------------------------------------------------------------------
     # Every monitor call is guarded: a fault in one rule or consumer is logged and shown as
@@ -358,7 +412,13 @@ class Daemon:
             nibp_devices=self.monitor.nibp_devices,
         )
         if session is not None:
-            self.clock.continue_at(session.resume_t)
+            wall = None
+            if self.clock.speed != 1.0 and session.started_wall is not None:
+                # Virtual stamps: the axis continues from the record's, not from real time.
+                wall = session.started_wall + timedelta(
+                    seconds=session.resume_t - session.started_t
+                )
+            self.clock.continue_at(session.resume_t, wall=wall)
             self.monitor.alarms.restart(self.clock.now())
         return session
 
@@ -370,11 +430,20 @@ class Daemon:
         self._reschedule()
         logger.info("session %s resumed (%s)", session.session_id, self.monitor.phase)
 
-    async def run(self, *, on_ready: Callable[[Daemon], None] | None = None) -> None:
-        """Run until cancelled; on the way out, every queued event reaches the record."""
-        await self.recorder.open()
-        session = await self._open_session()
-        recorder_sub = self.bus.subscribe("recorder", maxsize=RECORDER_QUEUE)
+    async def _start(self) -> tuple[OpenSession | None, web.AppRunner]:
+        """Open the record and the console; a setting that cannot work here is a `ConfigError`
+        naming the cause and the setting to change (no traceback, exit 2)."""
+        try:
+            await self.recorder.open()
+            session = await self._open_session()
+        except RecordError as exc:
+            await self.recorder.close()
+            raise ConfigError([f"sessiond: {exc}"]) from None
+        except sqlite3.Error as exc:
+            await self.recorder.close()
+            path = self.recorder.path
+            msg = f"sessiond: {path}: cannot read the record ({exc}); check [records] path"
+            raise ConfigError([msg]) from None
         console = create_console_app(
             bus=self.bus,
             control=self,
@@ -383,12 +452,30 @@ class Daemon:
             timeline=self.config.timeline,
             nibp=self.config.nibp,
         )
-        runner, self.console_port = await start_console(
-            console, host=self.config.console.host, port=self.config.console.port
-        )
+        host, port = self.config.console.host, self.config.console.port
+        try:
+            runner, self.console_port = await start_console(console, host=host, port=port)
+        except OSError as exc:
+            await self.recorder.close()
+            why = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
+            msg = (
+                f"sessiond: the console cannot listen on {host}:{port} ({why or exc}); set"
+                " [console] host and port to a free address (demo: --port)"
+            )
+            raise ConfigError([msg]) from None
+        return session, runner
+
+    async def run(self, *, on_ready: Callable[[Daemon], None] | None = None) -> None:
+        """Run until cancelled; on the way out, every queued event reaches the record."""
+        session, runner = await self._start()
+        recorder_sub = self.bus.subscribe("recorder", maxsize=self.config.records.buffer_readings)
         recording = asyncio.create_task(self.recorder.run(recorder_sub), name="sessiond.recorder")
+        recording.add_done_callback(self._recorder_ended)
+        # libvlc loads in the background: a missing or stuck one never delays monitoring.
+        music = None
         if self.music is not None:
-            await self.music.start()
+            music = asyncio.create_task(self.music.start(), name="sessiond.music")
+            music.add_done_callback(self._music_started)
         room = asyncio.create_task(
             self.room.run(self.bus.subscribe("room", maxsize=256)), name="sessiond.room"
         )
@@ -406,7 +493,8 @@ class Daemon:
             if on_ready is not None:
                 on_ready(self)
             service.ready(status=f"room {self.config.room.id}: monitoring")
-            await asyncio.gather(*links)
+            # Until cancelled, also with no device configured.
+            await asyncio.gather(*links, asyncio.get_running_loop().create_future())
         finally:
             service.stopping()
             service.close()
@@ -423,22 +511,30 @@ class Daemon:
             await runner.cleanup()
             self.bus.close()
             await asyncio.gather(room, return_exceptions=True)
-            if mqtt is not None:
-                # The bus is closed: the bridge sends what is queued, then `offline`.
-                try:
-                    async with asyncio.timeout(5):
-                        await mqtt
-                except TimeoutError:
-                    logger.warning("mqtt: no clean goodbye within 5 s")
-                except Exception:
-                    logger.exception("mqtt: bridge failed")
-            await self.lights.aclose()
-            if self.music is not None:
-                await self.music.close()
-            await recording
+            await self._close_room(mqtt, music)
+            await asyncio.gather(recording, return_exceptions=True)
             await self.recorder.close()
             if self._capture is not None:
                 self._capture.close()
+
+    async def _close_room(
+        self, mqtt: asyncio.Task[None] | None, music: asyncio.Task[None] | None
+    ) -> None:
+        """The optional parts, once the bus is closed: MQTT says goodbye, lights, music."""
+        if mqtt is not None:
+            # The bus is closed: the bridge sends what is queued, then `offline`.
+            try:
+                async with asyncio.timeout(5):
+                    await mqtt
+            except TimeoutError:
+                logger.warning("mqtt: no clean goodbye within 5 s")
+            except Exception:
+                logger.exception("mqtt: bridge failed")
+        await self.lights.aclose()
+        if music is not None:
+            await asyncio.gather(music, return_exceptions=True)
+        if self.music is not None:
+            await self.music.close()
 
 
 def _open_capture(path: Path | None, config: Config) -> CaptureWriter | None:
@@ -456,9 +552,14 @@ async def run_daemon(config: Config, *, capture: Path | None = None) -> int:
         device_paths={name: dev.path for name, dev in config.devices.items()},
         capture=_open_capture(capture, config),
     )
-    if not config.console.users:
-        logger.warning("no [console.users]: the console is read-only until one is configured")
-    await daemon.run(on_ready=_announce)
+
+    def ready(daemon: Daemon) -> None:
+        # Said once running: a start-up failure is then the only line printed.
+        if not config.console.users:
+            logger.warning("no [console.users]: the console is read-only until one is configured")
+        _announce(daemon)
+
+    await daemon.run(on_ready=ready)
     return 0
 
 

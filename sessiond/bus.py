@@ -33,6 +33,8 @@ class Subscription:
         self.name = name
         self.maxsize = maxsize
         self.dropped = 0
+        #: Session times of the first and last reading dropped (None: none dropped yet).
+        self.dropped_span: tuple[float, float] | None = None
         #: Events ever put in this queue (with `dropped`, lets a consumer say what it has done).
         self.received = 0
         self._bus = bus
@@ -58,6 +60,8 @@ class Subscription:
                 del self._items[i]
                 self._readings -= 1
                 self.dropped += 1
+                first = item.t if self.dropped_span is None else self.dropped_span[0]
+                self.dropped_span = (first, item.t)
                 if self.dropped in (1, 100) or self.dropped % 10_000 == 0:
                     logger.warning(
                         "bus: subscriber %s is slow, %d readings dropped", self.name, self.dropped
@@ -93,6 +97,11 @@ class Subscription:
 
     def __len__(self) -> int:
         return len(self._items)
+
+    @property
+    def closed(self) -> bool:
+        """Whether the subscription was closed (what is queued can still be read)."""
+        return self._closed
 
     async def __aiter__(self) -> AsyncIterator[Event]:
         while True:

@@ -335,6 +335,9 @@ def _until_signalled(main: Coroutine[Any, Any, int]) -> int:
         except asyncio.CancelledError:
             return EXIT_OK
 
+    # A file-size limit (RLIMIT_FSIZE) must fail a write, which the recorder reports as a
+    # record fault, rather than kill the monitor with SIGXFSZ.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
     return asyncio.run(guarded())
 
 

@@ -60,13 +60,15 @@ class LoopClock:
             return self._wall_clock() - timedelta(seconds=self.now() - t)
         return self._wall_origin + timedelta(seconds=t)
 
-    def continue_at(self, t: float) -> None:
+    def continue_at(self, t: float, *, wall: datetime | None = None) -> None:
         """Make now session time `t`: a resumed session keeps one time axis across runs.
 
-        Call before anything has read the clock for a deadline (the daemon does it first).
+        `wall` is the stamp `t` has on that axis when it is not now (a sped-up clock's
+        stamps are virtual: they continue from the record's). Call before anything has read
+        the clock for a deadline (the daemon does it first).
         """
         self._origin = self._loop.time() - t / self.speed
-        self._wall_origin = self._wall_clock() - timedelta(seconds=t)
+        self._wall_origin = (wall or self._wall_clock()) - timedelta(seconds=t)
 
     def session_seconds(self, real_seconds: float) -> float:
         """How much session time passes in `real_seconds` of real time."""

@@ -32,6 +32,8 @@ HOST = "127.0.0.1"
 START_TIMEOUT_S = 5.0
 #: Longest a broker may take to exit after SIGTERM before it is killed.
 STOP_TIMEOUT_S = 5.0
+#: The largest publish the broker accepts (bytes), as in `deploy/mosquitto/mosquitto.conf`.
+MESSAGE_SIZE_LIMIT = 1_048_576
 _POLL_S = 0.02
 
 
@@ -56,6 +58,7 @@ class Mosquitto:
         *,
         port: int | None = None,
         allow_anonymous: bool = True,
+        message_size_limit: int = MESSAGE_SIZE_LIMIT,
         extra_config: tuple[str, ...] = (),
     ) -> None:
         self.workdir = workdir
@@ -67,6 +70,7 @@ class Mosquitto:
             f"listener {self.port} {HOST}",
             f"allow_anonymous {'true' if allow_anonymous else 'false'}",
             "persistence false",
+            f"message_size_limit {message_size_limit}",  # 0: none
             "log_dest stderr",
             "log_type error",
             "log_type warning",

@@ -105,12 +105,43 @@ async def test_silence_is_a_lost_link(tmp_path):
     with VirtualSerialPort("spo2") as port:
         link = make_link(port.path, rec, silence_timeout_s=0.6)
         async with running(link):
-            await rec.until(lambda: bool(rec.status) and rec.status[-1].connected)
-            port.write(LINE)  # after the open: pyserial flushes what came before it
-            await rec.until(lambda: len(rec.readings) == 1)
+            # Sent until read: pyserial flushes what came before the open.
+            sender = asyncio.create_task(keep_sending(port, LINE))
+            await rec.until(lambda: len(rec.readings) >= 1)
+            sender.cancel()
+            assert rec.status[-1].connected
             # The device stays plugged in but sends nothing more.
             await rec.until(lambda: not rec.status[-1].connected)
             assert rec.status[-1].detail == "no data for 0.6 s"
+
+
+async def test_an_open_but_silent_port_does_not_flap(tmp_path, caplog):
+    """Silence is reported once; reopening backs off and says nothing more until data flows."""
+    rec = Recorder()
+    with VirtualSerialPort("spo2") as port:
+        # 20x: the 0.5 s watchdog floor is 10 s of session, each retry a few real tenths.
+        link = SerialLink(name="spo2", path=port.path, decoder=MasimoAscii1Decoder(device="spo2"),
+                          clock=LoopClock(speed=20), on_readings=rec.on_readings,
+                          on_status=rec.on_status)  # fmt: skip
+        opened: asyncio.Queue[None] = asyncio.Queue()
+        link.on_open = lambda: opened.put_nowait(None)
+        async with running(link):
+            sender = asyncio.create_task(keep_sending(port, LINE))
+            await rec.until(lambda: len(rec.readings) >= 1)
+            sender.cancel()
+            await rec.until(lambda: not rec.status[-1].connected)
+            # Reopened and silent again, several times over: the port opens every time.
+            async with asyncio.timeout(10):
+                for _ in range(4):
+                    await opened.get()
+            assert [s.connected for s in rec.status] == [True, False]
+            downs = [r for r in caplog.records if "no data" in r.getMessage()]
+            assert len([r for r in downs if r.levelname == "WARNING"]) == 1
+            # Valid data again: connected once more, and only then.
+            sender = asyncio.create_task(keep_sending(port, LINE))
+            await rec.until(lambda: rec.status[-1].connected, within=30)
+            sender.cancel()
+    assert [s.connected for s in rec.status] == [True, False, True]
 
 
 async def test_a_missing_port_is_reported_once_then_found_when_plugged_in(tmp_path):
@@ -162,7 +193,9 @@ async def test_backoff_runs_on_session_time(tmp_path, speed):
         down_at = loop.time()
         with VirtualSerialPort("spo2") as port:
             by_id.symlink_to(port.path)
+            sender = asyncio.create_task(keep_sending(port, LINE))
             await rec.until(lambda: rec.status[-1].connected)
+            sender.cancel()
     elapsed = loop.time() - down_at
     assert 0.5 / speed * 0.8 <= elapsed < 0.5 / speed + 0.5
 

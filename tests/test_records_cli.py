@@ -138,9 +138,8 @@ def test_sessions_filters_by_date_and_room(clinic, capsys):
 
 
 def test_a_demo_session_says_its_speed(record, capsys, tmp_path):
-    """A record with the recorder's `speed` column: a demo's session says it was one."""
+    """The recorder's `speed` column: a demo's session says it was one."""
     with connect(record) as db:
-        db.execute("ALTER TABLE sessions ADD COLUMN speed REAL")
         db.execute("UPDATE sessions SET speed = 60 WHERE id = ?", (MAIN,))
     config = str(config_for(record))
     _, out, _ = run(capsys, "sessions", "--config", config)

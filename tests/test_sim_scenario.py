@@ -433,3 +433,25 @@ def test_timing_and_port_mistakes(tmp_path: Path) -> None:
         f"{path}: events.1.at_s: the spo2 cable is still out then",
         f"{path}: events.2.port: no such device 'nibp' (devices: spo2)",
     ]
+
+
+def test_a_silent_device_names_a_served_port(tmp_path: Path) -> None:
+    """`silence` (a device that stops sending, its port open) is checked like a cable pull."""
+    path = write(
+        tmp_path,
+        """
+        name = "quiet"
+        [devices]
+        spo2 = "masimo-ascii1"
+        [[events]]
+        kind = "silence"
+        at_s = 100
+        duration_s = 40
+        [[events]]
+        kind = "silence"
+        at_s = 10
+        duration_s = 5
+        port = "nibp"
+        """,
+    )
+    assert problems_of(path) == [f"{path}: events.1.port: no such device 'nibp' (devices: spo2)"]

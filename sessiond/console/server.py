@@ -26,6 +26,7 @@ from sessiond.model import NurseAction, Phase, Route
 from sessiond.session.commands import (
     CommandRejected,
     Control,
+    RecordUnavailable,
     describe_invalid,
 )
 from sessiond.session.monitor import MAX_NOTE_CHARS
@@ -319,6 +320,8 @@ async def _api_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     except _ApiError as exc:
         return _error(exc.status, exc.message)
+    except RecordUnavailable as exc:  # the record cannot be written: the reason says what
+        return _error(503, exc.reason)
     except CommandRejected as exc:  # refused by the session: nothing was changed
         return _error(409, exc.reason)
 

@@ -4,6 +4,10 @@ The reader never blocks the event loop (pyserial's asyncio layer registers the p
 descriptor with the loop). A read error, end of file or silence longer than the protocol's
 watchdog are all one thing: the link is down. It is closed fully, reported, and reopened
 with backoff by path (so a `/dev/serial/by-id/...` name finds a re-enumerated device).
+
+A streaming device is connected when valid data flows, not when its port opens: a port
+that opens but stays silent is reported down once and retried with growing backoff, with
+no connected/lost flapping and one log line, however long it stays so.
 """
 
 from __future__ import annotations
@@ -118,6 +122,8 @@ class SerialLink:
             self._on_bytes(t, self.name, "<", data)
         readings = self.decoder.feed(data, t)
         if readings:
+            if self.decoder.streaming and not self.connected:
+                self._set_connected(connected=True, detail=self.path)
             self._on_readings(readings)
         if self.on_fed is not None:
             self.on_fed()
@@ -155,12 +161,13 @@ class SerialLink:
                 reason = f"cannot open {self.path}: {exc}"
             else:  # pragma: no cover - _session only returns by raising
                 reason = "closed"
-            if self.connected:
+            if self.connected:  # data flowed since the last open: a fresh loss
                 backoff = BACKOFF_FIRST_S
                 logger.warning("%s: link down: %s", self.name, reason)
             elif not self._reported:
                 logger.warning("%s: %s", self.name, reason)
-            logger.debug("%s: reopening in %.1f s", self.name, backoff)
+            # Still down (a dead port, or one that opens but stays silent): said once.
+            logger.debug("%s: %s; reopening in %.1f s", self.name, reason, backoff)
             self._set_connected(connected=False, detail=reason)
             await self._clock.sleep(backoff)
             backoff = min(backoff * 2, BACKOFF_MAX_S)
@@ -183,8 +190,6 @@ class SerialLink:
         self._transport = transport
         self._last_rx = self._clock.now()
         self._down = loop.create_future()
-        if self.decoder.streaming:
-            self._set_connected(connected=True, detail=self.path)
         if self.on_open is not None:
             self.on_open()
         commands = LINK_COMMANDS.get(self.decoder.protocol, LinkCommands())

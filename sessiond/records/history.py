@@ -51,11 +51,14 @@ def load_open_session(
     max_age_s: float,
     baseline_window_s: float,
     nibp_devices: frozenset[str],
+    virtual: bool = False,
 ) -> OpenSession | None:
     """The room's last session without an end, ready to resume, or None.
 
-    A session started more than `max_age_s` ago, or (a clock set back, a sped-up demo) in
-    the future, was left open: it is closed in the record with the reason, never resumed.
+    A session started more than `max_age_s` ago, or (a clock set back) in the future, was
+    left open: it is closed in the record with the reason, never resumed. With a `virtual`
+    clock (a sped-up demo: its stamps run ahead of the real clock) the session resumes where
+    its record stops, on the same virtual axis.
     """
     row = db.execute(
         "SELECT id, route, started_by, started_t, started_wall, dose_wall FROM sessions"
@@ -68,7 +71,7 @@ def load_open_session(
     axis = _Axis(started_t, datetime.fromisoformat(started_wall))
     age = (now_wall - axis.started_wall).total_seconds()
     last_t = _last_t(db, session_id, axis)
-    if not 0 <= age <= max_age_s:
+    if not (age <= max_age_s if virtual else 0 <= age <= max_age_s):
         reason = (
             f"started {age:.0f} s ago, more than {max_age_s:.0f} s"
             if age > 0
@@ -88,7 +91,8 @@ def load_open_session(
         route=Route(route),
         started_by=started_by,
         started_t=started_t,
-        resume_t=started_t + age,
+        started_wall=axis.started_wall,
+        resume_t=last_t if virtual else started_t + age,
         dose_t=dose_t,
         baseline=baseline,
         dose_override=_dose_override(db, session_id),

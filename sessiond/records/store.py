@@ -3,8 +3,17 @@
 The recorder is a bus subscriber; its writes run on one dedicated thread, so a slow disk
 never holds up the monitor. Alarm transitions and nurse actions are committed at once with
 `synchronous=FULL` (durable across power loss); readings are batched for at most
-`READING_BATCH_S` and committed with `synchronous=NORMAL`, so a crash loses at most that
-much of them and nothing else.
+`READING_BATCH_S` of real time and `READING_BATCH_SESSION_S` of session time, and committed
+with `synchronous=NORMAL`, so a crash loses at most that much of them (at any speed) and
+nothing else.
+
+A write that fails (the database locked by another process past `BUSY_TIMEOUT_MS`, a full
+disk, an I/O error) is a fault, never a silent stop: `on_fault` is told (the daemon raises
+`record_fault` and refuses commands it could not record), the same transaction is retried
+with backoff (`RETRY_FIRST_S` doubling to `RETRY_MAX_S`), and meanwhile events wait in the
+recorder's bus subscription. That queue never drops an alarm transition, a nurse action or
+any other event but a reading; readings past its bound (`[records] buffer_readings`) are
+dropped oldest first, counted, and written as a `record_dropped` event once writes resume.
 """
 
 from __future__ import annotations
@@ -30,6 +39,8 @@ from sessiond.records.history import load_open_session
 from sessiond.wire import event_json
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from sessiond.bus import Subscription
     from sessiond.clock import Clock
     from sessiond.model import Event
@@ -39,25 +50,42 @@ logger = logging.getLogger(__name__)
 
 Statement = tuple[str, tuple[Any, ...]]
 
-#: How long a nurse's command waits for its record before it answers anyway (and says so).
+#: How long a nurse's command waits for its record before it is answered as not recorded.
 SYNC_TIMEOUT_S = 5.0
+#: How long a write waits for another process's lock before it counts as failed (ms): short,
+#: so that a locked database is a fault the nurse hears of within about a second.
+BUSY_TIMEOUT_MS = 1000
 
-#: Readings wait at most this long (real seconds) before they are committed.
+#: Readings wait at most this long (real seconds) before they are committed ...
 READING_BATCH_S = 0.5
+#: ... and at most this long in session time, so a sped-up demo loses no more to a crash.
+READING_BATCH_SESSION_S = 0.5
+#: Events in one transaction at most: a backlog after a fault is written in steps.
+MAX_BATCH_EVENTS = 2000
+
+#: A failed write is retried after this long (real seconds: a disk recovers in real time),
+#: doubling up to `RETRY_MAX_S`.
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 2.0
+#: At shutdown, a failing record is retried this long before what waits is given up (logged).
+SHUTDOWN_RETRY_S = 5.0
 
 #: 2: `events` (BP requests and failures, audio pauses, baseline, readiness, room changes).
 #: 3: `alarms.device` (the device a technical alarm is about).
-SCHEMA_VERSION = 3
+#: 4: `sessions.speed` (the clock's speed factor: above 1 the stamps are a demo's virtual time).
+SCHEMA_VERSION = 4
 #: Each step brings a database from the version before it to its own.
 MIGRATIONS: dict[int, tuple[str, ...]] = {
     3: ("ALTER TABLE alarms ADD COLUMN device TEXT",),
+    4: ("ALTER TABLE sessions ADD COLUMN speed REAL NOT NULL DEFAULT 1.0",),
 }
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS sessions (
     id TEXT PRIMARY KEY, room TEXT NOT NULL, route TEXT NOT NULL,
     started_t REAL NOT NULL, started_wall TEXT NOT NULL, started_by TEXT NOT NULL,
-    dose_t REAL, dose_wall TEXT, ended_t REAL, ended_wall TEXT
+    dose_t REAL, dose_wall TEXT, ended_t REAL, ended_wall TEXT,
+    speed REAL NOT NULL DEFAULT 1.0
 );
 CREATE TABLE IF NOT EXISTS readings (
     id INTEGER PRIMARY KEY, session_id TEXT, t REAL NOT NULL, wall TEXT NOT NULL,
@@ -100,9 +128,11 @@ _ALARM = (
 )
 _PHASE = "INSERT INTO phases (session_id, t, wall, phase) VALUES (?, ?, ?, ?)"
 _SESSION = (
-    "INSERT INTO sessions (id, room, route, started_t, started_wall, started_by)"
-    " VALUES (?, ?, ?, ?, ?, ?)"
+    "INSERT INTO sessions (id, room, route, started_t, started_wall, started_by, speed)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?)"
 )
+#: A session resumed by a faster clock: the record says some of its stamps are virtual.
+_SPEED = "UPDATE sessions SET speed = ? WHERE id = ? AND speed < ?"
 _ACTION = (
     "INSERT INTO actions (session_id, t, wall, action, user, source, detail)"
     " VALUES (?, ?, ?, ?, ?, ?, ?)"
@@ -119,17 +149,52 @@ _EVENT = "INSERT INTO events (session_id, t, wall, type, data) VALUES (?, ?, ?, 
 
 
 class RecordError(Exception):
-    """The record database cannot be used (newer schema, not a database)."""
+    """The record database cannot be used (cannot be created, not a database, newer schema)."""
 
 
 def open_database(path: str | Path) -> sqlite3.Connection:
-    """Open (and create, or bring up to date) the record database in WAL mode."""
+    """Open (and create, or bring up to date) the record database in WAL mode.
+
+    Raises `RecordError` naming the file, the cause and the setting to change.
+    """
     path = Path(path)
+    try:
+        return _open_database(path)
+    except RecordError:
+        raise
+    except sqlite3.DatabaseError as exc:
+        cause = str(exc)
+        if "not a database" in cause or "malformed" in cause:
+            msg = (
+                f"{path}: not a usable sessiond record ({cause}); move the file away or set"
+                " [records] path to another file"
+            )
+        else:
+            msg = f"{path}: cannot open the record ({cause}); check [records] path"
+        raise RecordError(msg) from exc
+    except OSError as exc:
+        where = f": {exc.filename}" if exc.filename and str(exc.filename) != str(path) else ""
+        msg = (
+            f"{path}: cannot create the record ({exc.strerror or exc}{where}); set [records]"
+            " path to a file in a writable directory"
+        )
+        raise RecordError(msg) from exc
+
+
+def _open_database(path: Path) -> sqlite3.Connection:
     if path.parent != Path():
         path.parent.mkdir(parents=True, exist_ok=True)
     db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+    try:
+        return _prepare(db, path)
+    except BaseException:
+        db.close()
+        raise
+
+
+def _prepare(db: sqlite3.Connection, path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA busy_timeout=5000")
+    db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
     fresh = db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'meta'").fetchone()[0] == 0
     db.executescript(SCHEMA)  # an older database keeps its tables; migrations add columns
     if fresh:
@@ -140,7 +205,6 @@ def open_database(path: str | Path) -> sqlite3.Connection:
     row = db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
     version = int(row[0]) if row is not None else 1
     if version > SCHEMA_VERSION:
-        db.close()
         msg = (
             f"{path}: the record was written by a newer sessiond (schema {version}, this one"
             f" reads up to {SCHEMA_VERSION}); upgrade sessiond or use another [records] path"
@@ -163,11 +227,25 @@ def _critical(event: Event) -> bool:
 
 
 class Recorder:
-    """Writes every bus event of one room to SQLite, off the event loop."""
+    """Writes every bus event of one room to SQLite, off the event loop.
 
-    def __init__(self, *, path: str | Path, clock: Clock, room_id: str) -> None:
+    `on_fault(reason)` is called on the loop when writes start failing (with the cause) and
+    `on_fault(None)` when they work again; `failing` holds the cause meanwhile.
+    """
+
+    def __init__(
+        self,
+        *,
+        path: str | Path,
+        clock: Clock,
+        room_id: str,
+        speed: float = 1.0,
+        on_fault: Callable[[str | None], None] | None = None,
+    ) -> None:
         self.path = Path(path)
         self.room_id = room_id
+        self.speed = speed
+        self.on_fault = on_fault
         self._clock = clock
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recorder")
         self._db: sqlite3.Connection | None = None
@@ -176,6 +254,13 @@ class Recorder:
         self._waiters: list[asyncio.Future[None]] = []
         #: Events committed so far.
         self.written = 0
+        #: Why the record cannot be written now; None while writes work.
+        self.failing: str | None = None
+        #: Readings dropped from the full buffer and recorded as `record_dropped` so far.
+        self.dropped_recorded = 0
+        #: Events given up at shutdown because the record could not be written.
+        self.lost = 0
+        self._fault_started = (0.0, 0)
 
     async def open(self) -> None:
         loop = asyncio.get_running_loop()
@@ -188,6 +273,7 @@ class Recorder:
 
         A session started more than `max_age_s` ago, or (with a clock set back) in the
         future, is not resumed: it was left open, and is closed in the record with the reason.
+        A sped-up clock's stamps are virtual: its session resumes where the record stops.
         """
         db = self._db
         assert db is not None, "Recorder.open() was not awaited"
@@ -201,11 +287,13 @@ class Recorder:
                 max_age_s=max_age_s,
                 baseline_window_s=baseline_window_s,
                 nibp_devices=nibp_devices,
+                virtual=self.speed != 1.0,
             ),
         )
 
     async def sync(self, *, timeout_s: float = SYNC_TIMEOUT_S) -> bool:
-        """Wait until every event published so far is committed; False if that took too long.
+        """Wait until every event published so far is committed; False if that took too long
+        or the record is failing (what was published stays queued and is written later).
 
         A command answers its user only after this, so an acknowledged nurse action is
         never lost to a crash a moment later.
@@ -217,6 +305,8 @@ class Recorder:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout_s):
                 while self.written + sub.dropped < target:
+                    if self.failing is not None:
+                        return False
                     waiter = asyncio.get_running_loop().create_future()
                     self._waiters.append(waiter)
                     await waiter
@@ -227,6 +317,8 @@ class Recorder:
     async def run(self, sub: Subscription) -> None:
         """Record until the subscription closes; then flush what is left."""
         self._sub = sub
+        # Readings wait at most half a second, real or session: a crash at 60x loses no more.
+        window_s = min(READING_BATCH_S, READING_BATCH_SESSION_S / self.speed)
         loop = asyncio.get_running_loop()
         batch: list[Event] = []
         try:
@@ -235,9 +327,9 @@ class Recorder:
                     batch.append(await sub.get())
                 except EOFError:
                     break
-                deadline = loop.time() + READING_BATCH_S
+                deadline = loop.time() + window_s
                 # Gather readings for a moment; an alarm or an action goes to disk at once.
-                while not _critical(batch[-1]):
+                while not _critical(batch[-1]) and len(batch) < MAX_BATCH_EVENTS:
                     event = sub.get_nowait()
                     if event is not None:
                         batch.append(event)
@@ -247,7 +339,7 @@ class Recorder:
                             batch.append(await sub.get())
                     except (TimeoutError, EOFError):
                         break
-                while (event := sub.get_nowait()) is not None:
+                while len(batch) < MAX_BATCH_EVENTS and (event := sub.get_nowait()) is not None:
                     batch.append(event)
                 await self._write(batch)
                 batch = []
@@ -256,16 +348,95 @@ class Recorder:
                 await self._write(batch)
 
     async def _write(self, batch: list[Event]) -> None:
-        rows = [row for event in batch for row in self._rows(event)]
+        """Commit `batch` in one transaction, retrying until it is on disk (or given up)."""
+        rows = self._dropped_rows() + [row for event in batch for row in self._rows(event)]
         durable = any(_critical(event) for event in batch)
-        await asyncio.get_running_loop().run_in_executor(
-            self._executor, self._commit, rows, durable
-        )
+        loop = asyncio.get_running_loop()
+        delay = RETRY_FIRST_S
+        closing_since: float | None = None
+        while True:
+            try:
+                await loop.run_in_executor(self._executor, self._commit, rows, durable)
+            except (sqlite3.Error, OSError) as exc:
+                self._fault(exc)
+            else:
+                break
+            sub = self._sub
+            if sub is not None and sub.closed:
+                # Shutting down: a record that stays unwritable cannot hold the exit forever.
+                closing_since = loop.time() if closing_since is None else closing_since
+                if loop.time() - closing_since > SHUTDOWN_RETRY_S:
+                    self.lost += len(batch) + len(sub)
+                    logger.error(
+                        "recorder: giving up at shutdown, %d events not recorded (%s)",
+                        self.lost,
+                        self.failing,
+                    )
+                    while sub.get_nowait() is not None:
+                        pass
+                    return
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
         self.written += len(batch)
+        self._recovered()
         waiters, self._waiters = self._waiters, []
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+    def _dropped_rows(self) -> list[Statement]:
+        """A `record_dropped` event for the readings the full buffer dropped since the last."""
+        sub = self._sub
+        if sub is None or sub.dropped <= self.dropped_recorded or sub.dropped_span is None:
+            return []
+        count = sub.dropped - self.dropped_recorded
+        since_t, until_t = sub.dropped_span
+        self.dropped_recorded, sub.dropped_span = sub.dropped, None
+        data = {"readings": count, "since_t": round(since_t, 3), "until_t": round(until_t, 3)}
+        wall = self._clock.wall(until_t).isoformat()
+        return [(_EVENT, (self._session_id, until_t, wall, "record_dropped", json.dumps(data)))]
+
+    def _dropped_total(self) -> int:
+        return 0 if self._sub is None else self._sub.dropped
+
+    def _fault(self, exc: BaseException) -> None:
+        reason = str(exc) or type(exc).__name__
+        if self.failing == reason:
+            logger.debug("recorder: still failing: %s", reason)
+            return
+        first = self.failing is None
+        self.failing = reason
+        if first:
+            self._fault_started = (asyncio.get_running_loop().time(), self._dropped_total())
+            logger.error(
+                "recorder: cannot write the record %s (%s); retrying, alarms and actions are"
+                " kept and readings buffered (up to %d)",
+                self.path,
+                reason,
+                self._sub.maxsize if self._sub is not None else 0,
+            )
+        else:
+            logger.warning("recorder: still cannot write the record: %s", reason)
+        # A command waiting for its record learns at once that it will not come soon.
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        if first and self.on_fault is not None:
+            self.on_fault(reason)
+
+    def _recovered(self) -> None:
+        if self.failing is None:
+            return
+        self.failing = None
+        started, dropped_before = self._fault_started
+        logger.warning(
+            "recorder: the record is written again after %.1f s; %d readings dropped meanwhile",
+            asyncio.get_running_loop().time() - started,
+            self._dropped_total() - dropped_before,
+        )
+        if self.on_fault is not None:
+            self.on_fault(None)
 
     def _rows(self, event: Event) -> list[Statement]:  # noqa: PLR0911  (one return per type)
         """The SQL for one event; runs on the loop so the session id follows event order."""
@@ -317,8 +488,8 @@ class Recorder:
                 return [(_PHASE, (sid, event.t, wall, event.phase.value))]
             case SessionStarted():
                 self._session_id = event.session_id
-                if event.resumed:
-                    return []  # its row is there already
+                if event.resumed:  # its row is there already
+                    return [(_SPEED, (self.speed, event.session_id, self.speed))]
                 return [
                     (
                         _SESSION,
@@ -329,6 +500,7 @@ class Recorder:
                             event.t,
                             wall,
                             event.user,
+                            self.speed,
                         ),
                     )
                 ]
@@ -371,14 +543,18 @@ class Recorder:
         db = self._db
         assert db is not None, "Recorder.open() was not awaited"
         db.execute(f"PRAGMA synchronous={'FULL' if durable else 'NORMAL'}")
-        db.execute("BEGIN")
+        # IMMEDIATE: the write lock (or the busy timeout) comes first, not halfway through.
+        db.execute("BEGIN IMMEDIATE")
         try:
             for sql, params in rows:
                 db.execute(sql, params)
+            db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            # A full disk may have rolled the transaction back already.
+            if db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    db.execute("ROLLBACK")
             raise
-        db.execute("COMMIT")
 
     async def close(self) -> None:
         db = self._db

@@ -43,9 +43,21 @@ broker never holds up the bus, the monitor or the alarms. While the broker is do
 status keeps being updated (state and alarm are republished on reconnect), vitals are
 dropped, and alarm transitions and nurse actions wait in a bounded backlog
 (`event_backlog`; beyond it the oldest are dropped and counted, since the record, not MQTT,
-is the system of record). The connection is retried with exponential backoff and jitter.
-On a clean exit `offline` is published (retained) before disconnecting; an unclean one
-leaves that to the broker through the Will.
+is the system of record). The connection is retried with exponential backoff and jitter,
+each time with a new client (an aiomqtt 2.x client reused after a lost connection can take
+a stale acknowledgement for a new connection). A frozen broker is noticed by the MQTT
+keep-alive within about twice `keepalive_s` (sooner when an acknowledgement times out). On a
+clean exit `offline` is published (retained) before disconnecting; an unclean one leaves
+that to the broker through the Will. The bridge listens to its own `availability`: a Will
+the broker publishes late (a connection attempt it took up only after a freeze) is answered
+with `online` at once.
+
+**Size.** The bridge connects with MQTT v5 and a CONNECT "Maximum Packet Size" of
+`MAX_PACKET_BYTES`: the broker never sends it anything larger (it drops the message), so a
+huge publish on `cmd/#` never reaches the daemon's memory; commands up to that size but over
+`MAX_COMMAND_BYTES` are refused with an `error` event before they are decoded. The broker
+itself should refuse huge publishes too (`message_size_limit`, see
+`deploy/mosquitto/mosquitto.conf`).
 """
 
 from __future__ import annotations
@@ -62,6 +74,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import aiomqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -104,6 +118,10 @@ logger = logging.getLogger(__name__)
 
 #: Commands are small JSON objects; anything bigger is refused unread.
 MAX_COMMAND_BYTES = 16 * 1024
+#: The largest MQTT packet the broker may send this client (MQTT v5 Maximum Packet Size):
+#: a command over `MAX_COMMAND_BYTES` still arrives to be refused with an error, anything
+#: much bigger is dropped by the broker and never read into memory.
+MAX_PACKET_BYTES = 2 * MAX_COMMAND_BYTES
 #: Commands running at once; more is a flood (refused with an error event).
 MAX_COMMANDS_IN_FLIGHT = 16
 #: Topics waiting for the connection in `publish` (lights, discovery): one entry each.
@@ -140,8 +158,8 @@ class MqttSettings(Strict):
     prefix: _TopicText = "sessiond"
     #: MQTT client id; None: `sessiond-<room id>` (stable: one per room, never shared).
     client_id: str | None = Field(default=None, min_length=1, max_length=64)
-    #: Keep-alive (s): a frozen broker is noticed after about twice this.
-    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    #: Keep-alive (s): a frozen broker is noticed within about twice this.
+    keepalive_s: int = Field(default=10, ge=5, le=3600)
     #: Longest wait (s) for the broker to acknowledge a connect, publish or subscribe.
     timeout_s: float = Field(default=10.0, gt=0, le=120)
     #: Reconnect backoff (s): first retry after about `reconnect_min_s`, doubling to the max.
@@ -262,7 +280,9 @@ def client_id(settings: MqttSettings, room_id: str) -> str:
 
 
 def make_client(settings: MqttSettings, room_id: str) -> aiomqtt.Client:
-    """The aiomqtt client (reused across reconnects); must be made inside the running loop."""
+    """An aiomqtt client for one connection (MQTT v5); must be made inside the running loop."""
+    properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+    properties.MaximumPacketSize = MAX_PACKET_BYTES
     tls_params = None
     if settings.tls:
         tls_params = aiomqtt.TLSParameters(
@@ -284,7 +304,23 @@ def make_client(settings: MqttSettings, room_id: str) -> aiomqtt.Client:
         timeout=settings.timeout_s,
         tls_params=tls_params,
         tls_insecure=settings.tls_insecure if settings.tls else None,
+        protocol=aiomqtt.ProtocolVersion.V5,
+        properties=properties,
     )
+
+
+def _discard(client: aiomqtt.Client) -> None:
+    """Release what a finished client still holds, on the loop's own thread.
+
+    aiomqtt 2.x leaves the socket of a failed connection open (with its reader registered)
+    and its futures' exceptions unseen: closed here, and seen, so that no callback or
+    "exception never retrieved" turns up later on a recycled file descriptor.
+    """
+    paho = client._client  # noqa: SLF001 - aiomqtt 2.x is pinned; it has no public close
+    paho._reset_sockets()  # noqa: SLF001
+    for future in (client._connected, client._disconnected):  # noqa: SLF001
+        if future.done() and not future.cancelled():
+            future.exception()
 
 
 def backoff_delay(
@@ -419,6 +455,7 @@ class MqttBridge:
         self.connections = 0
         #: Alarm transitions and nurse actions dropped because the backlog was full.
         self.events_dropped = 0
+        self._said_down = False
 
     # --- what other parts use ----------------------------------------------------------------
 
@@ -466,16 +503,19 @@ class MqttBridge:
 
     async def run(self) -> None:
         """Connect, publish and serve commands until cancelled or the bus closes."""
-        client = make_client(self.settings, self.room_id)
         consumer = asyncio.create_task(self._consume(), name=f"sessiond.mqtt[{self.room_id}].bus")
         attempt = 0
         try:
             while not self._closing.is_set():
                 before = self.connections
+                client = make_client(self.settings, self.room_id)
                 try:
                     await self._connection(client)
                 except aiomqtt.MqttError as exc:
-                    self._went_down(exc, first=attempt == 0)
+                    # Said once per outage: when it was up until now, or never came up.
+                    self._went_down(exc, first=self.connections != before or not self._said_down)
+                finally:
+                    _discard(client)
                 if self._closing.is_set():
                     break
                 _raise_if_cancelled()
@@ -496,35 +536,48 @@ class MqttBridge:
             await self._finish_commands()
 
     async def _connection(self, client: aiomqtt.Client) -> None:
-        """One connection, from connect to loss (`MqttError`), close or cancellation."""
-        async with contextlib.AsyncExitStack() as stack:
-            entering = asyncio.ensure_future(stack.enter_async_context(client))
-            try:
-                await asyncio.shield(entering)
-            except asyncio.CancelledError:
-                # Let a half-made connection finish so that it is closed, not leaked.
-                await asyncio.wait([entering], timeout=self.settings.timeout_s)
-                if entering.done() and not entering.cancelled() and entering.exception() is None:
-                    await self._say_offline(client)
-                raise
-            self.connected = True
-            self.connections += 1
-            logger.info("mqtt: connected to %s:%d", self.settings.host, self.settings.port)
-            try:
-                await self._announce(client)
-                _raise_if_cancelled()
-                await self._serve(client)
-                await self._say_offline(client)  # the bus closed: a clean exit
-            except asyncio.CancelledError:
+        """One connection, from connect to loss (`MqttError`), close or cancellation.
+
+        A lost connection is left without a goodbye (the caller discards the client): a
+        broker that stopped answering would only make the disconnect wait for its timeout.
+        """
+        entering = asyncio.ensure_future(client.__aenter__())
+        try:
+            await asyncio.shield(entering)
+        except asyncio.CancelledError:
+            # Let a half-made connection finish so that it is closed, not leaked.
+            await asyncio.wait([entering], timeout=self.settings.timeout_s)
+            if entering.done() and not entering.cancelled() and entering.exception() is None:
                 await self._say_offline(client)
-                raise
-            finally:
-                self.connected = False
-                self._vitals_dirty = False
+                await self._disconnect(client)
+            raise
+        self.connected = True
+        self.connections += 1
+        logger.info("mqtt: connected to %s:%d", self.settings.host, self.settings.port)
+        try:
+            await self._announce(client)
+            _raise_if_cancelled()
+            await self._serve(client)
+            await self._say_offline(client)  # the bus closed: a clean exit
+            await self._disconnect(client)
+        except asyncio.CancelledError:
+            await self._say_offline(client)
+            await self._disconnect(client)
+            raise
+        finally:
+            self.connected = False
+            self._vitals_dirty = False
+
+    async def _disconnect(self, client: aiomqtt.Client) -> None:
+        """A clean MQTT disconnect (the broker then drops the Will: `offline` was said)."""
+        try:
+            await client.__aexit__(None, None, None)
+        except aiomqtt.MqttError as exc:
+            logger.debug("mqtt: no clean disconnect: %s", exc)
 
     async def _announce(self, client: aiomqtt.Client) -> None:
         # Subscribe before saying online, so a command sent on `online` is never missed.
-        filters = [self.cmd_prefix + "#", self.ha_status_topic]
+        filters = [self.cmd_prefix + "#", self.ha_status_topic, self.availability_topic]
         filters += [str(w.value) for w, _ in self._handlers]
         self._new_filters.clear()
         await client.subscribe([(f, 1) for f in dict.fromkeys(filters)])
@@ -583,6 +636,7 @@ class MqttBridge:
         # Logged as text: a record holding the exception would keep its sockets alive.
         reason = str(exc)
         if first:
+            self._said_down = True
             logger.warning(
                 "mqtt: broker %s:%d unavailable (%s); retrying with backoff",
                 self.settings.host,
@@ -798,6 +852,13 @@ class MqttBridge:
         payload = message.payload if isinstance(message.payload, bytes) else b""
         if topic.startswith(self.cmd_prefix):
             self._on_command(topic.removeprefix(self.cmd_prefix), payload, retained=message.retain)
+            return
+        if topic == self.availability_topic:
+            if payload != b"online" and self.connected and not self._closing.is_set():
+                # A Will published late (a stale connection the broker took up after a
+                # freeze) while this one is up: say `online` again.
+                logger.info("mqtt: availability said %r while connected; online again", payload)
+                self.publish(self.availability_topic, "online", qos=1, retain=True)
             return
         if topic == self.ha_status_topic:
             # A retained `online` is Home Assistant's past: discovery just went out anyway.

@@ -578,6 +578,9 @@ class MusicPlayer:
         except (ImportError, OSError, NotImplementedError) as exc:
             msg = f"python-vlc cannot load libvlc: {exc}"
             raise _VlcUnavailableError(msg) from exc
+        except SystemExit as exc:  # python-vlc exits when its environment names no library
+            msg = "python-vlc cannot load libvlc (PYTHON_VLC_LIB_PATH or _MODULE_PATH is wrong)"
+            raise _VlcUnavailableError(msg) from exc
         try:
             instance = vlc.Instance(list(args))
         except (NameError, OSError, AttributeError) as exc:

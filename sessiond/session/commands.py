@@ -18,6 +18,10 @@ class CommandRejected(Exception):
         self.reason = reason
 
 
+class RecordUnavailable(CommandRejected):
+    """A command refused, or left unconfirmed, because the record cannot be written now."""
+
+
 def describe_invalid(exc: ValidationError, *, whole: str) -> str:
     """One line for a command body that failed validation (`whole` names the body itself)."""
     error = exc.errors()[0]

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from sessiond.model import BaselineCaptured, Route
     from sessiond.session.alarms import RestoredAlarm
 
@@ -20,6 +22,8 @@ class OpenSession:
     started_by: str
     started_t: float
     resume_t: float
+    #: The wall stamp of `started_t` (a sped-up demo continues its virtual stamps from it).
+    started_wall: datetime | None = None
     dose_t: float | None
     #: The baseline fixed at the dose, if the record has one.
     baseline: BaselineCaptured | None = None

@@ -17,14 +17,16 @@ Event kinds (every event has `kind` and `at_s`, session seconds from the simulat
 | `sensor_off` | duration_s | the probe is off the finger: no values, sensor-off flag |
 | `motion_artifact` | duration_s | the oximeter flags artifact; its numbers are noise |
 | `cable_pull` | duration_s, port | the port's cable is out; it comes back at the same path |
+| `silence` | duration_s, port | the device stops sending (and answering), its port open |
 | `garbage` | duration_s, bytes, port | line noise before the device's next data |
 | `bp_failure` | count, answer, error | the next `count` BP measurements fail |
 
 Oximeter events (`sensor_off`, `motion_artifact`, `low_perfusion`) apply to every oximeter
-port; `cable_pull` and `garbage` name their port. `[devices]` maps port names to protocols
-(`masimo-ascii1`, `nonin-df7`, `contec-v7`, `suntech-advantage`). The NIBP module measures
-only when a host asks: a capture of `sessiond sim` alone has BP readings only with its bench
-host (`--nibp-every`), and its replay then says `nibp_overdue` instead of the BP alarms.
+port; `cable_pull`, `silence` and `garbage` name their port. `[devices]` maps port names to
+protocols (`masimo-ascii1`, `nonin-df7`, `contec-v7`, `suntech-advantage`). The NIBP module
+measures only when a host asks: a capture of `sessiond sim` alone has BP readings only with
+its bench host (`--nibp-every`), and its replay then says `nibp_overdue` instead of the BP
+alarms.
 """
 
 from __future__ import annotations
@@ -198,6 +200,15 @@ class CablePull(_Window):
     port: PortName = "spo2"
 
 
+class Silence(_Window):
+    """The device on `port` stops sending for `duration_s` (a hung device, a cable broken
+    inside): its port stays open, nothing arrives, commands go unanswered."""
+
+    kind: Literal["silence"]
+    #: The device port that goes quiet.
+    port: PortName = "spo2"
+
+
 class Garbage(_Strict):
     """Line noise: `bytes` random bytes before the next data (or every second of a window).
 
@@ -265,6 +276,7 @@ Event = Annotated[
     | SensorOff
     | MotionArtifact
     | CablePull
+    | Silence
     | Garbage
     | BpFailure,
     Field(discriminator="kind"),
@@ -278,6 +290,7 @@ EVENT_KINDS = (
     "sensor_off",
     "motion_artifact",
     "cable_pull",
+    "silence",
     "garbage",
     "bp_failure",
 )
@@ -361,7 +374,7 @@ def port_problems(scenario: Scenario, devices: Mapping[str, str]) -> list[tuple[
     """Events that name a port the simulator does not serve, as (key, problem)."""
     problems = []
     for i, event in enumerate(scenario.events):
-        if isinstance(event, CablePull | Garbage) and event.port not in devices:
+        if isinstance(event, CablePull | Silence | Garbage) and event.port not in devices:
             known = ", ".join(devices)
             problems.append(
                 (f"events.{i}.port", f"no such device {event.port!r} (devices: {known})")

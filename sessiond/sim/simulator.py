@@ -58,6 +58,7 @@ from sessiond.sim.scenario import (
     BpFailure,
     CablePull,
     Garbage,
+    Silence,
     port_problems,
 )
 
@@ -146,6 +147,11 @@ class Simulator:
             ]
         )
         self._cables_done = 0
+        #: Per port, the windows (start, end) in which the device sends nothing.
+        self._silences: dict[str, list[tuple[float, float]]] = {}
+        for e in scenario.events:
+            if isinstance(e, Silence):
+                self._silences.setdefault(e.port, []).append((e.at_s, e.at_s + e.duration_s))
         self._link_dir = link_dir
         self._own_link_dir: Path | None = None
         self._last_t = 0.0
@@ -227,6 +233,11 @@ class Simulator:
         port = self.ports[name]
         if not port.plugged:
             return  # a pulled cable: nothing reaches the host
+        silences = self._silences.get(name)
+        if silences:  # a silent device: its data, and its answers, never leave it
+            pieces = [p for p in pieces if not any(a <= p[0] < b for a, b in silences)]
+            if not pieces:
+                return
         port.write(b"".join(data for _, data in pieces))
         tap = self._taps.get(name)
         for t, data in pieces:

@@ -20,9 +20,14 @@
     device_lost: ["Device lost", ""],
     nibp_error: ["NIBP error", ""],
     nibp_overdue: ["NIBP overdue", ""],
+    record_fault: ["Record cannot be written", ""],
+    monitor_fault: ["Monitor fault", ""],
   };
   // Technical alarms report the equipment: `!` prefixes instead of `*` (clinical.md §4.5).
-  const TECHNICAL = new Set(["sensor_off", "signal_poor", "device_lost", "nibp_error", "nibp_overdue"]);
+  const TECHNICAL = new Set([
+    "sensor_off", "signal_poor", "device_lost", "nibp_error", "nibp_overdue", "record_fault",
+    "monitor_fault",
+  ]);
   // What each unmet discharge criterion means, in plain words.
   const UNMET = {
     "time since dose": "Not long enough since the dose yet",
@@ -419,7 +424,8 @@
       prio.textContent = `${marks} ${a.priority.toUpperCase()}`;
       const what = document.createElement("span");
       what.className = "name";
-      what.textContent = name;
+      // A technical alarm names its device: "Device lost: nibp".
+      what.textContent = a.device ? `${name}: ${a.device}` : name;
       const detail = document.createElement("span");
       detail.className = "detail";
       const u = unit ? ` ${unit}` : "";
