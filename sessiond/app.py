@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from sessiond.config import Config
-    from sessiond.model import Event, NibpFailed, Reading, Route
+    from sessiond.model import DoseUnit, Event, NibpFailed, Reading, Route
     from sessiond.room.music import MusicStatus
     from sessiond.session.state import OpenSession
 
@@ -180,6 +180,54 @@ class Daemon:
             lambda now: self.monitor.mark_dose(now, user=user, source=source, reason=reason)
         )
         logger.info("dose marked by %s via %s%s", user, source, " (gate overridden)" * bool(reason))
+
+    async def start_infusion(
+        self,
+        *,
+        amount: float,
+        unit: DoseUnit,
+        planned_min: float,
+        user: str,
+        source: str,
+        reason: str | None = None,
+    ) -> None:
+        await self._command(
+            lambda now: self.monitor.start_infusion(
+                now, amount=amount, unit=unit, planned_min=planned_min, user=user,
+                source=source, reason=reason,
+            )
+        )  # fmt: skip
+        logger.info("infusion started (%g %s over %g min) by %s via %s%s", amount, unit,
+                    planned_min, user, source, " (gate overridden)" * bool(reason))  # fmt: skip
+
+    async def pause_infusion(self, *, reason: str, user: str, source: str) -> None:
+        # Reasons stay in the record: they may name the patient.
+        await self._command(
+            lambda now: self.monitor.pause_infusion(now, reason=reason, user=user, source=source)
+        )
+        logger.info("infusion paused by %s via %s", user, source)
+
+    async def resume_infusion(self, *, reason: str, user: str, source: str) -> None:
+        await self._command(
+            lambda now: self.monitor.resume_infusion(now, reason=reason, user=user, source=source)
+        )
+        logger.info("infusion resumed by %s via %s", user, source)
+
+    async def stop_infusion(
+        self,
+        *,
+        amount: float,
+        unit: DoseUnit | None,
+        user: str,
+        source: str,
+        reason: str | None = None,
+    ) -> None:
+        await self._command(
+            lambda now: self.monitor.stop_infusion(
+                now, amount=amount, unit=unit, user=user, source=source, reason=reason
+            )
+        )
+        logger.info("infusion stopped (%g given) by %s via %s", amount, user, source)
 
     async def end_session(self, *, user: str, source: str) -> None:
         await self._command(lambda now: self.monitor.end_session(now, user=user, source=source))

@@ -175,6 +175,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="mark the dose this many seconds after the capture start",
     )
     rep.add_argument(
+        "--infusion-end",
+        type=_seconds,
+        default=None,
+        metavar="SECONDS",
+        help="the dose at --dose-at is the start of an infusion stopped this many seconds "
+        "after the capture start",
+    )
+    rep.add_argument(
         "--end-at",
         type=_seconds,
         default=None,
@@ -351,6 +359,13 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     from sessiond.records.capture import CaptureError, CaptureReader, open_capture
     from sessiond.records.replay import replay
 
+    if args.infusion_end is not None and args.dose_at is None:
+        print("sessiond replay: --infusion-end needs --dose-at (the infusion's start)",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_BAD_INPUT
+    if args.infusion_end is not None and args.infusion_end <= args.dose_at:
+        print("sessiond replay: --infusion-end must be after --dose-at", file=sys.stderr)
+        return EXIT_BAD_INPUT
     config = _load(args.config)
     with contextlib.ExitStack() as stack:
         try:
@@ -370,6 +385,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
                 config=config,
                 route=Route(args.route),
                 dose_at=args.dose_at,
+                infusion_end=args.infusion_end,
                 end_at=args.end_at,
                 readings=args.readings,
                 write=out.write,

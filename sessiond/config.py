@@ -349,6 +349,8 @@ class NibpConfig(Strict):
     onset_interval_min: BpInterval = 10
     effect_interval_min: BpInterval = 15
     recovery_interval_min: BpInterval = 30
+    #: While an infusion runs (started, not stopped; paused included), after the dose.
+    infusion_interval_min: BpInterval = 10
     #: Forced readings, minutes after the dose.
     forced_after_dose_min: tuple[Minutes, ...] = (40,)
     #: Re-measure at once after a medium or high BP alarm.
@@ -359,7 +361,10 @@ class NibpConfig(Strict):
     #: cuff stays inflated at most 180 s (IEC 80601-2-30).
     measurement_timeout_s: Annotated[float, Field(gt=0, le=300)] = 150
 
-    def interval_s(self, phase: Phase) -> float | None:
+    def interval_s(self, phase: Phase, *, infusion: bool = False) -> float | None:
+        """The interval of `phase`; the infusion's while one runs after the dose."""
+        if infusion and phase in {Phase.ONSET, Phase.EFFECT, Phase.RECOVERY}:
+            return self.infusion_interval_min * 60.0
         minutes = {
             Phase.BASELINE: self.baseline_interval_min,
             Phase.ONSET: self.onset_interval_min,
@@ -392,6 +397,11 @@ class RouteTimeline(Strict):
     effect_end_min: Minutes = 150.0
     #: Discharge readiness needs at least this long since the dose (the route's minimum).
     discharge_after_min: Minutes = 120.0
+    #: An infusion still running when the effect window would end holds `effect` until its
+    #: stop plus this long.
+    infusion_tail_min: Minutes = 90.0
+    #: After an infusion, readiness also needs at least this long since its stop.
+    discharge_after_stop_min: Minutes = 90.0
 
     @field_validator("effect_end_min")
     @classmethod

@@ -8,7 +8,7 @@ recorder from the injected UTC clock, never by the pure layers.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -114,6 +114,105 @@ class AlarmState(enum.StrEnum):
     CLEARED = "cleared"
 
 
+class DoseUnit(enum.StrEnum):
+    """The unit of an infusion's planned or given amount."""
+
+    MG = "mg"
+    MG_PER_KG = "mg/kg"
+
+
+#: The nurse actions of an infusion, as the record names them (DESIGN §4).
+INFUSION_ACTIONS = ("infusion_start", "infusion_pause", "infusion_resume", "infusion_stop")
+
+
+def _amount(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _unit(value: object) -> DoseUnit | None:
+    return DoseUnit(value) if isinstance(value, str) and value in set(DoseUnit) else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Infusion:
+    """An IV infusion (DESIGN §4): its start is the dose; paused and resumed with a reason;
+    stopped with the amount given. Amounts are None when not known (a replay)."""
+
+    started_t: float
+    planned_amount: float | None = None
+    unit: DoseUnit | None = None
+    planned_min: float | None = None
+    #: (start, end) of each pause, oldest first; the end is None while it lasts.
+    pauses: tuple[tuple[float, float | None], ...] = ()
+    stopped_t: float | None = None
+    given_amount: float | None = None
+    given_unit: DoseUnit | None = None
+
+    @property
+    def stopped(self) -> bool:
+        return self.stopped_t is not None
+
+    @property
+    def paused(self) -> bool:
+        return not self.stopped and bool(self.pauses) and self.pauses[-1][1] is None
+
+    @property
+    def running(self) -> bool:
+        """Started, neither paused nor stopped: the drug is going in."""
+        return not self.stopped and not self.paused
+
+    def elapsed_s(self, now: float) -> float:
+        """From the start to the stop (or `now`), pauses included."""
+        end = now if self.stopped_t is None else self.stopped_t
+        return max(0.0, end - self.started_t)
+
+    def paused_s(self, now: float) -> float:
+        """Time spent paused, up to the stop (or `now`)."""
+        end = now if self.stopped_t is None else self.stopped_t
+        return sum(max(0.0, min(end, now if stop is None else stop) - start)
+                   for start, stop in self.pauses)  # fmt: skip
+
+    def infused_s(self, now: float) -> float:
+        """Time the infusion ran, pauses excluded."""
+        return max(0.0, self.elapsed_s(now) - self.paused_s(now))
+
+    def paused_at(self, t: float) -> Infusion:
+        return replace(self, pauses=(*self.pauses, (t, None)))
+
+    def resumed_at(self, t: float) -> Infusion:
+        start, _ = self.pauses[-1]
+        return replace(self, pauses=(*self.pauses[:-1], (start, t)))
+
+    def stopped_at(self, t: float, amount: float | None, unit: DoseUnit | None) -> Infusion:
+        pauses = self.pauses
+        if self.paused:
+            pauses = (*pauses[:-1], (pauses[-1][0], t))
+        return replace(self, pauses=pauses, stopped_t=t, given_amount=amount, given_unit=unit)
+
+    @classmethod
+    def fold(cls, infusion: Infusion | None, action: NurseAction) -> Infusion | None:
+        """The infusion after one recorded nurse action (the console, MQTT and a resume read
+        it back this way); an action that does not apply leaves it as it was."""
+        d = action.detail
+        match action.action:
+            case "infusion_start":
+                return cls(
+                    started_t=action.t,
+                    planned_amount=_amount(d.get("planned_amount")),
+                    unit=_unit(d.get("unit")),
+                    planned_min=_amount(d.get("planned_min")),
+                )
+            case "infusion_pause" if infusion is not None and infusion.running:
+                return infusion.paused_at(action.t)
+            case "infusion_resume" if infusion is not None and infusion.paused:
+                return infusion.resumed_at(action.t)
+            case "infusion_stop" if infusion is not None and not infusion.stopped:
+                amount, unit = _amount(d.get("given_amount")), _unit(d.get("unit"))
+                return infusion.stopped_at(action.t, amount, unit)
+            case _:
+                return infusion
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class SessionStarted:
     """A nurse started a session; `session_id` is random and names no patient.
@@ -131,6 +230,8 @@ class SessionStarted:
     #: For a resumed session: whether the dose overrode the BP gate, and its notes so far.
     dose_override: bool = False
     notes: int = 0
+    #: For a resumed session: its infusion as the record holds it.
+    infusion: Infusion | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -259,6 +360,24 @@ class RoomChanged:
     source: str = "phase"
 
 
+#: What the infusion prompt advises (DESIGN §4): advice to the nurse, never a pump action.
+INFUSION_ADVICE = "pause the infusion / notify the prescriber"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InfusionPrompt:
+    """A confirmed critical BP (`bp_high` high) while an infusion runs: the nurse is prompted
+    to pause it and notify the prescriber (`INFUSION_ADVICE`). Advice only; sessiond never
+    acts on a pump. `active` False: the prompt went away (`reason`: paused, stopped, alarm
+    no longer high)."""
+
+    t: float
+    active: bool
+    #: The BP readings (t, SYS, DIA) that confirmed the alarm, oldest first.
+    readings: tuple[tuple[float, float, float], ...] = ()
+    reason: str = ""
+
+
 Event = (
     Reading
     | SessionStarted
@@ -273,4 +392,5 @@ Event = (
     | DischargeReadiness
     | RoomChanged
     | RecordGap
+    | InfusionPrompt
 )

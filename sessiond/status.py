@@ -20,6 +20,8 @@ from sessiond.model import (
     DeviceStatus,
     DischargeReadiness,
     Event,
+    Infusion,
+    InfusionPrompt,
     NibpFailed,
     NibpRequest,
     NurseAction,
@@ -31,7 +33,7 @@ from sessiond.model import (
     Route,
     SessionStarted,
 )
-from sessiond.wire import alarm_json, reading_json
+from sessiond.wire import alarm_json, infusion_json, prompt_json, reading_json
 
 #: Events of which the status keeps only the latest.
 _Latest = (
@@ -79,6 +81,9 @@ class RoomStatus:
         #: Notes added in this session; their text is never held here.
         self.notes = 0
         self.last_note_t: float | None = None
+        #: The session's infusion (its start was the dose), and the prompt while it is shown.
+        self.infusion: Infusion | None = None
+        self.prompt: InfusionPrompt | None = None
 
     def apply(self, event: Event) -> None:
         match event:
@@ -96,6 +101,8 @@ class RoomStatus:
                 self.devices[event.device] = event
             case RecordGap():
                 pass  # the record's concern, not the room's state
+            case InfusionPrompt():
+                self.prompt = event if event.active else None
             case _:
                 self._latest(event)
 
@@ -144,6 +151,8 @@ class RoomStatus:
         self.session.dose_override = event.dose_override
         self.notes = event.notes
         self.last_note_t = None
+        self.infusion = event.infusion
+        self.prompt = None
 
     def _action(self, event: NurseAction) -> None:
         match event.action:
@@ -155,6 +164,8 @@ class RoomStatus:
             case "note":
                 self.notes += 1
                 self.last_note_t = event.t
+            case action if action.startswith("infusion_") and self.session is not None:
+                self.infusion = Infusion.fold(self.infusion, event)
             case _:
                 pass
 
@@ -181,6 +192,17 @@ class RoomStatus:
             "nibp": self._nibp_json(),
             "room_setting": self._room_json(),
             "notes": {"count": self.notes, "last_t": _t(self.last_note_t)},
+            "infusion": self.infusion_json(now),
+        }
+
+    def infusion_json(self, now: float) -> dict[str, Any] | None:
+        """The session's infusion now, with the prompt while it is shown (no free text)."""
+        if self.infusion is None:
+            return None
+        prompt = self.prompt
+        return {
+            **infusion_json(self.infusion, now),
+            "prompt": None if prompt is None else prompt_json(prompt),
         }
 
     def _session_json(self, now: float) -> dict[str, Any] | None:

@@ -9,12 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 from sessiond.model import (
+    INFUSION_ADVICE,
     AlarmTransition,
     AudioPause,
     BaselineCaptured,
     DeviceStatus,
     DischargeReadiness,
     Event,
+    Infusion,
+    InfusionPrompt,
     NibpFailed,
     NibpRequest,
     NurseAction,
@@ -30,6 +33,18 @@ _VALUE_KEYS = ("spo2", "pr", "pi", "sys", "dia", "map")
 #: Nurse-action detail keys that may leave the record (no free text: it may name the patient).
 _PUBLIC_DETAIL_KEYS = frozenset(
     {"route", "alarm_id", "priority", "seconds", "scene", "volume_pct", "pinned", "session_id"}
+    # An infusion's numbers; its pause, resume and stop reasons are free text.
+    | {
+        "infusion",
+        "planned_amount",
+        "unit",
+        "planned_min",
+        "given_amount",
+        "infused_min",
+        "paused_min",
+        "elapsed_min",
+        "pauses",
+    }
 )
 
 
@@ -88,6 +103,45 @@ def public_action_json(action: NurseAction) -> dict[str, Any]:
     return out
 
 
+def prompt_json(prompt: InfusionPrompt) -> dict[str, Any]:
+    """The infusion prompt: the advice, and the BP readings that confirmed the alarm."""
+    out: dict[str, Any] = {
+        "t": _t(prompt.t),
+        "type": "infusion_prompt",
+        "active": prompt.active,
+        "advice": INFUSION_ADVICE,
+        "readings": [{"t": _t(t), "sys": sys, "dia": dia} for t, sys, dia in prompt.readings],
+    }
+    if prompt.reason:
+        out["reason"] = prompt.reason
+    return out
+
+
+def _minutes(seconds: float) -> float:
+    return round(seconds / 60.0, 1)
+
+
+def infusion_json(infusion: Infusion, now: float) -> dict[str, Any]:
+    """An infusion as shown at `now`: plan, running time, pauses and amount given (no reasons)."""
+    return {
+        "started_t": _t(infusion.started_t),
+        "planned_amount": infusion.planned_amount,
+        "unit": None if infusion.unit is None else infusion.unit.value,
+        "planned_min": infusion.planned_min,
+        "state": "stopped" if infusion.stopped else "paused" if infusion.paused else "running",
+        "infused_min": _minutes(infusion.infused_s(now)),
+        "paused_min": _minutes(infusion.paused_s(now)),
+        "elapsed_min": _minutes(infusion.elapsed_s(now)),
+        "pauses": [
+            {"t": _t(start), "until_t": None if end is None else _t(end)}
+            for start, end in infusion.pauses
+        ],
+        "stopped_t": None if infusion.stopped_t is None else _t(infusion.stopped_t),
+        "given_amount": infusion.given_amount,
+        "given_unit": None if infusion.given_unit is None else infusion.given_unit.value,
+    }
+
+
 def event_json(event: Event) -> dict[str, Any]:  # noqa: C901, PLR0911, PLR0912  (one case per type)
     """Any bus event as a JSON-ready dict with `t` and `type`."""
     match event:
@@ -112,6 +166,10 @@ def event_json(event: Event) -> dict[str, Any]:  # noqa: C901, PLR0911, PLR0912 
                 "user": event.user,
                 "resumed": event.resumed,
                 "dose_t": None if event.dose_t is None else _t(event.dose_t),
+                # A resumed session's infusion, as the record left it.
+                "infusion": None
+                if event.infusion is None
+                else infusion_json(event.infusion, event.infusion.stopped_t or event.t),
             }
         case NurseAction():
             return {
@@ -170,6 +228,8 @@ def event_json(event: Event) -> dict[str, Any]:  # noqa: C901, PLR0911, PLR0912 
                 "since_t": _t(event.since_t),
                 "reason": event.reason,
             }
+        case InfusionPrompt():
+            return prompt_json(event)
         case RoomChanged():
             return {
                 "t": _t(event.t),

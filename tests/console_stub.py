@@ -15,6 +15,7 @@ from sessiond.model import (
     AlarmTransition,
     AudioPause,
     BaselineCaptured,
+    DoseUnit,
     NibpRequest,
     NurseAction,
     Phase,
@@ -62,6 +63,8 @@ class StubControl:
         self.scene: str | None = None
         self.volume: int | None = None
         self.pinned = False
+        #: None, "running", "paused" or "stopped".
+        self.infusion: str | None = None
 
     def now(self) -> float:
         return self.t
@@ -106,6 +109,60 @@ class StubControl:
             )  # fmt: skip
         self.phase = Phase.ONSET
         self.bus.publish(PhaseChanged(t=self.t, phase=Phase.ONSET))
+
+    async def start_infusion(
+        self,
+        *,
+        amount: float,
+        unit: DoseUnit,
+        planned_min: float,
+        user: str,
+        source: str,
+        reason: str | None = None,
+    ) -> None:
+        """The dose, with the plan recorded as `infusion_start` (as the monitor does)."""
+        if self.infusion is not None:
+            raise CommandRejected("an infusion was already started in this session")
+        await self.mark_dose(user=user, source=source, reason=reason)
+        self.calls[-1] = ("infusion_start", {**self.calls[-1][1], "amount": amount,
+                                             "unit": unit, "planned_min": planned_min})  # fmt: skip
+        self.infusion = "running"
+        plan = {"planned_amount": amount, "unit": unit.value, "planned_min": planned_min}
+        self.bus.publish(NurseAction(t=self.t, action="infusion_start", user=user, source=source,
+                                     detail=plan))  # fmt: skip
+
+    async def pause_infusion(self, *, reason: str, user: str, source: str) -> None:
+        if self.infusion != "running":
+            raise CommandRejected("no infusion is running: nothing to pause")
+        self._infusion_action("infusion_pause", user, source, reason=reason)
+        self.infusion = "paused"
+
+    async def resume_infusion(self, *, reason: str, user: str, source: str) -> None:
+        if self.infusion != "paused":
+            raise CommandRejected("the infusion is not paused")
+        self._infusion_action("infusion_resume", user, source, reason=reason)
+        self.infusion = "running"
+
+    async def stop_infusion(
+        self,
+        *,
+        amount: float,
+        unit: DoseUnit | None,
+        user: str,
+        source: str,
+        reason: str | None = None,
+    ) -> None:
+        if self.infusion not in {"running", "paused"}:
+            raise CommandRejected("no infusion was started: nothing to stop")
+        self._infusion_action("infusion_stop", user, source, given_amount=amount,
+                              unit=None if unit is None else unit.value, reason=reason)  # fmt: skip
+        self.infusion = "stopped"
+
+    def _infusion_action(self, action: str, user: str, source: str, **detail: Any) -> None:
+        self.calls.append((action, {**detail, "user": user, "source": source}))
+        self.bus.publish(
+            NurseAction(t=self.t, action=action, user=user, source=source, detail=detail)
+        )
 
     async def end_session(self, *, user: str, source: str) -> None:
         if self.session_id is None:

@@ -667,11 +667,15 @@ async def test_status_snapshot(served: Served, client: ClientSession) -> None:
         "onset_min": 60.0,
         "effect_end_min": 240.0,
         "discharge_after_min": 240.0,
+        "infusion_tail_min": 90.0,
+        "discharge_after_stop_min": 90.0,
     }
     assert status["nibp_schedule"] == {
         "interval_min": {"baseline": 5.0, "onset": 10.0, "effect": 15.0, "recovery": 30.0},
         "forced_after_dose_min": [40],
+        "infusion_interval_min": 10.0,
     }
+    assert status["infusion"] is None
 
 
 async def test_status_carries_the_configured_bp_programme() -> None:

@@ -30,6 +30,8 @@ from sessiond.model import (
     AlarmTransition,
     DeviceStatus,
     DischargeReadiness,
+    DoseUnit,
+    InfusionPrompt,
     NurseAction,
     Phase,
     PhaseChanged,
@@ -101,6 +103,37 @@ class StubControl:
 
     async def end_session(self, *, user: str, source: str) -> None:
         await self._do("end_session", user=user, source=source)
+
+    async def start_infusion(
+        self,
+        *,
+        amount: float,
+        unit: DoseUnit,
+        planned_min: float,
+        user: str,
+        source: str,
+        reason: str | None = None,
+    ) -> None:
+        await self._do("start_infusion", amount=amount, unit=unit, planned_min=planned_min,
+                       reason=reason, user=user, source=source)  # fmt: skip
+
+    async def pause_infusion(self, *, reason: str, user: str, source: str) -> None:
+        await self._do("pause_infusion", reason=reason, user=user, source=source)
+
+    async def resume_infusion(self, *, reason: str, user: str, source: str) -> None:
+        await self._do("resume_infusion", reason=reason, user=user, source=source)
+
+    async def stop_infusion(
+        self,
+        *,
+        amount: float,
+        unit: DoseUnit | None,
+        user: str,
+        source: str,
+        reason: str | None = None,
+    ) -> None:
+        await self._do("stop_infusion", amount=amount, unit=unit, reason=reason, user=user,
+                       source=source)  # fmt: skip
 
     async def acknowledge(self, *, alarm_id: str, user: str, source: str) -> None:
         await self._do("acknowledge", alarm_id=alarm_id, user=user, source=source)
@@ -489,6 +522,47 @@ async def test_events_for_alarm_transitions_and_nurse_actions(broker: Mosquitto,
         ]  # fmt: skip
 
 
+async def test_the_infusion_prompt_goes_on_event_and_the_infusion_in_state(
+    broker: Mosquitto, room: str
+):
+    """A confirmed critical BP while the infusion runs: `infusion_prompt` on `event`, the
+    infusion (no reasons) in `state`; advice only, nothing is published to act on a pump."""
+    async with (
+        listen(broker.port, f"sessiond/{room}/#") as heard,
+        bridge_on(broker.port, room) as r,
+    ):
+        await online(heard, r)
+        r.bus.publish(SessionStarted(t=100.0, session_id="a1b2c3", route=Route.IV, user="n"))
+        plan = {"planned_amount": 0.5, "unit": "mg/kg", "planned_min": 40.0}
+        r.bus.publish(NurseAction(t=400.0, action="infusion_start", user="n", source="console",
+                                  detail=plan))  # fmt: skip
+        readings = ((880.0, 186.0, 112.0), (910.0, 188.0, 114.0))
+        r.bus.publish(InfusionPrompt(t=910.0, active=True, readings=readings))
+        r.bus.publish(NurseAction(t=950.0, action="infusion_pause", user="n", source="console",
+                                  detail={"reason": "Jane's BP", "infused_min": 9.2}))  # fmt: skip
+        r.bus.publish(InfusionPrompt(t=950.0, active=False, reason="infusion paused"))
+        gone = await heard.wait_for(
+            r.topic("event"), json_has(type="infusion_prompt", active=False)
+        )
+        (shown,) = [m for m in heard.on(r.topic("event")) if m.json().get("active") is True]
+        assert shown.json() == {
+            "t": 910.0, "type": "infusion_prompt", "active": True,
+            "advice": "pause the infusion / notify the prescriber",
+            "readings": [{"t": 880.0, "sys": 186.0, "dia": 112.0},
+                         {"t": 910.0, "sys": 188.0, "dia": 114.0}],
+        }  # fmt: skip
+        assert gone.json()["reason"] == "infusion paused"
+        state = await heard.wait_for(
+            r.topic("state"), lambda m: (m.json()["infusion"] or {}).get("state") == "paused"
+        )
+        infusion = state.json()["infusion"]
+        assert (infusion["planned_amount"], infusion["unit"], infusion["prompt"]) == (
+            0.5, "mg/kg", None)  # fmt: skip
+        assert infusion["pauses"] == [{"t": 950.0, "until_t": None}]
+        published = [m for m in heard.messages if "/cmd/" not in m.topic]
+        assert all(b"Jane" not in m.payload for m in published)
+
+
 async def test_vitals_are_rate_limited_latest_values_with_quality(broker: Mosquitto, room: str):
     """50 readings a second become at most `vitals_max_rate_hz` messages (QoS 0, live)."""
     rate = 5.0
@@ -568,6 +642,17 @@ VALID_COMMANDS: list[tuple[str, dict[str, Any], str, dict[str, Any]]] = [
     ("note", {"text": "resting, eyes closed", "user": " nurse1 "},
      "add_note", {"text": "resting, eyes closed"}),
     ("nibp/measure", {"user": "nurse1", "transaction": "t-9"}, "measure_nibp", {}),
+    ("infusion/start", {"amount": 0.5, "unit": "mg/kg", "planned_min": 40, "user": "nurse1"},
+     "start_infusion", {"amount": 0.5, "unit": DoseUnit.MG_PER_KG, "planned_min": 40.0,
+                        "reason": None}),
+    ("infusion/pause", {"reason": "BP 186/112", "user": "nurse1"},
+     "pause_infusion", {"reason": "BP 186/112"}),
+    ("infusion/resume", {"reason": "prescriber: go on", "user": "nurse1"},
+     "resume_infusion", {"reason": "prescriber: go on"}),
+    ("infusion/stop", {"amount": 35, "unit": "mg", "user": "nurse1"},
+     "stop_infusion", {"amount": 35.0, "unit": DoseUnit.MG, "reason": None}),
+    ("infusion/stop", {"amount": 0.5, "user": "nurse1"},
+     "stop_infusion", {"amount": 0.5, "unit": None, "reason": None}),
     ("session/end", {"user": "nurse1"}, "end_session", {}),
 ]  # fmt: skip
 
@@ -588,7 +673,10 @@ async def test_each_valid_command_calls_the_control(broker: Mosquitto, room: str
         events = await heard.wait_count(r.topic("event"), len(VALID_COMMANDS))
         assert all(e.json()["type"] == "action" and e.json()["source"] == "mqtt" for e in events)
         assert events[0].json()["route"] == "iv"
-        assert "text" not in events[-3].json()  # the note's text stays off MQTT
+        assert "text" not in events[9].json()  # the note's text stays off MQTT
+        # A pause's reason is free text: it stays off MQTT too; the numbers go out.
+        assert "reason" not in events[12].json()
+        assert events[11].json()["planned_min"] == 40.0
 
 
 BAD_COMMANDS: list[tuple[str, bytes, str]] = [
@@ -607,7 +695,19 @@ BAD_COMMANDS: list[tuple[str, bytes, str]] = [
     ("pause", b'{"user": "n", "force": true}', "force: unknown field"),
     ("scene", b'{"user": "n"}', "scene: required"),
     ("note", b'{"text": "", "user": "n"}', "text: String should have at least"),
-]
+    ("infusion/start", b'{"amount": 0.5, "unit": "mg/kg", "user": "n"}', "planned_min: required"),
+    ("infusion/start", b'{"amount": NaN, "unit": "mg", "planned_min": 40, "user": "n"}',
+     "amount:"),
+    ("infusion/start", b'{"amount": 900, "unit": "mg", "planned_min": 40, "user": "n"}',
+     "amount: Input should be less than or equal to 500"),
+    ("infusion/start", b'{"amount": 5, "unit": "ml", "planned_min": 40, "user": "n"}',
+     "unit: Input should be"),
+    ("infusion/start", b'{"amount": 5, "unit": "mg", "planned_min": 1e9, "user": "n"}',
+     "planned_min: Input should be less than or equal to 240"),
+    ("infusion/pause", b'{"user": "n"}', "reason: required"),
+    ("infusion/resume", b'{"reason": " ", "user": "n"}', "reason: String should have at least"),
+    ("infusion/stop", b'{"amount": -1, "user": "n"}', "amount: Input should be greater"),
+]  # fmt: skip
 
 
 async def test_bad_commands_get_an_error_event_and_change_nothing(broker: Mosquitto, room: str):

@@ -66,12 +66,22 @@ CASES: list[tuple[str, dict[str, str], float | None, float | None, list[tuple[An
         (1234, "nibp_overdue", "medium", "active"), (1833, "nibp_error", "medium", "cleared"),
         (1833, "nibp_overdue", "medium", "cleared"),
     ]),
+    # The response follows the infusion (peak at its stop); replay stops it at 3600.
+    ("iv_infusion", BP, 120, 300, [
+        (1238, "bp_high", "medium", "active"), (1358, "bp_rise", "medium", "active"),
+        (2200, "bp_high", "high", "active"), (4723, "bp_high", "high", "latched"),
+        (4723, "bp_rise", "medium", "cleared"),
+    ]),
     ("cable_pull", BOTH, None, 120, [
         (244, "device_lost", "medium", "active"), (260, "device_lost", "medium", "cleared"),
         (484, "device_lost", "medium", "active"), (509, "device_lost", "high", "active"),
         (540, "device_lost", "high", "latched"),
     ]),
 ]  # fmt: skip
+
+
+#: Scenarios whose dose starts an infusion: when replay stops it (`--infusion-end`).
+INFUSION_END = {"iv_infusion": 3600.0}
 
 
 @pytest.mark.parametrize(
@@ -93,10 +103,15 @@ async def test_scenario_capture_replays_to_its_alarms(  # noqa: PLR0917 - parame
     # A BP module is silent between readings: replay 10 s past the last one, so that its
     # clears, which hold 5 s after the reading (DESIGN §5), are inside the replay.
     end_at = scenario.duration_s + 10 if devices == BP else None
+    infusion_end = INFUSION_END.get(name)
     with capture.open(encoding="utf-8") as f:
         summary = replay(CaptureReader(f), config=Config(), route=scenario.route,
-                         dose_at=dose_at, end_at=end_at, write=lines.append)  # fmt: skip
+                         dose_at=dose_at, infusion_end=infusion_end, end_at=end_at,
+                         write=lines.append)  # fmt: skip
     events = [json.loads(line) for line in lines]
+    if infusion_end is not None:
+        prompts = [(e["t"], e["active"]) for e in events if e["type"] == "infusion_prompt"]
+        assert prompts == [(2200.0, True), (infusion_end, False)]
     alarms = [(e["t"], e["id"], e["priority"], e["state"]) for e in events if e["type"] == "alarm"]
     assert [a[1:] for a in alarms] == [e[1:] for e in expected]
     # Deadlines fire at the time they are due; the model is seeded, so the times hold.

@@ -22,13 +22,14 @@ from yarl import URL
 
 from sessiond.config import NibpConfig, TimelineConfig
 from sessiond.console.auth import TOKEN_TTL_S, Sessions, verify_password
-from sessiond.model import NurseAction, Phase, Route
+from sessiond.model import DoseUnit, NurseAction, Phase, Route
 from sessiond.session.commands import (
     CommandRejected,
     Control,
     RecordUnavailable,
     describe_invalid,
 )
+from sessiond.session.infusion import MAX_AMOUNT, MAX_PLANNED_MIN
 from sessiond.session.monitor import MAX_NOTE_CHARS
 from sessiond.status import RoomStatus
 from sessiond.wire import event_json, public_action_json
@@ -90,6 +91,39 @@ class _Empty(_Body):
 
 class _Dose(_Body):
     #: Needed only to override a high `dose_gate`; it goes into the record, never the logs.
+    reason: str | None = Field(default=None, max_length=MAX_REASON_CHARS, strict=True)
+
+
+#: An amount in mg or mg/kg: finite, never negative; the monitor checks the unit's bound.
+_Amount = Annotated[
+    float, Field(ge=0, le=max(MAX_AMOUNT.values()), allow_inf_nan=False, strict=True)
+]
+_Reason = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_REASON_CHARS),
+    Field(strict=True),
+]
+
+
+class _InfusionStart(_Body):
+    """The start of an infusion is the dose: its plan, and a reason over a high dose gate."""
+
+    amount: _Amount = Field(gt=0)
+    unit: DoseUnit
+    planned_min: float = Field(gt=0, le=MAX_PLANNED_MIN, allow_inf_nan=False, strict=True)
+    reason: str | None = Field(default=None, max_length=MAX_REASON_CHARS, strict=True)
+
+
+class _InfusionReason(_Body):
+    """A pause or a resume: its reason goes into the record, never the logs."""
+
+    reason: _Reason
+
+
+class _InfusionStop(_Body):
+    amount: _Amount
+    #: None: the plan's unit.
+    unit: DoseUnit | None = None
     reason: str | None = Field(default=None, max_length=MAX_REASON_CHARS, strict=True)
 
 
@@ -196,6 +230,7 @@ def _nibp_schedule(nibp: NibpConfig) -> dict[str, Any]:
             phase: seconds / 60.0 for phase, seconds in intervals.items() if seconds is not None
         },
         "forced_after_dose_min": list(nibp.forced_after_dose_min),
+        "infusion_interval_min": nibp.infusion_interval_min,
     }
 
 
@@ -232,6 +267,10 @@ def create_console_app(
     app.router.add_post("/api/session/start", _start_session)
     app.router.add_post("/api/session/dose", _mark_dose)
     app.router.add_post("/api/session/end", _end_session)
+    app.router.add_post("/api/infusion/start", _start_infusion)
+    app.router.add_post("/api/infusion/pause", _pause_infusion)
+    app.router.add_post("/api/infusion/resume", _resume_infusion)
+    app.router.add_post("/api/infusion/stop", _stop_infusion)
     app.router.add_post("/api/alarms/ack", _acknowledge)
     app.router.add_post("/api/alarms/pause", _pause_audio)
     app.router.add_post("/api/nibp/measure", _measure_nibp)
@@ -413,6 +452,53 @@ async def _mark_dose(request: web.Request) -> web.Response:
     await request.app[CONSOLE].control.mark_dose(user=user, source="console", reason=reason)
     # The reason may name the patient: it is in the record, not in the log.
     logger.info("console: %r marked the dose%s", user, " (gate overridden)" * bool(reason))
+    return web.json_response({})
+
+
+async def _start_infusion(request: web.Request) -> web.Response:
+    user = _signed_in(request)
+    body = await _body(request, _InfusionStart)
+    reason = (body.reason or "").strip() or None
+    await request.app[CONSOLE].control.start_infusion(
+        amount=body.amount,
+        unit=body.unit,
+        planned_min=body.planned_min,
+        user=user,
+        source="console",
+        reason=reason,
+    )
+    logger.info("console: %r started the infusion%s", user, " (gate overridden)" * bool(reason))
+    return web.json_response({})
+
+
+async def _pause_infusion(request: web.Request) -> web.Response:
+    user = _signed_in(request)
+    body = await _body(request, _InfusionReason)
+    await request.app[CONSOLE].control.pause_infusion(
+        reason=body.reason, user=user, source="console"
+    )
+    logger.info("console: %r paused the infusion", user)
+    return web.json_response({})
+
+
+async def _resume_infusion(request: web.Request) -> web.Response:
+    user = _signed_in(request)
+    body = await _body(request, _InfusionReason)
+    await request.app[CONSOLE].control.resume_infusion(
+        reason=body.reason, user=user, source="console"
+    )
+    logger.info("console: %r resumed the infusion", user)
+    return web.json_response({})
+
+
+async def _stop_infusion(request: web.Request) -> web.Response:
+    user = _signed_in(request)
+    body = await _body(request, _InfusionStop)
+    reason = (body.reason or "").strip() or None
+    await request.app[CONSOLE].control.stop_infusion(
+        amount=body.amount, unit=body.unit, user=user, source="console", reason=reason
+    )
+    logger.info("console: %r stopped the infusion", user)
     return web.json_response({})
 
 

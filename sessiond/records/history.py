@@ -13,7 +13,16 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sessiond.model import AlarmState, BaselineCaptured, Priority, Quality, Route
+from sessiond.model import (
+    INFUSION_ACTIONS,
+    AlarmState,
+    BaselineCaptured,
+    Infusion,
+    NurseAction,
+    Priority,
+    Quality,
+    Route,
+)
 from sessiond.session.alarms import RestoredAlarm
 from sessiond.session.state import OpenSession
 
@@ -111,6 +120,7 @@ def load_open_session(
         notes=db.execute(
             "SELECT count(*) FROM actions WHERE session_id = ? AND action = 'note'", (session_id,)
         ).fetchone()[0],
+        infusion=_infusion(db, session_id, axis),
     )
 
 
@@ -170,6 +180,21 @@ def _dose_override(db: sqlite3.Connection, session_id: str) -> bool:
         (session_id,),
     ).fetchone()
     return row is not None and "override_reason" in json.loads(row[0])
+
+
+def _infusion(db: sqlite3.Connection, session_id: str, axis: _Axis) -> Infusion | None:
+    """The infusion as its recorded start, pauses, resumes and stop leave it."""
+    infusion: Infusion | None = None
+    for wall, action, user, source, detail in db.execute(
+        "SELECT wall, action, user, source, detail FROM actions WHERE session_id = ?"
+        " AND action IN (?, ?, ?, ?) ORDER BY id",
+        (session_id, *INFUSION_ACTIONS),
+    ):
+        recorded = NurseAction(
+            t=axis.t(wall), action=action, user=user, source=source, detail=json.loads(detail)
+        )
+        infusion = Infusion.fold(infusion, recorded)
+    return infusion
 
 
 def _oximetry(

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 #: The user and source recorded for the session start and dose that replay performs.
 REPLAY_USER = "replay"
 
-_PUBLIC_TYPES = frozenset({"phase", "alarm", "nibp_request", "discharge_ready"})
+_PUBLIC_TYPES = frozenset({"phase", "alarm", "nibp_request", "discharge_ready", "infusion_prompt"})
 
 
 def replay(
@@ -37,11 +37,19 @@ def replay(
     config: Config,
     route: Route = Route.IV,
     dose_at: float | None = None,
+    infusion_end: float | None = None,
     end_at: float | None = None,
     readings: bool = False,
     write: Callable[[str], Any],
 ) -> dict[str, int]:
-    """Replay `reader`, writing one JSON line per event with `write`; returns the summary."""
+    """Replay `reader`, writing one JSON line per event with `write`; returns the summary.
+
+    With `infusion_end`, the dose at `dose_at` is the start of an infusion stopped then (its
+    amounts unknown): the timeline, BP schedule and prompt follow it as in the daemon.
+    """
+    if infusion_end is not None and (dose_at is None or infusion_end <= dose_at):
+        msg = "the infusion's end needs a dose time before it"
+        raise ValueError(msg)
     decoders = {name: make_decoder(proto, device=name) for name, proto in reader.ports.items()}
     streaming = [name for name, d in decoders.items() if d.streaming]
     nibp = [name for name, d in decoders.items() if not d.streaming]
@@ -64,18 +72,8 @@ def replay(
             0.0, session_id="replay", route=route, user=REPLAY_USER, source="replay"
         )
     )
-    dose_pending = dose_at is not None
+    dose_if_due = _Doses(monitor, emit, dose_at=dose_at, infusion_end=infusion_end).due
     last_t = 0.0
-
-    def dose_if_due(t: float) -> None:
-        nonlocal dose_pending
-        if dose_pending and dose_at is not None and dose_at <= t:
-            emit(monitor.advance(dose_at))
-            # The capture already happened: a closed dose gate is overridden, not refused.
-            emit(monitor.mark_dose(dose_at, user=REPLAY_USER, source="replay",
-                                   reason="dose time given to replay"))  # fmt: skip
-            dose_pending = False
-
     for record in reader:
         t = record.t
         if end_at is not None and t > end_at:
@@ -102,3 +100,42 @@ def replay(
     }
     write(dumps({"t": round(end, 3), "type": "summary", **summary}) + "\n")
     return summary
+
+
+class _Doses:
+    """The dose, and an infusion's stop, marked when the capture's clock reaches them."""
+
+    def __init__(
+        self,
+        monitor: Monitor,
+        emit: Callable[[list[Event]], None],
+        *,
+        dose_at: float | None,
+        infusion_end: float | None,
+    ) -> None:
+        self._monitor, self._emit = monitor, emit
+        self._dose_at, self._infusion_end = dose_at, infusion_end
+
+    def due(self, t: float) -> None:
+        monitor, emit = self._monitor, self._emit
+        dose_at = self._dose_at
+        if dose_at is not None and dose_at <= t:
+            self._dose_at = None
+            emit(monitor.advance(dose_at))
+            # The capture already happened: a closed dose gate is overridden, not refused.
+            why = "dose time given to replay"
+            if self._infusion_end is None:
+                emit(monitor.mark_dose(dose_at, user=REPLAY_USER, source="replay", reason=why))
+            else:
+                emit(
+                    monitor.start_infusion(
+                        dose_at, amount=None, unit=None, planned_min=None, user=REPLAY_USER,
+                        source="replay", reason=why,
+                    )
+                )  # fmt: skip
+        end = self._infusion_end
+        if self._dose_at is None and end is not None and end <= t:
+            self._infusion_end = None
+            emit(monitor.advance(end))
+            emit(monitor.stop_infusion(end, amount=None, unit=None, user=REPLAY_USER,
+                                       source="replay"))  # fmt: skip

@@ -5,20 +5,25 @@ Topics under `<prefix>/<room>/` (DESIGN §7):
 | topic | retained | QoS | payload |
 |---|---|---|---|
 | `availability` | yes (also the Will) | 1 | `online` / `offline` |
-| `state` | yes | 1 | session id, phase, route, minutes since dose, alarms, scene, music, links |
+| `state` | yes | 1 | session, phase, minutes since dose, alarms, scene, music, links, infusion |
 | `alarm` | yes | 1 | the active alarm list, most urgent first |
 | `vitals` | no | 0 | latest values with quality, at most `vitals_max_rate_hz` |
-| `event` | no | 1 | alarm transitions, nurse actions, and `error` for refused commands |
+| `event` | no | 1 | alarm transitions, nurse actions, infusion prompts, `error` for bad commands |
 | `cmd/<action>` | never | 1 | commands (below) |
 
 Commands (JSON objects; `user` is required and named in the record, `source` is `mqtt`):
-`session/start` {route}, `session/end`, `dose` {reason?}, `ack` {alarm}, `pause`,
-`scene` {scene: name or null, pinned}, `volume` {volume: 0-100, pinned}, `note` {text},
-`nibp/measure`. A refused one (bad JSON, unknown action, bad field, retained, or refused by
-the session) gets `{"type": "error", "command", "error"}` on `event` and changes nothing.
+`session/start` {route}, `session/end`, `dose` {reason?}, `infusion/start` {amount, unit
+("mg" or "mg/kg"), planned_min, reason?}, `infusion/pause` {reason}, `infusion/resume`
+{reason}, `infusion/stop` {amount, unit?, reason?}, `ack` {alarm}, `pause`, `scene` {scene:
+name or null, pinned}, `volume` {volume: 0-100, pinned}, `note` {text}, `nibp/measure`.
+A refused one (bad JSON, unknown action, bad field, retained, or refused by the session) gets
+`{"type": "error", "command", "error"}` on `event` and changes nothing.
 
 No patient name or identifier goes on MQTT: sessions are named by their random id, and the
-free text of notes and dose overrides stays in the record.
+free text of notes, dose overrides and infusion reasons stays in the record. A confirmed
+critical BP while an infusion runs goes out on `event` as an `infusion_prompt` (the advice
+and the readings that confirmed it; `active` false when it goes): advice for the nurse,
+never a command to a pump.
 
 **Security.** Whoever may publish to `<prefix>/<room>/cmd/#` can start and end sessions,
 mark the dose and acknowledge alarms in the name of any `user`, so restrict it with the
@@ -90,6 +95,8 @@ from sessiond.model import (
     AlarmTransition,
     DeviceStatus,
     DischargeReadiness,
+    DoseUnit,
+    InfusionPrompt,
     NurseAction,
     PhaseChanged,
     Reading,
@@ -103,6 +110,7 @@ from sessiond.session.commands import (
     Control,
     describe_invalid,
 )
+from sessiond.session.infusion import MAX_AMOUNT, MAX_PLANNED_MIN, MAX_REASON_CHARS
 from sessiond.settings import Strict
 from sessiond.wire import alarm_json, event_json, public_action_json
 
@@ -230,6 +238,31 @@ class _Dose(_Command):
     reason: str | None = Field(default=None, min_length=1, max_length=500)
 
 
+_Amount = Annotated[float, Field(ge=0, le=max(MAX_AMOUNT.values()), allow_inf_nan=False)]
+_Reason = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=MAX_REASON_CHARS)
+]
+
+
+class _InfusionStart(_Command):
+    """The start is the dose: the plan, and `reason` over a high `dose_gate` (record only)."""
+
+    amount: _Amount = Field(gt=0)
+    unit: DoseUnit
+    planned_min: float = Field(gt=0, le=MAX_PLANNED_MIN, allow_inf_nan=False)
+    reason: str | None = Field(default=None, min_length=1, max_length=MAX_REASON_CHARS)
+
+
+class _InfusionReason(_Command):
+    reason: _Reason
+
+
+class _InfusionStop(_Command):
+    amount: _Amount
+    unit: DoseUnit | None = None
+    reason: str | None = Field(default=None, min_length=1, max_length=MAX_REASON_CHARS)
+
+
 class _Ack(_Command):
     alarm: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
 
@@ -252,6 +285,10 @@ _COMMANDS: dict[str, type[_Command]] = {
     "session/start": _Start,
     "session/end": _UserOnly,
     "dose": _Dose,
+    "infusion/start": _InfusionStart,
+    "infusion/pause": _InfusionReason,
+    "infusion/resume": _InfusionReason,
+    "infusion/stop": _InfusionStop,
     "ack": _Ack,
     "pause": _UserOnly,
     "scene": _Scene,
@@ -677,6 +714,9 @@ class MqttBridge:
                     self._queue_event(public_action_json(event))
                     # An ack changes the alarm list's `acknowledged`; a dose the state.
                     self._alarm_dirty = self._state_dirty = True
+                case InfusionPrompt():
+                    self._queue_event(event_json(event))
+                    self._state_dirty = True
                 case RoomChanged():
                     self._room = event
                     self._state_dirty = True
@@ -830,6 +870,7 @@ class MqttBridge:
             "discharge": None
             if self._discharge is None
             else {"ready": self._discharge.ready, "unmet": list(self._discharge.unmet)},
+            "infusion": status.infusion_json(now),
         }
         for key, provider in self._sections.items():
             try:
@@ -924,6 +965,8 @@ class MqttBridge:
                 await control.start_session(route=command.route, user=user, source=SOURCE)
             case _Dose():
                 await control.mark_dose(user=user, source=SOURCE, reason=command.reason)
+            case _InfusionStart() | _InfusionReason() | _InfusionStop():
+                await self._execute_infusion(action, command)
             case _Ack():
                 await control.acknowledge(alarm_id=command.alarm, user=user, source=SOURCE)
             case _Scene():
@@ -945,6 +988,33 @@ class MqttBridge:
             case _:
                 msg = f"no handler for {action}"
                 raise AssertionError(msg)
+
+    async def _execute_infusion(
+        self, action: str, command: _InfusionStart | _InfusionReason | _InfusionStop
+    ) -> None:
+        control, user = self._control, command.user
+        match command:
+            case _InfusionStart():
+                await control.start_infusion(
+                    amount=command.amount,
+                    unit=command.unit,
+                    planned_min=command.planned_min,
+                    user=user,
+                    source=SOURCE,
+                    reason=command.reason,
+                )
+            case _InfusionReason() if action == "infusion/pause":
+                await control.pause_infusion(reason=command.reason, user=user, source=SOURCE)
+            case _InfusionReason():
+                await control.resume_infusion(reason=command.reason, user=user, source=SOURCE)
+            case _InfusionStop():
+                await control.stop_infusion(
+                    amount=command.amount,
+                    unit=command.unit,
+                    user=user,
+                    source=SOURCE,
+                    reason=command.reason,
+                )
 
     def _command_error(self, action: str, error: str, transaction: str | None) -> None:
         data: dict[str, Any] = {

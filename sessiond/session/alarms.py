@@ -110,6 +110,8 @@ class AlarmEngine:
         self.schedule = schedule or NibpConfig()
         self.phase: Phase | None = None
         self.dosed = False
+        #: An infusion started and not stopped: `nibp_overdue` counts its BP interval.
+        self.infusing = False
         self.baseline = Baseline(baseline or BaselineConfig())
         # A value stands for the patient until its device would be declared lost.
         hold_s = config.device_lost.medium_after_s
@@ -257,6 +259,7 @@ class AlarmEngine:
     def start(self, t: float) -> None:
         """A new session: a fresh baseline, and the first BP reading is due from now."""
         self.dosed = False
+        self.infusing = False
         self.baseline.reset()
         self.bp_high.run = 0
         self.nibp_overdue.start(t)
@@ -265,8 +268,18 @@ class AlarmEngine:
         self.phase = phase
         for rule in self.silence.values():
             rule.set_phase(t, phase)
-        interval = self.schedule.interval_s(phase)
+        interval = self.schedule.interval_s(phase, infusion=self.infusing)
         self.nibp_overdue.set_interval(t, interval)
+        return self._transitions(t)
+
+    def set_infusion(self, t: float, *, infusing: bool) -> list[Event]:
+        """An infusion started or stopped: `nibp_overdue` follows the BP interval it sets."""
+        self.infusing = infusing
+        if self.phase is None:
+            return []
+        overdue = self.nibp_overdue
+        interval = self.schedule.interval_s(self.phase, infusion=infusing)
+        self._observe(overdue, lambda: overdue.set_interval(t, interval))
         return self._transitions(t)
 
     def dose(self, t: float) -> list[Event]:

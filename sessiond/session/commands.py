@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from pydantic import ValidationError
 
-    from sessiond.model import Route
+    from sessiond.model import DoseUnit, Route
 
 
 class CommandRejected(Exception):
@@ -59,8 +59,47 @@ class SessionControl(Protocol):
         """
         ...
 
+    async def start_infusion(
+        self,
+        *,
+        amount: float,
+        unit: DoseUnit,
+        planned_min: float,
+        user: str,
+        source: str,
+        reason: str | None = None,
+    ) -> None:
+        """Start an infusion now: it is the dose (the same gate; `reason` overrides it), with
+        its plan. Raises `CommandRejected` (no session, already dosed, a second start, gate
+        closed without a reason, an amount or duration out of range)."""
+        ...
+
+    async def pause_infusion(self, *, reason: str, user: str, source: str) -> None:
+        """Pause the running infusion. Raises `CommandRejected` (none running, already paused)."""
+        ...
+
+    async def resume_infusion(self, *, reason: str, user: str, source: str) -> None:
+        """Resume the paused infusion. Raises `CommandRejected` (none, not paused)."""
+        ...
+
+    async def stop_infusion(
+        self,
+        *,
+        amount: float,
+        unit: DoseUnit | None,
+        user: str,
+        source: str,
+        reason: str | None = None,
+    ) -> None:
+        """Stop the infusion with the amount given (`unit` None: the plan's).
+
+        Raises `CommandRejected` (no infusion started, already stopped, amount out of range).
+        """
+        ...
+
     async def end_session(self, *, user: str, source: str) -> None:
-        """End the running session (discharge). Raises `CommandRejected` when none runs."""
+        """End the running session (discharge). Raises `CommandRejected` when none runs, or
+        while an infusion runs."""
         ...
 
     async def acknowledge(self, *, alarm_id: str, user: str, source: str) -> None:

@@ -1,9 +1,10 @@
 """Discharge readiness (DESIGN §5): shown to the nurse, updated live, never acted on. Pure.
 
-Ready when every criterion holds: long enough since the dose (the route's minimum), no alarm
-shown, SpO2 at or above the limit without a gap for the whole window, and the last SYS/DIA and
-PR within a margin of the baseline. Evaluated on readings at most once a second and at the
-times a criterion can change on its own (the minimum time, the end of the SpO2 window).
+Ready when every criterion holds: long enough since the dose (the route's minimum) and, after
+an infusion, since its stop (never while it runs), no alarm shown, SpO2 at or above the limit
+without a gap for the whole window, and the last SYS/DIA and PR within a margin of the
+baseline. Evaluated on readings at most once a second and at the times a criterion can change
+on its own (the minimum time, the end of the SpO2 window).
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ class DischargeCheck:
         self.hold_s = hold_s
         self.ready = False
         self.unmet: tuple[str, ...] = ()
-        self._earliest: float | None = None
+        self._after_dose: float | None = None
+        self._after_stop: float | None = None
+        self._infusing = False
         self._spo2_ok_since: float | None = None
         self._last_spo2 = -INF
         self._bp: tuple[float, float] | None = None
@@ -41,18 +44,35 @@ class DischargeCheck:
         self.broken = False
 
     def reset(self) -> None:
-        self.ready, self.unmet, self._earliest = False, (), None
+        self.ready, self.unmet = False, ()
+        self._after_dose = self._after_stop = None
+        self._infusing = False
         self._spo2_ok_since, self._last_spo2 = None, -INF
         self._bp, self._pr = None, None
         self._next_eval = self._last_eval = -INF
 
     def dose(self, t: float, *, minimum_s: float) -> None:
-        self._earliest = t + minimum_s
+        self._after_dose = t + minimum_s
+
+    def infusion(self, *, stopped_t: float | None, minimum_s: float) -> None:
+        """An infusion runs (`stopped_t` None), or stopped at `stopped_t`: readiness also
+        needs `minimum_s` since its stop."""
+        self._infusing = stopped_t is None
+        self._after_stop = None if stopped_t is None else stopped_t + minimum_s
+
+    @property
+    def _earliest(self) -> float | None:
+        """When the time criteria are met (INF while an infusion runs); None before the dose."""
+        if self._after_dose is None:
+            return None
+        if self._infusing:
+            return INF
+        return max(self._after_dose, -INF if self._after_stop is None else self._after_stop)
 
     @property
     def active(self) -> bool:
         """Readiness is followed from the dose on."""
-        return self._earliest is not None
+        return self._after_dose is not None
 
     def oximetry(self, t: float, spo2: int | None, pr: int | None) -> None:
         """An oximeter reading; values None when missing or invalid."""
@@ -100,8 +120,12 @@ class DischargeCheck:
     ) -> tuple[str, ...]:
         c = self.config
         unmet: list[str] = []
-        if self._earliest is None or t < self._earliest:
+        if self._after_dose is None or t < self._after_dose:
             unmet.append("time since dose")
+        if self._infusing:
+            unmet.append("infusion running")
+        elif self._after_stop is not None and t < self._after_stop:
+            unmet.append("time since infusion stop")
         if alarms_shown:
             unmet.append("alarm shown")
         window = c.spo2_window_min * 60.0

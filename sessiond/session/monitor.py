@@ -8,12 +8,15 @@ when nothing arrives); only their clocks differ.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections import deque
+from typing import TYPE_CHECKING, Any
 
 from sessiond.model import (
     INVALID_FOR_ALARMS,
     AlarmState,
     AlarmTransition,
+    Infusion,
+    InfusionPrompt,
     NurseAction,
     Phase,
     PhaseChanged,
@@ -24,6 +27,7 @@ from sessiond.model import (
 from sessiond.session.alarms import INF, AlarmEngine
 from sessiond.session.commands import CommandRejected
 from sessiond.session.discharge import DischargeCheck
+from sessiond.session.infusion import check_amount, check_planned, check_reason
 from sessiond.session.schedule import NibpSchedule
 from sessiond.session.timeline import Timeline
 
@@ -31,13 +35,19 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from sessiond.config import Config
-    from sessiond.model import DeviceStatus, Event, Reading, Route
+    from sessiond.model import DeviceStatus, DoseUnit, Event, Reading, Route
     from sessiond.session.state import OpenSession
 
 #: BP alarms whose raising asks for a confirming reading at once.
 _BP_ALARMS = frozenset({"bp_high", "bp_low", "bp_rise"})
 #: Notes are free text for the record; this bounds what one nurse action can hold.
 MAX_NOTE_CHARS = 2000
+#: Valid BP readings kept for the infusion prompt (it shows those that confirmed bp_high).
+_RECENT_BP = 5
+
+
+def _minutes(seconds: float) -> float:
+    return round(seconds / 60.0, 1)
 
 
 class Monitor:
@@ -67,6 +77,11 @@ class Monitor:
             config.discharge, hold_s=config.alarms.device_lost.medium_after_s
         )
         self.session_id: str | None = None
+        #: The session's infusion, if its dose is the start of one (DESIGN §4).
+        self.infusion: Infusion | None = None
+        #: The infusion prompt is shown (a confirmed critical BP while the infusion runs).
+        self.prompting = False
+        self._bp_recent: deque[tuple[float, float, float]] = deque(maxlen=_RECENT_BP)
 
     @property
     def phase(self) -> Phase | None:
@@ -106,8 +121,11 @@ class Monitor:
     def on_reading(self, reading: Reading) -> list[Event]:
         """Evaluate a reading; call `advance(reading.t)` first so that earlier deadlines fire."""
         t = reading.t
-        out = self._after_alarms(self.alarms.on_reading(reading))
         bp = reading.device in self.nibp_devices and reading.sys is not None
+        if bp and reading.dia is not None and not reading.flags & INVALID_FOR_ALARMS:
+            assert reading.sys is not None
+            self._bp_recent.append((t, reading.sys, reading.dia))
+        out = self._after_alarms(self.alarms.on_reading(reading))
         if bp and self.schedule is not None:
             self.schedule.measured(t)
         discharge = self.discharge
@@ -136,6 +154,10 @@ class Monitor:
         self.session_id = session_id
         self.alarms.start(t)
         self.discharge.reset()
+        self.infusion, self.prompting = None, False
+        self._bp_recent.clear()
+        if self.schedule is not None:
+            self.schedule.infusion(infusing=False)
         out: list[Event] = [SessionStarted(t=t, session_id=session_id, route=route, user=user)]
         out.append(
             NurseAction(
@@ -157,10 +179,18 @@ class Monitor:
         alarms.start(session.started_t)
         alarms.restart(now)
         self.timeline.start(session.started_t, session.route)
+        self.infusion, self.prompting = None, False
+        self._bp_recent.clear()
+        self._bp_recent.extend(session.bp_readings)
         if session.dose_t is not None:
             self.timeline.dose(session.dose_t)
+            infusion = self.infusion = session.infusion
+            if infusion is not None:
+                self.timeline.infusion_started()
+                if infusion.stopped_t is not None:
+                    self.timeline.infusion_stopped(infusion.stopped_t)
             alarms.resume(session.baseline)
-            self._dose_dependents(session.dose_t, now=now)
+            self._dose_dependents(session.dose_t, now=now)  # no phase yet: no events
         else:
             for t, spo2, pr in session.oximetry:
                 alarms.baseline.add_oximetry(t, spo2, pr)
@@ -173,7 +203,7 @@ class Monitor:
             SessionStarted(t=session.started_t, session_id=session.session_id,
                            route=session.route, user=session.started_by, resumed=True,
                            dose_t=session.dose_t, dose_override=session.dose_override,
-                           notes=session.notes),
+                           notes=session.notes, infusion=session.infusion),
             NurseAction(t=now, action="session_resume", user="sessiond", source="restart"),
         ]  # fmt: skip
         if session.last_t is not None and session.last_t < now:
@@ -188,46 +218,180 @@ class Monitor:
         if self.schedule is not None:
             last_bp = session.bp_readings[-1][0] if session.bp_readings else None
             out += self.schedule.resume(now, phase, last_bp_t=last_bp)
-        return out
+        return out + self._prompt(now)
 
     def mark_dose(
         self, t: float, *, user: str, source: str, reason: str | None = None
     ) -> list[Event]:
+        """A dose given at once (bolus, IM, intranasal, oral); see `start_infusion` for IV."""
+        reason = self._dose_allowed(reason)
+        return self._dose(t, user=user, source=source, reason=reason, plan=None)
+
+    def start_infusion(
+        self,
+        t: float,
+        *,
+        amount: float | None,
+        unit: DoseUnit | None,
+        planned_min: float | None,
+        user: str,
+        source: str,
+        reason: str | None = None,
+    ) -> list[Event]:
+        """The start of an infusion: it is the dose (same gate), with its plan. Amounts and
+        minutes are None only where they are not known (a replay)."""
+        if self.running and self.infusion is not None:
+            msg = "an infusion was already started in this session"
+            raise CommandRejected(msg)
+        self._dose_allowed(None, gate=False)
+        check_amount(amount, unit, what="planned amount")
+        check_planned(amount, planned_min)
+        reason = self._dose_allowed(reason)
+        self.infusion = Infusion(
+            started_t=t, planned_amount=amount, unit=unit, planned_min=planned_min
+        )
+        plan = {
+            "planned_amount": amount,
+            "unit": None if unit is None else unit.value,
+            "planned_min": planned_min,
+        }
+        out = self._dose(t, user=user, source=source, reason=reason, plan=plan)
+        return out + self._prompt(t)  # a confirmed critical BP already shown
+
+    def pause_infusion(self, t: float, *, reason: str, user: str, source: str) -> list[Event]:
+        """The nurse paused the infusion (a BP surge ...); the prompt goes."""
+        infusion = self._infusion_in_progress("pause")
+        if infusion.paused:
+            msg = "the infusion is already paused"
+            raise CommandRejected(msg)
+        why = check_reason(reason, what="a pause", required=True)
+        self.infusion = infusion.paused_at(t)
+        detail = {"reason": why, "infused_min": _minutes(infusion.infused_s(t))}
+        out: list[Event] = [NurseAction(t=t, action="infusion_pause", user=user, source=source,
+                                        detail=detail)]  # fmt: skip
+        return out + self._prompt(t)
+
+    def resume_infusion(self, t: float, *, reason: str, user: str, source: str) -> list[Event]:
+        infusion = self._infusion_in_progress("resume")
+        if not infusion.paused:
+            msg = "the infusion is not paused"
+            raise CommandRejected(msg)
+        why = check_reason(reason, what="a resume", required=True)
+        self.infusion = infusion.resumed_at(t)
+        detail = {"reason": why, "paused_min": _minutes(t - infusion.pauses[-1][0])}
+        out: list[Event] = [NurseAction(t=t, action="infusion_resume", user=user, source=source,
+                                        detail=detail)]  # fmt: skip
+        return out + self._prompt(t)
+
+    def stop_infusion(
+        self,
+        t: float,
+        *,
+        amount: float | None,
+        unit: DoseUnit | None,
+        user: str,
+        source: str,
+        reason: str | None = None,
+    ) -> list[Event]:
+        """The infusion stopped with `amount` given (`unit` None: the plan's unit)."""
+        infusion = self._infusion_in_progress("stop")
+        unit = unit or infusion.unit
+        check_amount(amount, unit, what="amount given")
+        why = check_reason(reason, what="a stop", required=False)
+        done = self.infusion = infusion.stopped_at(t, amount, unit)
+        detail: dict[str, Any] = {
+            "given_amount": amount,
+            "unit": None if unit is None else unit.value,
+            "infused_min": _minutes(done.infused_s(t)),
+            "paused_min": _minutes(done.paused_s(t)),
+            "elapsed_min": _minutes(done.elapsed_s(t)),
+            "pauses": len(done.pauses),
+        }
+        if why is not None:
+            detail["reason"] = why
+        out: list[Event] = [NurseAction(t=t, action="infusion_stop", user=user, source=source,
+                                        detail=detail)]  # fmt: skip
+        self.timeline.infusion_stopped(t)
+        out += self._infusion_dependents(t)
+        return out + self._prompt(t)
+
+    def _dose_allowed(self, reason: str | None, *, gate: bool = True) -> str | None:
+        """The override reason, if the dose may be marked now (else `CommandRejected`);
+        without `gate`, only whether a session runs without a dose."""
         if not self.running:
             msg = "no session is running: start one first"
             raise CommandRejected(msg)
         if self.timeline.dose_t is not None:
             msg = "the dose was already marked"
             raise CommandRejected(msg)
-        reason = (reason or "").strip() or None
-        if self.alarms.dose_gate_closed and reason is None:
+        reason = check_reason(reason, what="an override", required=False)
+        if gate and self.alarms.dose_gate_closed and reason is None:
             bp = self.alarms.baseline.bp()
             shown = "" if bp is None else f" (baseline {bp[0]:.0f}/{bp[1]:.0f} mmHg)"
             msg = f"dose_gate is high{shown}: dosing needs an override with a reason"
             raise CommandRejected(msg)
-        detail = {} if reason is None else {"override_reason": reason}
+        return reason
+
+    def _dose(
+        self, t: float, *, user: str, source: str, reason: str | None, plan: dict[str, Any] | None
+    ) -> list[Event]:
+        detail: dict[str, Any] = {} if reason is None else {"override_reason": reason}
+        if plan is not None:
+            detail["infusion"] = True
         out: list[Event] = [NurseAction(t=t, action="dose", user=user, source=source,
                                         detail=detail)]  # fmt: skip
+        if plan is not None:
+            out.append(NurseAction(t=t, action="infusion_start", user=user, source=source,
+                                   detail=plan))  # fmt: skip
+            self.timeline.infusion_started()
         out += self._after_alarms(self.alarms.dose(t))
-        self._dose_dependents(t, now=t)
+        out += self._dose_dependents(t, now=t)
         return out + self._phase_events(self.timeline.dose(t))
 
-    def _dose_dependents(self, dose_t: float, *, now: float) -> None:
+    def _infusion_in_progress(self, verb: str) -> Infusion:
+        infusion = self.infusion
+        if not self.running or infusion is None:
+            what = "no infusion was started" if verb == "stop" else "no infusion is running"
+            msg = f"{what}: nothing to {verb}"
+            raise CommandRejected(msg)
+        if infusion.stopped:
+            msg = f"the infusion was already stopped: nothing to {verb}"
+            raise CommandRejected(msg)
+        return infusion
+
+    def _dose_dependents(self, dose_t: float, *, now: float) -> list[Event]:
         route = self.timeline.route
         assert route is not None
         minimum = self.config.timeline.for_route(route).discharge_after_min * 60.0
         self.discharge.dose(dose_t, minimum_s=minimum)
         if self.schedule is not None:
             self.schedule.dose(dose_t, now=now)
+        return self._infusion_dependents(now)
+
+    def _infusion_dependents(self, t: float) -> list[Event]:
+        """The BP interval, `nibp_overdue` and discharge readiness follow the infusion."""
+        infusion = self.infusion
+        infusing = infusion is not None and not infusion.stopped
+        if infusion is not None:
+            route = self.timeline.route
+            assert route is not None
+            minimum = self.config.timeline.for_route(route).discharge_after_stop_min * 60.0
+            self.discharge.infusion(stopped_t=infusion.stopped_t, minimum_s=minimum)
+        if self.schedule is not None:
+            self.schedule.infusion(infusing=infusing)
+        return self.alarms.set_infusion(t, infusing=infusing)
 
     def end_session(self, t: float, *, user: str, source: str) -> list[Event]:
         if not self.running:
             msg = "no session is running"
             raise CommandRejected(msg)
+        if self.infusion is not None and not self.infusion.stopped:
+            msg = "the infusion is still running: stop it first, with the amount given"
+            raise CommandRejected(msg)
         out: list[Event] = [NurseAction(t=t, action="session_end", user=user, source=source)]
         out += self._phase_events(self.timeline.end(t))
         self.discharge.reset()
-        return out
+        return out + self._prompt(t)
 
     def acknowledge(self, t: float, *, alarm_id: str, user: str, source: str) -> list[Event]:
         shown = self.alarms.showing(alarm_id)
@@ -291,19 +455,54 @@ class Monitor:
         return out
 
     def _after_alarms(self, events: list[Event]) -> list[Event]:
-        """A medium or high BP alarm raised: ask for a confirming reading at once."""
+        """A medium or high BP alarm raised: ask for a confirming reading at once. `bp_high`
+        changed: the infusion prompt follows it."""
+        out = events
         schedule = self.schedule
-        if schedule is None or not schedule.config.remeasure_on_alarm or not self.running:
-            return events
-        for event in events:
-            if (
-                isinstance(event, AlarmTransition)
-                and event.alarm_id in _BP_ALARMS
-                and event.state is AlarmState.ACTIVE
-                and event.priority >= Priority.MEDIUM
-            ):
-                return [*events, schedule.request(event.t, f"{event.alarm_id} alarm")]
-        return events
+        if schedule is not None and schedule.config.remeasure_on_alarm and self.running:
+            for event in events:
+                if (
+                    isinstance(event, AlarmTransition)
+                    and event.alarm_id in _BP_ALARMS
+                    and event.state is AlarmState.ACTIVE
+                    and event.priority >= Priority.MEDIUM
+                ):
+                    out = [*events, schedule.request(event.t, f"{event.alarm_id} alarm")]
+                    break
+        bp_high = [
+            e.t for e in events if isinstance(e, AlarmTransition) and e.alarm_id == "bp_high"
+        ]
+        return out + self._prompt(bp_high[-1]) if bp_high else out
+
+    def _prompt(self, t: float) -> list[Event]:
+        """The infusion prompt (DESIGN §4): shown while `bp_high` is high and active and the
+        infusion runs; it goes when the infusion is paused or stopped or the alarm is no
+        longer high. Advice to the nurse: nothing here acts on a pump."""
+        infusion = self.infusion
+        high = self.alarms.showing("bp_high") == (Priority.HIGH, AlarmState.ACTIVE)
+        wanted = self.running and infusion is not None and infusion.running and high
+        if wanted == self.prompting:
+            return []
+        self.prompting = wanted
+        if wanted:
+            confirmations = self.config.alarms.bp_high.high_confirmations
+            count = max(1, min(self.alarms.bp_high.run, confirmations))
+            readings = tuple(self._bp_recent)[-count:]
+            return [InfusionPrompt(t=t, active=True, readings=readings)]
+        shown = self.alarms.showing("bp_high")
+        if infusion is None or infusion.stopped:
+            reason = "infusion stopped"
+        elif infusion.paused:
+            reason = "infusion paused"
+        elif not self.running:
+            reason = "session ended"
+        elif shown is None:
+            reason = "bp_high cleared"
+        elif shown[1] is AlarmState.LATCHED:
+            reason = "bp_high condition gone (latched)"
+        else:
+            reason = "bp_high no longer high"
+        return [InfusionPrompt(t=t, active=False, reason=reason)]
 
     def _readiness(self, t: float) -> list[Event]:
         if not self.running:

@@ -2,7 +2,8 @@
 
 A reading is due one phase interval after the later of the last request and the last valid
 reading; the session start asks at once; forced readings fall at fixed times after the dose;
-a medium or high BP alarm asks at once for a confirming reading.
+a medium or high BP alarm asks at once for a confirming reading. While an infusion runs (until
+its stop) the interval is the infusion's; after the stop, the phase's own.
 """
 
 from __future__ import annotations
@@ -24,13 +25,17 @@ class NibpSchedule:
         self.interval_s: float | None = None
         self._anchor = -INF
         self._forced: list[float] = []
+        self._phase: Phase | None = None
+        #: An infusion started and not stopped yet.
+        self.infusing = False
 
     def next_due(self) -> float:
         periodic = INF if self.interval_s is None else self._anchor + self.interval_s
         return min(periodic, self._forced[0]) if self._forced else periodic
 
     def set_phase(self, t: float, phase: Phase) -> list[NibpRequest]:
-        self.interval_s = self.config.interval_s(phase)
+        self._phase = phase
+        self.interval_s = self.config.interval_s(phase, infusion=self.infusing)
         if phase is Phase.ENDED:
             self._forced = []
             return []
@@ -45,13 +50,21 @@ class NibpSchedule:
     def resume(self, now: float, phase: Phase, *, last_bp_t: float | None) -> list[NibpRequest]:
         """A session taken up after a restart: on schedule from its last BP reading, and at
         once when that reading is older than the phase's interval (never backdated)."""
-        self.interval_s = self.config.interval_s(phase)
+        self._phase = phase
+        self.interval_s = self.config.interval_s(phase, infusion=self.infusing)
         if self.interval_s is None:
             return []
         if last_bp_t is None or last_bp_t + self.interval_s <= now:
             return [self.request(now, "resumed")]
         self._anchor = last_bp_t
         return []
+
+    def infusion(self, *, infusing: bool) -> None:
+        """An infusion started (or stopped): the interval is its own (or the phase's) from
+        now on, counted from the last request or reading."""
+        self.infusing = infusing
+        if self._phase is not None:
+            self.interval_s = self.config.interval_s(self._phase, infusion=infusing)
 
     def dose(self, t: float, *, now: float) -> None:
         """The dose at `t`; forced readings already past at `now` (a resume) are not taken."""

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from datetime import datetime
 
-    from sessiond.model import BaselineCaptured, Route
+    from sessiond.model import BaselineCaptured, Infusion, Route
     from sessiond.session.alarms import RestoredAlarm
 
 
@@ -39,3 +39,5 @@ class OpenSession:
     #: The end of an audio pause running when the daemon stopped.
     paused_until: float | None = None
     notes: int = 0
+    #: The infusion whose start was the dose, as its recorded actions leave it.
+    infusion: Infusion | None = None

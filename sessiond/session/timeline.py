@@ -1,4 +1,8 @@
-"""The session timeline of DESIGN §4: which phase, and when the next phase begins. Pure."""
+"""The session timeline of DESIGN §4: which phase, and when the next phase begins. Pure.
+
+The phases keep the dose as their anchor. An infusion (its start is the dose) still running
+when the effect window would end holds `effect` until its stop plus the route's tail.
+"""
 
 from __future__ import annotations
 
@@ -22,10 +26,13 @@ class Timeline:
         self.dose_t: float | None = None
         self._onset_end: float | None = None
         self._effect_end: float | None = None
+        #: An infusion started and not stopped yet (paused or running).
+        self.infusing = False
 
     def start(self, t: float, route: Route) -> list[PhaseChanged]:
         self.route, self.started_t, self.dose_t = route, t, None
         self._onset_end = self._effect_end = None
+        self.infusing = False
         return self._enter(t, Phase.BASELINE)
 
     def dose(self, t: float) -> list[PhaseChanged]:
@@ -36,15 +43,27 @@ class Timeline:
         self._effect_end = t + timing.effect_end_min * 60.0
         return self._enter(t, Phase.ONSET)
 
+    def infusion_started(self) -> None:
+        """The dose is the start of an infusion: `effect` lasts at least until its stop."""
+        self.infusing = True
+
+    def infusion_stopped(self, t: float) -> None:
+        """The infusion stopped at `t`: past the effect window's end, `effect` ends a tail later."""
+        self.infusing = False
+        assert self.route is not None, "infusion before the session started"
+        if self._effect_end is not None and t >= self._effect_end:
+            self._effect_end = t + self._config.for_route(self.route).infusion_tail_min * 60.0
+
     def end(self, t: float) -> list[PhaseChanged]:
         self._onset_end = self._effect_end = None
+        self.infusing = False
         return self._enter(t, Phase.ENDED)
 
     def next_due(self) -> float | None:
         if self.phase is Phase.ONSET:
             return self._onset_end
         if self.phase is Phase.EFFECT:
-            return self._effect_end
+            return None if self.infusing else self._effect_end
         return None
 
     def advance(self, now: float) -> list[PhaseChanged]:

@@ -10,7 +10,9 @@ vital never changes the noise elsewhere.
 The ketamine response (reference/clinical.md §2.1-2.3): BP and HR rise after the dose with
 a route-specific time to peak and return, shaped as a gamma curve that is 1 at the peak and
 5 % of it at the return time. The sizes are the reported means; `Patient.ketamine_response`
-scales them for a stronger or weaker responder.
+scales them for a stronger or weaker responder. An IV infusion (a scenario's `[infusion]`)
+drives the response while the pump runs instead: it builds up while it runs, falls while it
+is paused, peaks at the stop and is back to 5 % of it 90 min later.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ if TYPE_CHECKING:
 
     import numpy.typing as npt
 
-    from sessiond.sim.scenario import Event, Patient, Scenario
+    from sessiond.sim.scenario import Event, Patient, Scenario, ScenarioInfusion
 
 #: The scenario random stream the SpO2 / PR / PI physiology draws from.
 PHYSIOLOGY_STREAM = 0
@@ -72,6 +74,12 @@ _RESP_DRIFT_WINDOW_S = 60
 _BP_DRIFT_WINDOW_S = 600
 #: The response is this fraction of its peak at the route's return time.
 _RETURN_FRACTION = 0.05
+#: An infusion of this many minutes gives the route's reported peak at its stop: IV ketamine
+#: is 0.5 mg/kg over 40 min, and the Yale/Liu means are at 30-40 min (clinical.md §2.2).
+INFUSION_REFERENCE_MIN = 40.0
+#: Minutes after an infusion's stop when its response is down to 5 %: BP is back to baseline
+#: within 1.5 h of the infusion (Gdańsk; clinical.md §2.2-2.3).
+INFUSION_RETURN_MIN = 90.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -155,9 +163,26 @@ def simulate_patient(scenario: Scenario) -> Vitals:
         duration_s=scenario.duration_s,
         route=scenario.route,
         dose_at_s=scenario.dose_at_s,
+        infusion=scenario.infusion,
         rng=scenario.rng(PHYSIOLOGY_STREAM),
         bp_rng=scenario.rng(BP_STREAM),
     )
+
+
+def infusion_rise(
+    t: npt.NDArray[np.float64], *, running: Sequence[tuple[float, float]]
+) -> npt.NDArray[np.float64]:
+    """The response (1 at the stop of a `INFUSION_REFERENCE_MIN` infusion) at session times `t`
+    for a pump running in the `running` (start, end) spans: it builds up while the pump runs
+    and decays while it does not (one compartment), to 5 % `INFUSION_RETURN_MIN` after."""
+    k = math.log(1.0 / _RETURN_FRACTION) / (INFUSION_RETURN_MIN * 60.0)
+    level = np.zeros_like(t)
+    for start, end in running:
+        since = np.clip(t - start, 0.0, end - start)
+        after = np.clip(t - end, 0.0, None)
+        level += (1.0 - np.exp(-k * since)) * np.exp(-k * after)
+    out: npt.NDArray[np.float64] = level / (1.0 - math.exp(-k * INFUSION_REFERENCE_MIN * 60.0))
+    return out
 
 
 def ketamine_rise(
@@ -177,6 +202,7 @@ def model_patient(
     rng: np.random.Generator,
     route: Route = Route.IV,
     dose_at_s: float | None = None,
+    infusion: ScenarioInfusion | None = None,
     bp_rng: np.random.Generator | None = None,
 ) -> Vitals:
     """The vitals of `patient` for `duration_s` seconds, with the physiological `events` applied."""
@@ -202,7 +228,11 @@ def model_patient(
         bp_rng, n, sd=DIA_OWN_DRIFT_SD, window_s=_BP_DRIFT_WINDOW_S
     )
 
-    rise = patient.ketamine_response * ketamine_rise(t, route=route, dose_at_s=dose_at_s)
+    if infusion is not None and dose_at_s is not None:
+        shape = infusion_rise(t, running=infusion.running(dose_at_s))
+    else:
+        shape = ketamine_rise(t, route=route, dose_at_s=dose_at_s)
+    rise = patient.ketamine_response * shape
     size = KETAMINE_RESPONSE[route]
     sys = patient.sys + sys_drift + rise * size.sys_mmhg
     dia = patient.dia + dia_drift + rise * size.dia_mmhg

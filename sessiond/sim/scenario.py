@@ -21,6 +21,10 @@ Event kinds (every event has `kind` and `at_s`, session seconds from the simulat
 | `garbage` | duration_s, bytes, port | line noise before the device's next data |
 | `bp_failure` | count, answer, error | the next `count` BP measurements fail |
 
+An `[infusion]` table makes the dose at `dose_at_s` the start of an IV infusion that runs
+`planned_min` minutes, with optional `pauses` (each `at_s`, `duration_s`) that stretch it; the
+patient's BP/HR response then follows the infusion instead of a bolus.
+
 Oximeter events (`sensor_off`, `motion_artifact`, `low_perfusion`) apply to every oximeter
 port; `cable_pull`, `silence` and `garbage` name their port. `[devices]` maps port names to
 protocols (`masimo-ascii1`, `nonin-df7`, `contec-v7`, `suntech-advantage`). The NIBP module
@@ -296,6 +300,47 @@ EVENT_KINDS = (
 )
 
 
+class InfusionPause(_Strict):
+    """The pump stops at `at_s` for `duration_s`, then runs on (the plan is not shortened)."""
+
+    at_s: float = Field(ge=0)
+    duration_s: float = Field(gt=0)
+
+
+class ScenarioInfusion(_Strict):
+    """The dose is the start of an IV infusion (DESIGN §4): it runs `planned_min` minutes of
+    pump time from `dose_at_s`, longer by its pauses."""
+
+    #: Minutes the pump runs, pauses not counted (IV protocols: 40-60 min; clinical.md §2.2).
+    planned_min: float = Field(gt=0, le=240)
+    pauses: tuple[InfusionPause, ...] = ()
+
+    def running(self, start_s: float) -> list[tuple[float, float]]:
+        """The (start, end) session seconds the pump runs, for an infusion from `start_s`."""
+        out: list[tuple[float, float]] = []
+        t, left = start_s, self.planned_min * 60.0
+        for pause in self.pauses:
+            out.append((t, pause.at_s))
+            left -= pause.at_s - t
+            t = pause.at_s + pause.duration_s
+        out.append((t, t + left))
+        return out
+
+    def problems(self, start_s: float) -> list[tuple[str, str]]:
+        """Pauses in order, each while the pump still runs."""
+        found: list[tuple[str, str]] = []
+        t, left = start_s, self.planned_min * 60.0
+        for i, pause in enumerate(self.pauses):
+            if not t < pause.at_s < t + left:
+                where = "after the start" if i == 0 else "after the pause before it ends"
+                end = f"before the infusion's end ({t + left:g} s)"
+                found.append((f"infusion.pauses.{i}.at_s", f"must be {where} and {end}"))
+                return found
+            left -= pause.at_s - t
+            t = pause.at_s + pause.duration_s
+        return found
+
+
 class Scenario(_Strict):
     """One simulated session: who the patient is, how the dose is given, and what happens when."""
 
@@ -309,6 +354,8 @@ class Scenario(_Strict):
     route: Route = Route.IV
     #: When the dose is given, session seconds; no dose (no ketamine response) when absent.
     dose_at_s: float | None = Field(default=None, ge=0)
+    #: The dose is the start of an IV infusion (None: a dose given at once).
+    infusion: ScenarioInfusion | None = None
     patient: Patient = Patient()
     #: Port name → protocol; absent: `DEFAULT_DEVICES` (the caller may override both).
     devices: dict[PortName, SimProtocol] | None = None
@@ -358,6 +405,15 @@ def _timing_problems(scenario: Scenario) -> list[tuple[str, str]]:
     end = f"after the end of the scenario (duration_s = {scenario.duration_s})"
     if scenario.dose_at_s is not None and scenario.dose_at_s >= scenario.duration_s:
         problems.append(("dose_at_s", end))
+    if scenario.infusion is not None:
+        if scenario.dose_at_s is None:
+            problems.append(("dose_at_s", "required with [infusion]: its start is the dose"))
+        else:
+            problems += scenario.infusion.problems(scenario.dose_at_s)
+        if scenario.route is not Route.IV:
+            problems.append(
+                ("infusion", f"an infusion is IV (route = 'iv', got {scenario.route.value!r})")
+            )
     pulled: dict[str, float] = {}
     for i, event in enumerate(scenario.events):
         if event.at_s >= scenario.duration_s:
