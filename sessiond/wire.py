@@ -30,7 +30,11 @@ _VALUE_KEYS = ("spo2", "pr", "pi", "sys", "dia", "map")
 #: Nurse-action detail keys that may leave the record (no free text: it may name the patient).
 _PUBLIC_DETAIL_KEYS = frozenset(
     {"route", "alarm_id", "priority", "seconds", "scene", "volume_pct", "pinned", "session_id"}
+    # Manual entries and checklists: values and item ids, never their free text.
+    | {"kind", "sys", "dia", "map", "pr", "effect", "severity", "amount_mg", "drug", "ready"}
 )
+#: Detail keys whose value is a list of item ids (checklists).
+_PUBLIC_LIST_KEYS = frozenset({"checked", "missing", "unmet", "checklist_missing"})
 
 
 def _t(t: float) -> float:
@@ -82,6 +86,11 @@ def public_action_json(action: NurseAction) -> dict[str, Any]:
         (key, value)
         for key, value in action.detail.items()
         if key in _PUBLIC_DETAIL_KEYS and isinstance(value, str | int | float | bool | None)
+    )
+    out.update(
+        (key, [str(v) for v in value])
+        for key, value in action.detail.items()
+        if key in _PUBLIC_LIST_KEYS and isinstance(value, list | tuple)
     )
     if "override_reason" in action.detail:
         out["override"] = True

@@ -8,7 +8,7 @@ when nothing arrives); only their clocks differ.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sessiond.model import (
     INVALID_FOR_ALARMS,
@@ -18,6 +18,7 @@ from sessiond.model import (
     Phase,
     PhaseChanged,
     Priority,
+    Reading,
     RecordGap,
     SessionStarted,
 )
@@ -31,13 +32,18 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from sessiond.config import Config
-    from sessiond.model import DeviceStatus, Event, Reading, Route
+    from sessiond.model import DeviceStatus, Event, Route
     from sessiond.session.state import OpenSession
 
 #: BP alarms whose raising asks for a confirming reading at once.
 _BP_ALARMS = frozenset({"bp_high", "bp_low", "bp_rise"})
 #: Notes are free text for the record; this bounds what one nurse action can hold.
 MAX_NOTE_CHARS = 2000
+#: The device name of a BP a nurse took by hand: recorded and shown (trends, console) as a
+#: reading, but not judged by the alarm rules (the nurse has the cuff in hand already).
+MANUAL_DEVICE = "manual"
+#: What a nurse may enter by hand besides notes (DESIGN §9).
+ENTRY_KINDS = frozenset({"bp", "side_effect", "dose"})
 
 
 class Monitor:
@@ -50,8 +56,11 @@ class Monitor:
         streaming: Iterable[str],
         nibp: Iterable[str] = (),
         start: float = 0.0,
+        predose_gate: bool = False,
     ) -> None:
         self.config = config
+        #: The pre-dose checklist gates the dose (the daemon; replay doses as told).
+        self.predose_gate = predose_gate
         self.timeline = Timeline(config=config.timeline)
         self.nibp_devices = frozenset(nibp)
         self.alarms = AlarmEngine(
@@ -67,6 +76,8 @@ class Monitor:
             config.discharge, hold_s=config.alarms.device_lost.medium_after_s
         )
         self.session_id: str | None = None
+        #: The pre-dose checklist's unconfirmed item ids; None until it is submitted.
+        self.predose_missing: tuple[str, ...] | None = None
 
     @property
     def phase(self) -> Phase | None:
@@ -134,6 +145,7 @@ class Monitor:
             msg = "a session is already running; end it first"
             raise CommandRejected(msg)
         self.session_id = session_id
+        self.predose_missing = None
         self.alarms.start(t)
         self.discharge.reset()
         out: list[Event] = [SessionStarted(t=t, session_id=session_id, route=route, user=user)]
@@ -205,12 +217,90 @@ class Monitor:
             shown = "" if bp is None else f" (baseline {bp[0]:.0f}/{bp[1]:.0f} mmHg)"
             msg = f"dose_gate is high{shown}: dosing needs an override with a reason"
             raise CommandRejected(msg)
-        detail = {} if reason is None else {"override_reason": reason}
+        missing = self._predose_missing()
+        if missing and reason is None:
+            msg = (
+                f"the pre-dose checklist is not complete ({', '.join(missing)}): "
+                "dosing needs an override with a reason"
+            )
+            raise CommandRejected(msg)
+        detail: dict[str, Any] = {} if reason is None else {"override_reason": reason}
+        if missing:
+            detail["checklist_missing"] = list(missing)
         out: list[Event] = [NurseAction(t=t, action="dose", user=user, source=source,
                                         detail=detail)]  # fmt: skip
         out += self._after_alarms(self.alarms.dose(t))
         self._dose_dependents(t, now=t)
         return out + self._phase_events(self.timeline.dose(t))
+
+    def _predose_missing(self) -> tuple[str, ...]:
+        """The pre-dose items not confirmed (all of them when the list was never submitted)."""
+        if not self.predose_gate:
+            return ()
+        items = tuple(item.id for item in self.config.checklists.predose)
+        return items if self.predose_missing is None else self.predose_missing
+
+    def add_entry(self, t: float, *, entry: dict[str, Any], user: str, source: str) -> list[Event]:
+        """A manual entry: a BP taken by hand, a side effect, a dose given (route, amount)."""
+        if not self.running:
+            msg = "no session is running"
+            raise CommandRejected(msg)
+        kind = entry.get("kind")
+        if kind not in ENTRY_KINDS:
+            msg = f"unknown entry kind {kind!r} (known: {', '.join(sorted(ENTRY_KINDS))})"
+            raise CommandRejected(msg)
+        out: list[Event] = [
+            NurseAction(t=t, action="entry", user=user, source=source, detail=dict(entry))
+        ]
+        if kind == "bp":
+            out.append(
+                Reading(t=t, device=MANUAL_DEVICE, sys=entry["sys"], dia=entry["dia"],
+                        map=entry.get("map"), pr=entry.get("pr"))
+            )  # fmt: skip
+        return out
+
+    def checklist(
+        self,
+        t: float,
+        *,
+        kind: str,
+        checked: list[str],
+        reason: str | None,
+        user: str,
+        source: str,
+    ) -> list[Event]:
+        """A checklist confirmed by a nurse: `predose` (gates the dose) or `discharge` (the
+        nurse's sign-off, with the daemon's readiness at that moment beside it)."""
+        if not self.running:
+            msg = "no session is running"
+            raise CommandRejected(msg)
+        config = self.config.checklists
+        items = [i.id for i in (config.predose if kind == "predose" else config.discharge)]
+        unknown = sorted(set(checked) - set(items))
+        if kind not in ("predose", "discharge") or unknown:
+            msg = f"not on the {kind} checklist: {', '.join(unknown) or kind}"
+            raise CommandRejected(msg)
+        missing = [i for i in items if i not in checked]
+        reason = (reason or "").strip() or None
+        detail: dict[str, Any] = {"kind": kind, "checked": [i for i in items if i in checked],
+                                  "missing": missing}  # fmt: skip
+        if kind == "predose":
+            if self.timeline.dose_t is not None:
+                msg = "the dose is marked already: the pre-dose checklist is closed"
+                raise CommandRejected(msg)
+            self.predose_missing = tuple(missing)
+        else:
+            if self.timeline.dose_t is None:
+                msg = "discharge sign-off comes after the dose"
+                raise CommandRejected(msg)
+            if missing and reason is None:
+                msg = f"the discharge checklist is not complete ({', '.join(missing)})"
+                raise CommandRejected(msg)
+            detail["ready"] = self.discharge.ready
+            detail["unmet"] = list(self.discharge.unmet)
+        if reason is not None:
+            detail["override_reason"] = reason
+        return [NurseAction(t=t, action="checklist", user=user, source=source, detail=detail)]
 
     def _dose_dependents(self, dose_t: float, *, now: float) -> None:
         route = self.timeline.route
@@ -226,6 +316,7 @@ class Monitor:
             raise CommandRejected(msg)
         out: list[Event] = [NurseAction(t=t, action="session_end", user=user, source=source)]
         out += self._phase_events(self.timeline.end(t))
+        out += self.alarms.end_session(t)
         self.discharge.reset()
         return out
 
