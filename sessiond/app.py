@@ -21,7 +21,8 @@ from sessiond.bus import Bus
 from sessiond.clock import LoopClock
 from sessiond.config import ConfigError, ConsoleUser
 from sessiond.console.auth import hash_password
-from sessiond.console.server import create_console_app, start_console
+from sessiond.console.overview import Overview
+from sessiond.console.server import create_console_app, start_console, tls_context
 from sessiond.devices import make_decoder
 from sessiond.devices.link import SerialLink
 from sessiond.devices.nibp import NibpLink
@@ -34,7 +35,9 @@ from sessiond.model import (
     Priority,
 )
 from sessiond.records.capture import CaptureWriter
+from sessiond.records.read import RecordReader
 from sessiond.records.store import Recorder, RecordError
+from sessiond.room.alarm_tone import AlarmTonePlayer
 from sessiond.room.lights import LightDriver
 from sessiond.room.mqtt import MqttBridge
 from sessiond.room.music import MusicPlayer
@@ -62,6 +65,8 @@ _T = TypeVar("_T")
 
 #: An open session older than this is not resumed after a restart: it was left open.
 RESUME_MAX_AGE_S = 24 * 3600.0
+#: Pleth samples a second of the oximeters that send a waveform (reference/devices.md).
+PLETH_HZ = {"nonin-df7": 75.0, "nonin-df2": 75.0, "contec-v7": 60.0, "contec-legacy": 60.0}
 #: The user the demo creates when the configuration names none.
 DEMO_USER, DEMO_PASSWORD = "nurse", "demo"
 
@@ -88,7 +93,9 @@ class Daemon:
         }
         streaming = [name for name, d in decoders.items() if d.streaming]
         nibp = [name for name, d in decoders.items() if not d.streaming]
-        self.monitor = Monitor(config=config, streaming=streaming, nibp=nibp, start=clock.now())
+        self.monitor = Monitor(
+            config=config, streaming=streaming, nibp=nibp, start=clock.now(), predose_gate=True
+        )
         self.links = {
             name: SerialLink(
                 name=name,
@@ -122,6 +129,8 @@ class Daemon:
             speed=clock.speed,
             on_fault=self._on_record_fault,
         )
+        #: The console reads the session back from the record (entries, trends).
+        self.reader = RecordReader(config.records.path, bp_devices=frozenset(nibp))
         # The room: lights over MQTT (when configured), music on libvlc (loaded lazily).
         self.music = (
             MusicPlayer(config.music, clock=clock, on_change=self._on_music)
@@ -135,6 +144,7 @@ class Daemon:
             config.lights, publish=self._publish_mqtt, clock=clock, speed=clock.speed
         )
         self.mqtt: MqttBridge | None = None
+        self.overview: Overview | None = None
         if config.mqtt.enabled:
             self.mqtt = MqttBridge(
                 settings=config.mqtt,
@@ -147,6 +157,13 @@ class Daemon:
             )
             self.mqtt.attach_lights(self.lights)
             self.mqtt.add_state("music", self._music_state)
+            # The clinic overview: every room on the broker, this one included.
+            self.overview = Overview(config.mqtt.prefix)
+            for topic in self.overview.topics():
+                self.mqtt.subscribe(topic, self.overview.on_message)
+            self.mqtt.add_state("console", self._console_state)
+            # A daemon without devices is a nurses' station: no tile of its own.
+            self.mqtt.add_state("station", lambda: not config.devices)
         self.room = RoomController(
             config=config.scenes,
             lights=self.lights,
@@ -155,10 +172,23 @@ class Daemon:
             publish=self.bus.publish,
             room_id=config.room.id,
         )
+        # The room's own alarm speaker: high alarms and no console watching (DESIGN §9).
+        self.alarm_audio = AlarmTonePlayer(
+            config.alarm_audio,
+            room_id=config.room.id,
+            reminder_s=config.alarms.audio.reminder_s,
+            now=clock.now,
+            on_status=self._on_alarm_audio,
+        )
         self.console_port: int | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._timer_due = INF
         self._stopping = False
+        #: Signed-in console pages connected now, and the timer that raises
+        #: `console_unwatched` when there are none during a session.
+        self._watchers = 0
+        self._unwatched_timer: asyncio.TimerHandle | None = None
+        self._unwatched = False
 
     # SessionControl -------------------------------------------------------------------
 
@@ -250,6 +280,23 @@ class Daemon:
         )
         logger.info("note added by %s via %s", user, source)
 
+    async def add_entry(self, *, entry: dict[str, Any], user: str, source: str) -> None:
+        # Free text in an entry stays in the record, as a note's does.
+        await self._command(
+            lambda now: self.monitor.add_entry(now, entry=entry, user=user, source=source)
+        )
+        logger.info("%s entry added by %s via %s", entry.get("kind"), user, source)
+
+    async def checklist(
+        self, *, kind: str, checked: list[str], reason: str | None, user: str, source: str
+    ) -> None:
+        await self._command(
+            lambda now: self.monitor.checklist(
+                now, kind=kind, checked=checked, reason=reason, user=user, source=source
+            )
+        )
+        logger.info("%s checklist confirmed by %s via %s", kind, user, source)
+
     async def measure_nibp(self, *, user: str, source: str) -> None:
         if any(link.measuring for link in self.nibp.values()):
             msg = "a BP measurement is already running"
@@ -298,6 +345,56 @@ class Daemon:
         if self.music is not None:
             self._on_music(self.music.status())
 
+    def _on_alarm_audio(self, available: bool, detail: str) -> None:
+        """The room's alarm speaker is shown like a device link (console, MQTT, record)."""
+        self.bus.publish(DeviceStatus(t=self.clock.now(), device="alarm_audio",
+                                      connected=available, detail=detail))  # fmt: skip
+
+    def _watchers_changed(self, count: int) -> None:
+        self._watchers = count
+        self._check_watched()
+
+    def _check_watched(self) -> None:
+        """`console_unwatched`: a running session with no signed-in console for a while."""
+        watched = self._watchers > 0 or not self.monitor.running
+        if watched:
+            if self._unwatched_timer is not None:
+                self._unwatched_timer.cancel()
+                self._unwatched_timer = None
+            if self._unwatched:
+                self._unwatched = False
+                self._report("console_unwatched", active=False)
+        elif self._unwatched_timer is None and not self._unwatched:
+            loop = asyncio.get_running_loop()
+            delay = self.config.alarm_audio.unwatched_after_s
+            self._unwatched_timer = loop.call_later(delay, self._now_unwatched)
+
+    def _now_unwatched(self) -> None:
+        self._unwatched_timer = None
+        if self._watchers == 0 and self.monitor.running:
+            self._unwatched = True
+            logger.warning("no signed-in console has watched the session for %.0f s",
+                           self.config.alarm_audio.unwatched_after_s)  # fmt: skip
+            self._report("console_unwatched", active=True)
+
+    def _report(self, alarm_id: str, *, active: bool) -> None:
+        try:
+            self._run("advance", self.monitor.advance, self.clock.now())
+            self._emit(self.monitor.report(self.clock.now(), alarm_id, active=active))
+        except Exception:
+            logger.exception("monitor: cannot report %s", alarm_id)
+        finally:
+            self._reschedule()
+
+    def _console_ready(self) -> None:
+        if self.mqtt is not None:
+            self.mqtt.state_changed()  # the console's port is known now
+
+    def _console_state(self) -> dict[str, Any]:
+        """Where this room's console is, for the overview's links."""
+        c = self.config.console
+        return {"host": c.host, "port": self.console_port, "tls": bool(c.tls_cert)}
+
     def _music_state(self) -> dict[str, Any]:
         if self.music is None:
             return {"available": False, "reason": "disabled in [music]"}
@@ -320,6 +417,7 @@ class Daemon:
             self._emit(act(now))  # CommandRejected propagates: nothing was published for it
         finally:
             self._reschedule()
+            self._check_watched()  # a session started or ended
         await self._recorded()
 
     def _record_writable(self) -> None:
@@ -499,10 +597,24 @@ class Daemon:
             room_id=self.config.room.id,
             timeline=self.config.timeline,
             nibp=self.config.nibp,
+            settings=self.config.console,
+            audio=self.config.alarms.audio,
+            on_watchers=self._watchers_changed,
+            checklists=self.config.checklists,
+            records=self.reader,
+            predose_gate=self.monitor.predose_gate,
+            pleth_rates={
+                name: PLETH_HZ[dev.decoder]
+                for name, dev in self.config.devices.items()
+                if dev.decoder in PLETH_HZ
+            },
+            overview=self.overview,
         )
         host, port = self.config.console.host, self.config.console.port
         try:
-            runner, self.console_port = await start_console(console, host=host, port=port)
+            runner, self.console_port = await start_console(
+                console, host=host, port=port, ssl_context=tls_context(self.config.console)
+            )
         except OSError as exc:
             await self.recorder.close()
             why = "address already in use" if exc.errno == errno.EADDRINUSE else exc.strerror
@@ -527,21 +639,27 @@ class Daemon:
         room = asyncio.create_task(
             self.room.run(self.bus.subscribe("room", maxsize=256)), name="sessiond.room"
         )
+        alarm_audio = asyncio.create_task(
+            self.alarm_audio.run(self.bus.subscribe("alarm_audio", maxsize=256)),
+            name="sessiond.alarm_audio",
+        )
         mqtt = None
         if self.mqtt is not None:
             mqtt = asyncio.create_task(self.mqtt.run(), name="sessiond.mqtt")
         self._resume(session)
+        self._check_watched()
         links = [
             asyncio.create_task(link.run(), name=f"sessiond.link[{name}]")
             for name, link in self.links.items()
         ]
         self._reschedule()
+        self._console_ready()
         service = ServiceNotifier()
         try:
             if on_ready is not None:
                 on_ready(self)
             service.ready(status=f"room {self.config.room.id}: monitoring")
-            # Until cancelled, also with no device configured.
+            # Until cancelled, also with no device configured (a nurses' station).
             await asyncio.gather(*links, asyncio.get_running_loop().create_future())
         finally:
             service.stopping()
@@ -551,6 +669,8 @@ class Daemon:
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer = None
+            if self._unwatched_timer is not None:
+                self._unwatched_timer.cancel()
             for nibp_link in self.nibp.values():
                 await nibp_link.close()
             for task in links:
@@ -558,9 +678,10 @@ class Daemon:
             await asyncio.gather(*links, return_exceptions=True)
             await runner.cleanup()
             self.bus.close()
-            await asyncio.gather(room, return_exceptions=True)
+            await asyncio.gather(room, alarm_audio, return_exceptions=True)
             await self._close_room(mqtt, music)
             await asyncio.gather(recording, return_exceptions=True)
+            self.reader.close()
             await self.recorder.close()
             if self._capture is not None:
                 self._capture.close()
@@ -649,7 +770,8 @@ async def run_demo(config: Config, *, speed: float, port: int | None) -> int:
 
 def _announce(daemon: Daemon) -> None:
     host = daemon.config.console.host
-    print(f"console: http://{host}:{daemon.console_port}/", flush=True)
+    scheme = "https" if daemon.config.console.tls_cert else "http"
+    print(f"console: {scheme}://{host}:{daemon.console_port}/", flush=True)
     for name, link in daemon.links.items():
         print(f"device {name}: {link.path} ({link.decoder.protocol})", flush=True)
     sys.stdout.flush()

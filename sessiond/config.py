@@ -24,6 +24,7 @@ from pydantic import (
 
 from sessiond.console.auth import parse_password_hash
 from sessiond.model import Phase, Priority, Route
+from sessiond.room.alarm_tone import AlarmAudioConfig
 from sessiond.room.lights import LightsConfig
 from sessiond.room.mqtt import MqttSettings
 from sessiond.room.music import MusicConfig
@@ -55,10 +56,33 @@ class ConsoleUser(Strict):
         return v
 
 
+#: A host name or address as a browser puts it in the Host header (no port).
+HostName = Annotated[str, Field(pattern=r"^[A-Za-z0-9]([A-Za-z0-9.:-]{0,252})$")]
+
+
 class ConsoleConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    #: Names the console answers to besides the loopback ones and `host` (the Host header is
+    #: checked: a DNS-rebinding page under another name reads nothing).
+    allowed_hosts: tuple[HostName, ...] = ()
+    #: PEM certificate (chain) and key: both set serve HTTPS, and the cookie is `Secure`.
+    tls_cert: str = ""
+    tls_key: str = ""
+    #: Live connections at most (every one is a signed-in page).
+    max_websockets: Annotated[int, Field(ge=1, le=256)] = 16
+    #: Failed sign-ins for one user name within `login_lockout_s` that lock it for as long
+    #: (one client address may fail four times as often, across names).
+    login_max_failures: Annotated[int, Field(ge=1, le=100)] = 5
+    login_lockout_s: Annotated[float, Field(ge=10, le=86_400)] = 300
     users: dict[str, ConsoleUser] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ConsoleConfig:
+        if bool(self.tls_cert) != bool(self.tls_key):
+            missing = "tls_key" if self.tls_cert else "tls_cert"
+            _check([(missing, "tls_cert and tls_key go together: set both or neither")])
+        return self
 
 
 class DeviceConfig(Strict):
@@ -299,6 +323,9 @@ class AudioConfig(Strict):
     pause_s: Annotated[float, Field(gt=0, le=600)] = 120
     #: A new high alarm ends a pause early.
     high_ends_pause: bool = True
+    #: Real seconds between reminder bursts of an acknowledged alarm whose condition stays
+    #: (clinical.md §1.3: 2-3 min); at most 15 min.
+    reminder_s: Annotated[float, Field(gt=0, le=900)] = 150
 
 
 class AlarmsConfig(Strict):
@@ -424,6 +451,45 @@ class TimelineConfig(Strict):
         return timeline
 
 
+class ChecklistItem(Strict):
+    """One line of a paper checklist, confirmed by a nurse in the console."""
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    text: str = Field(min_length=1, max_length=200)
+
+
+def _unique_ids(items: tuple[ChecklistItem, ...], key: str) -> list[tuple[str, str]]:
+    ids = [item.id for item in items]
+    twice = sorted({i for i in ids if ids.count(i) > 1})
+    return [(key, f"item ids must be unique ({', '.join(twice)} repeated)")] if twice else []
+
+
+class ChecklistsConfig(Strict):
+    """`[checklists]`: what a clinic checks on paper before the dose and at discharge."""
+
+    #: Confirmed before the dose; the dose needs every item, or an override with a reason.
+    predose: tuple[ChecklistItem, ...] = (
+        ChecklistItem(id="fasting_solids", text="No solid food for 6 h"),
+        ChecklistItem(id="fasting_liquids", text="No clear liquids for 2 h"),
+        ChecklistItem(id="escort", text="Escort home arranged"),
+        ChecklistItem(id="consent", text="Consent signed"),
+        ChecklistItem(id="medications", text="Medications reviewed"),
+        ChecklistItem(id="baseline_bp", text="Baseline BP taken"),
+    )
+    #: Confirmed with the nurse's sign-off at discharge (time since dose and vitals against
+    #: baseline are checked by the daemon's readiness and shown beside them).
+    discharge: tuple[ChecklistItem, ...] = (
+        ChecklistItem(id="escort_present", text="Escort present"),
+        ChecklistItem(id="alert", text="Alert, oriented, walks steadily"),
+        ChecklistItem(id="instructions", text="Aftercare instructions given"),
+    )
+
+    @model_validator(mode="after")
+    def _ids(self) -> ChecklistsConfig:
+        _check(_unique_ids(self.predose, "predose") + _unique_ids(self.discharge, "discharge"))
+        return self
+
+
 class RecordsConfig(Strict):
     path: str = "sessiond.sqlite"
     #: `sessiond purge` without `--before` deletes sessions that ended more than this many
@@ -458,10 +524,12 @@ class Config(Strict):
     nibp: NibpConfig = NibpConfig()
     baseline: BaselineConfig = BaselineConfig()
     discharge: DischargeConfig = DischargeConfig()
+    checklists: ChecklistsConfig = ChecklistsConfig()
     records: RecordsConfig = RecordsConfig()
     scenes: ScenesConfig = ScenesConfig()
     lights: LightsConfig = LightsConfig()
     music: MusicConfig = MusicConfig()
+    alarm_audio: AlarmAudioConfig = AlarmAudioConfig()
     sim: SimConfig = SimConfig()
 
 

@@ -49,6 +49,8 @@ class SessionInfo:
     dose_t: float | None = None
     #: The dose was given over a high `dose_gate`, with a reason (kept in the record).
     dose_override: bool = False
+    #: When the session ended (its clocks stop there).
+    ended_t: float | None = None
 
 
 def _t(t: float | None) -> float | None:
@@ -67,6 +69,8 @@ class RoomStatus:
         self.devices: dict[str, DeviceStatus] = {}
         #: Alarms whose audio a nurse acknowledged for their current occurrence.
         self.acknowledged: set[str] = set()
+        #: When each shown alarm's occurrence began (its onset, not its last transition).
+        self.onsets: dict[str, float] = {}
         #: The last pause or resume of alarm audio (every alarm).
         self.audio_pause: AudioPause | None = None
         #: The session's baseline, fixed at the dose.
@@ -84,6 +88,8 @@ class RoomStatus:
         #: The session's infusion (its start was the dose), and the prompt while it is shown.
         self.infusion: Infusion | None = None
         self.prompt: InfusionPrompt | None = None
+        #: The session's checklists as last confirmed: kind -> t, user, checked, missing.
+        self.checklists: dict[str, dict[str, Any]] = {}
 
     def apply(self, event: Event) -> None:
         match event:
@@ -93,6 +99,8 @@ class RoomStatus:
                 self._alarm(event)
             case PhaseChanged():
                 self.phase = event.phase
+                if self.session is not None:
+                    self.session.ended_t = event.t if event.phase is Phase.ENDED else None
             case SessionStarted():
                 self._new_session(event)
             case NurseAction():
@@ -125,8 +133,11 @@ class RoomStatus:
         before = self.alarms.get(event.alarm_id)
         if event.state is AlarmState.CLEARED:
             self.alarms.pop(event.alarm_id, None)
+            self.onsets.pop(event.alarm_id, None)
         else:
             self.alarms[event.alarm_id] = event
+            if before is None:
+                self.onsets[event.alarm_id] = event.t
         # An acknowledgement holds for one occurrence at its priority: a new occurrence or
         # an escalation sounds again.
         if event.restored:
@@ -153,6 +164,7 @@ class RoomStatus:
         self.last_note_t = None
         self.infusion = event.infusion
         self.prompt = None
+        self.checklists = {}
 
     def _action(self, event: NurseAction) -> None:
         match event.action:
@@ -166,6 +178,15 @@ class RoomStatus:
                 self.last_note_t = event.t
             case action if action.startswith("infusion_") and self.session is not None:
                 self.infusion = Infusion.fold(self.infusion, event)
+            case "checklist":
+                d = event.detail
+                self.checklists[str(d.get("kind"))] = {
+                    "t": _t(event.t),
+                    "user": event.user,
+                    "checked": list(d.get("checked", [])),
+                    "missing": list(d.get("missing", [])),
+                    "override": "override_reason" in d,
+                }
             case _:
                 pass
 
@@ -179,7 +200,11 @@ class RoomStatus:
             "phase": None if self.phase is None else self.phase.value,
             "readings": {name: reading_json(r) for name, r in self.readings.items()},
             "alarms": [
-                {**alarm_json(a), "acknowledged": a.alarm_id in self.acknowledged}
+                {
+                    **alarm_json(a),
+                    "acknowledged": a.alarm_id in self.acknowledged,
+                    "onset_t": _t(self.onsets.get(a.alarm_id, a.t)),
+                }
                 for a in self.alarms.values()
             ],
             "audio_pause": self._pause_json(now),
@@ -192,6 +217,7 @@ class RoomStatus:
             "nibp": self._nibp_json(),
             "room_setting": self._room_json(),
             "notes": {"count": self.notes, "last_t": _t(self.last_note_t)},
+            "checklists": self.checklists,
             "infusion": self.infusion_json(now),
         }
 
@@ -216,6 +242,7 @@ class RoomStatus:
             "started_t": round(s.started_t, 3),
             "dose_t": _t(dose),
             "dose_override": s.dose_override,
+            "ended_t": _t(s.ended_t),
             "seconds_since_start": round(now - s.started_t, 1),
             "seconds_since_dose": None if dose is None else round(now - dose, 1),
         }

@@ -45,7 +45,11 @@ _PUBLIC_DETAIL_KEYS = frozenset(
         "elapsed_min",
         "pauses",
     }
+    # Manual entries and checklists: values and item ids, never their free text.
+    | {"kind", "sys", "dia", "map", "pr", "effect", "severity", "amount_mg", "drug", "ready"}
 )
+#: Detail keys whose value is a list of item ids (checklists).
+_PUBLIC_LIST_KEYS = frozenset({"checked", "missing", "unmet", "checklist_missing"})
 
 
 def _t(t: float) -> float:
@@ -97,6 +101,11 @@ def public_action_json(action: NurseAction) -> dict[str, Any]:
         (key, value)
         for key, value in action.detail.items()
         if key in _PUBLIC_DETAIL_KEYS and isinstance(value, str | int | float | bool | None)
+    )
+    out.update(
+        (key, [str(v) for v in value])
+        for key, value in action.detail.items()
+        if key in _PUBLIC_LIST_KEYS and isinstance(value, list | tuple)
     )
     if "override_reason" in action.detail:
         out["override"] = True

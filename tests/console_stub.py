@@ -43,6 +43,11 @@ SCENES = {
 }
 
 
+#: The default checklists' item ids (`ChecklistsConfig`).
+PREDOSE = ("fasting_solids", "fasting_liquids", "escort", "consent", "medications", "baseline_bp")
+DISCHARGE = ("escort_present", "alert", "instructions")
+
+
 class StubControl:
     """Records commands and publishes the events the real session control would."""
 
@@ -60,6 +65,9 @@ class StubControl:
         #: What the BP module answers a measure-now with (SYS, DIA, MAP, PR); None: nothing yet.
         self.bp_result: tuple[int, int, int, int] | None = None
         self.phase = Phase.BASELINE
+        #: The pre-dose checklist gates the dose (as the daemon's does) when set.
+        self.checklist_gate = False
+        self.predose_missing: list[str] = list(PREDOSE)
         self.scene: str | None = None
         self.volume: int | None = None
         self.pinned = False
@@ -93,6 +101,10 @@ class StubControl:
             raise CommandRejected("the dose is already marked")
         if self.gate_closed and not reason:
             raise CommandRejected("dose_gate is high: dosing needs an override with a reason")
+        if self.checklist_gate and self.predose_missing and not reason:
+            raise CommandRejected(
+                "the pre-dose checklist is not complete: dosing needs an override with a reason"
+            )
         self.calls.append(("dose", {"reason": reason, "user": user, "source": source}))
         self.dose_t = self.t
         detail = {} if reason is None else {"override_reason": reason}
@@ -201,6 +213,42 @@ class StubControl:
         self.calls.append(("note", {"text": text, "user": user, "source": source}))
         self.bus.publish(
             NurseAction(t=self.t, action="note", user=user, source=source, detail={"text": text})
+        )
+
+    async def add_entry(self, *, entry: dict[str, Any], user: str, source: str) -> None:
+        if self.reject is not None:
+            raise CommandRejected(self.reject)
+        if self.session_id is None:
+            raise CommandRejected("no session is running")
+        self.calls.append(("entry", {"entry": entry, "user": user, "source": source}))
+        self.bus.publish(
+            NurseAction(t=self.t, action="entry", user=user, source=source, detail=dict(entry))
+        )
+        if entry["kind"] == "bp":
+            self.bus.publish(Reading(t=self.t, device="manual", sys=entry["sys"],
+                                     dia=entry["dia"], pr=entry.get("pr")))  # fmt: skip
+
+    async def checklist(
+        self, *, kind: str, checked: list[str], reason: str | None, user: str, source: str
+    ) -> None:
+        if self.reject is not None:
+            raise CommandRejected(self.reject)
+        if self.session_id is None:
+            raise CommandRejected("no session is running")
+        items = PREDOSE if kind == "predose" else DISCHARGE
+        missing = [i for i in items if i not in checked]
+        if kind == "discharge" and missing and reason is None:
+            msg = f"the discharge checklist is not complete ({', '.join(missing)})"
+            raise CommandRejected(msg)
+        self.calls.append(("checklist", {"kind": kind, "checked": checked, "reason": reason,
+                                         "user": user, "source": source}))  # fmt: skip
+        if kind == "predose":
+            self.predose_missing = missing
+        detail: dict[str, Any] = {"kind": kind, "checked": checked, "missing": missing}
+        if reason is not None:
+            detail["override_reason"] = reason
+        self.bus.publish(
+            NurseAction(t=self.t, action="checklist", user=user, source=source, detail=detail)
         )
 
     async def measure_nibp(self, *, user: str, source: str) -> None:

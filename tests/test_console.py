@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import socket
+import ssl
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ from aiohttp import ClientSession, CookieJar, WSMsgType, web
 from yarl import URL
 
 from sessiond.bus import Bus
-from sessiond.config import ConsoleUser, NibpConfig
+from sessiond.config import ConsoleConfig, ConsoleUser, NibpConfig
 from sessiond.console import server
 from sessiond.console.auth import Sessions, hash_password, verify_password
 from sessiond.console.server import (
@@ -38,7 +39,7 @@ from sessiond.model import (
     Reading,
     Route,
 )
-from sessiond.session.commands import Control
+from sessiond.session.commands import ConsoleControl
 from sessiond.wire import event_json
 from tests.console_stub import PASSWORD, USERS, StubControl
 
@@ -63,13 +64,17 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def serve() -> AsyncIterator[Served]:
+async def serve(
+    settings: ConsoleConfig | None = None, *, ssl_context: ssl.SSLContext | None = None
+) -> AsyncIterator[Served]:
     """A console on an ephemeral port, with a fresh bus and stub control."""
     bus = Bus()
     control = StubControl(bus=bus)
-    typed: Control = control  # the stub must satisfy the protocol
-    app = create_console_app(bus=bus, control=typed, users=USERS, room_id="room-7")
-    runner, port = await start_console(app, host="127.0.0.1", port=0)
+    typed: ConsoleControl = control  # the stub must satisfy the protocol
+    app = create_console_app(
+        bus=bus, control=typed, users=USERS, room_id="room-7", settings=settings
+    )
+    runner, port = await start_console(app, host="127.0.0.1", port=0, ssl_context=ssl_context)
     try:
         yield Served(app=app, runner=runner, port=port, bus=bus, control=control)
     finally:
@@ -93,6 +98,11 @@ async def sign_in(client: ClientSession, password: str = PASSWORD) -> aiohttp.Cl
     async with client.post("/api/login", json={"user": "nurse1", "password": password}) as resp:
         await resp.read()
         return resp
+
+
+def cookie_of(served: Served, client: ClientSession) -> str:
+    """The sign-in token `client` holds."""
+    return client.cookie_jar.filter_cookies(URL(served.url))[COOKIE_NAME].value
 
 
 async def wait_until(predicate: Callable[[], bool]) -> None:
@@ -200,7 +210,8 @@ async def test_login_refuses_wrong_credentials(
         assert await resp.json() == {"error": "wrong user name or password"}
         assert "Set-Cookie" not in resp.headers
     async with client.get("/api/me") as me:
-        assert me.status == 401
+        assert me.status == 200  # signed out is an answer, not an error
+        assert await me.json() == {"user": None}
 
 
 async def test_logout_ends_the_sign_in(served: Served, client: ClientSession) -> None:
@@ -210,7 +221,8 @@ async def test_logout_ends_the_sign_in(served: Served, client: ClientSession) ->
     async with client.post("/api/logout", json={}) as resp:
         assert resp.status == 200
     async with client.get("/api/me") as me:
-        assert me.status == 401
+        assert me.status == 200  # signed out is an answer, not an error
+        assert await me.json() == {"user": None}
     async with (
         ClientSession(base_url=served.url, cookies={COOKIE_NAME: token}) as replay,
         replay.post("/api/session/start", json={"route": "iv"}) as resp,
@@ -262,7 +274,8 @@ async def test_commands_need_sign_in(
         assert resp.status == 401
         assert await resp.json() == {"error": "not signed in"}
     async with client.get("/api/me") as me:
-        assert me.status == 401
+        assert me.status == 200  # signed out is an answer, not an error
+        assert await me.json() == {"user": None}
     assert served.control.calls == []
 
 
@@ -289,6 +302,7 @@ async def test_start_and_dose(served: Served, client: ClientSession) -> None:
         "started_t": 1000.0,
         "dose_t": 1300.0,
         "dose_override": False,
+        "ended_t": None,
         "seconds_since_start": 360.0,
         "seconds_since_dose": 60.0,
     }
@@ -640,7 +654,8 @@ async def test_room_commands_show_in_the_status(served: Served, client: ClientSe
 
 
 async def test_status_snapshot(served: Served, client: ClientSession) -> None:
-    """`/api/status` is the folded room status on the session clock, open to view."""
+    """`/api/status` is the folded room status on the session clock, for a signed-in nurse."""
+    await sign_in(client)
     served.bus.publish(DeviceStatus(t=990.0, device="spo2", connected=True))
     served.bus.publish(reading(flags=Quality.LOW_PERFUSION))
     served.bus.publish(spo2_alarm())
@@ -687,11 +702,11 @@ async def test_status_carries_the_configured_bp_programme() -> None:
     )
     runner, port = await start_console(app, host="127.0.0.1", port=0)
     try:
-        async with (
-            ClientSession(base_url=f"http://127.0.0.1:{port}") as client,
-            client.get("/api/status") as resp,
-        ):
-            schedule = (await resp.json())["nibp_schedule"]
+        jar = CookieJar(unsafe=True)
+        async with ClientSession(base_url=f"http://127.0.0.1:{port}", cookie_jar=jar) as client:
+            await sign_in(client)
+            async with client.get("/api/status") as resp:
+                schedule = (await resp.json())["nibp_schedule"]
     finally:
         await runner.cleanup()
     assert schedule["interval_min"]["onset"] == 3.0
@@ -725,6 +740,7 @@ async def test_page_and_assets(client: ClientSession) -> None:
 
 async def test_websocket_sends_snapshot_then_events(served: Served, client: ClientSession) -> None:
     """A socket gets the status first, then each bus event as JSON, then ticks."""
+    await sign_in(client)
     served.bus.publish(reading(t=990.0, spo2=95))
     async with client.ws_connect("/ws") as ws:
         status = await next_message(ws, "status")
@@ -760,7 +776,7 @@ async def test_websocket_sends_snapshot_then_events(served: Served, client: Clie
 
 
 async def test_websocket_never_carries_typed_text(served: Served, client: ClientSession) -> None:
-    """Watching needs no sign-in: notes and override reasons reach the socket without text."""
+    """Notes and override reasons reach the live socket without their text."""
     await start_session(served, client)
     served.control.gate_closed = True
     async with client.ws_connect("/ws") as ws:
@@ -781,6 +797,7 @@ async def test_websocket_never_carries_typed_text(served: Served, client: Client
 
 async def test_websocket_snapshot_is_consistent(served: Served, client: ClientSession) -> None:
     """An event published just before connecting is in the snapshot and not sent again."""
+    await sign_in(client)
     served.bus.publish(spo2_alarm())  # the status task has had no chance to run yet
     async with client.ws_connect("/ws") as ws:
         status = await next_message(ws, "status")
@@ -794,6 +811,7 @@ async def test_closing_the_socket_closes_its_subscription(
     served: Served, client: ClientSession
 ) -> None:
     """Each socket has its own bus subscription, gone when the socket goes."""
+    await sign_in(client)
     assert len(served.bus._subscriptions) == 1  # the console's status
     async with client.ws_connect("/ws") as one, client.ws_connect("/ws") as two:
         await next_message(one, "status")
@@ -805,7 +823,9 @@ async def test_closing_the_socket_closes_its_subscription(
     )
 
 
-async def stuck_websocket(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+async def stuck_websocket(
+    port: int, cookie: str
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
     """A WebSocket client that completes the handshake and then never reads again."""
     sock = socket.socket()
     # A tiny receive window, so the server's send buffers fill after a few hundred messages.
@@ -817,7 +837,8 @@ async def stuck_websocket(port: int) -> tuple[asyncio.StreamReader, asyncio.Stre
     writer.write(
         (
             f"GET /ws HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nUpgrade: websocket\r\n"
-            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+            f"Cookie: {COOKIE_NAME}={cookie}\r\n\r\n"
         ).encode()
     )
     head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
@@ -828,7 +849,8 @@ async def stuck_websocket(port: int) -> tuple[asyncio.StreamReader, asyncio.Stre
 async def test_stuck_client_does_not_hold_up_others(served: Served, client: ClientSession) -> None:
     """A browser that never reads drops its own oldest readings; others get every event."""
     bus = served.bus
-    _, stuck_writer = await stuck_websocket(served.port)
+    await sign_in(client)
+    _, stuck_writer = await stuck_websocket(served.port, cookie_of(served, client))
     try:
         await wait_until(lambda: len(served.app[CONSOLE].sockets) == 1)
         (stuck_ws,) = served.app[CONSOLE].sockets
@@ -870,9 +892,11 @@ async def test_shutdown_closes_websockets(monkeypatch: pytest.MonkeyPatch) -> No
     """Stopping the console closes every socket, even one whose browser stopped answering."""
     monkeypatch.setattr(server, "WS_CLOSE_TIMEOUT_S", 0.3)
     async with serve() as served:
-        _, stuck_writer = await stuck_websocket(served.port)
-        try:
-            async with ClientSession(base_url=served.url) as client:
+        jar = CookieJar(unsafe=True)
+        async with ClientSession(base_url=served.url, cookie_jar=jar) as client:
+            await sign_in(client)
+            _, stuck_writer = await stuck_websocket(served.port, cookie_of(served, client))
+            try:
                 ws = await client.ws_connect("/ws")
                 await next_message(ws, "status")
                 await wait_until(lambda: len(served.app[CONSOLE].sockets) == 2)
@@ -882,7 +906,7 @@ async def test_shutdown_closes_websockets(monkeypatch: pytest.MonkeyPatch) -> No
                 assert msg.type is WSMsgType.CLOSE
                 assert msg.data == aiohttp.WSCloseCode.GOING_AWAY
                 await ws.close()
-            assert served.app[CONSOLE].sockets == set()
-            assert served.bus._subscriptions == []
-        finally:
-            stuck_writer.close()
+                assert served.app[CONSOLE].sockets == set()
+                assert served.bus._subscriptions == []
+            finally:
+                stuck_writer.close()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -11,14 +13,17 @@ import pytest
 from playwright.async_api import Dialog, Page, async_playwright, expect
 
 from sessiond.bus import Bus
+from sessiond.config import AudioConfig, ConsoleConfig
 from sessiond.console.server import create_console_app, start_console
 from sessiond.model import (
     AlarmState,
     AlarmTransition,
+    AudioPause,
     DeviceStatus,
     DischargeReadiness,
     NibpFailed,
     Phase,
+    PhaseChanged,
     Priority,
     Quality,
     Reading,
@@ -59,10 +64,18 @@ class Room:
         return f"http://127.0.0.1:{self.port}"
 
 
-async def serve(*, port: int = 0, t: float = 1000.0) -> tuple[Bus, StubControl, web.AppRunner, int]:
+async def serve(
+    *,
+    port: int = 0,
+    t: float = 1000.0,
+    settings: ConsoleConfig | None = None,
+    audio: AudioConfig | None = None,
+) -> tuple[Bus, StubControl, web.AppRunner, int]:
     bus = Bus()
     control = StubControl(bus=bus, t=t)
-    app = create_console_app(bus=bus, control=control, users=USERS, room_id="room-7")
+    app = create_console_app(
+        bus=bus, control=control, users=USERS, room_id="room-7", settings=settings, audio=audio
+    )
     runner, bound = await start_console(app, host="127.0.0.1", port=port)
     return bus, control, runner, bound
 
@@ -85,7 +98,7 @@ async def room(browser: Browser) -> AsyncIterator[Room]:
         room = Room(bus=bus, control=control, runner=runner, port=port, page=page)
 
         def on_console(msg: ConsoleMessage) -> None:
-            # Chromium logs each 4xx answer; the tests provoke 401 and 409 on purpose.
+            # Chromium logs each 4xx answer; the tests provoke 401, 409 and 429 on purpose.
             if msg.type == "error" and not msg.text.startswith("Failed to load resource"):
                 room.problems.append(msg.text)
 
@@ -95,7 +108,7 @@ async def room(browser: Browser) -> AsyncIterator[Room]:
         page.on("console", on_console)
         page.on("pageerror", on_error)
         await page.goto(room.url)
-        await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+        await expect(page.locator("#login-form")).to_be_visible()
         yield room
         assert room.problems == []  # no script errors, no content-policy violations
     finally:
@@ -120,18 +133,29 @@ async def see_live_values(room: Room) -> None:
     await expect(page.locator("#spo2-flags")).to_have_text("sensor off")
 
 
-async def sign_in(room: Room) -> None:
-    """A wrong password is shown inline; the right one shows the commands."""
+async def log_in(room: Room) -> None:
+    """Sign in as nurse1 and wait until the room is live."""
     page = room.page
+    await page.fill("#login-user", "nurse1")
+    await page.fill("#login-password", PASSWORD)
+    await page.click("#login-button")
+    await expect(page.locator("#signed-in-user")).to_have_text("nurse1")
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+
+
+async def sign_in(room: Room) -> None:
+    """Signed out the page is the form only; a wrong password is shown inline; the right one
+    shows the room and the commands."""
+    page = room.page
+    await expect(page.locator("#room-view")).to_be_hidden()
     await expect(page.locator("#start-session")).to_be_hidden()
     await page.fill("#login-user", "nurse1")
     await page.fill("#login-password", "wrong")
     await page.click("#login-button")
-    await expect(page.locator("#error")).to_have_text("Wrong user name or password.")
-    await page.fill("#login-password", PASSWORD)
-    await page.click("#login-button")
-    await expect(page.locator("#signed-in-user")).to_have_text("nurse1")
-    await expect(page.locator("#error")).to_be_hidden()
+    await expect(page.locator("#login-error")).to_have_text("Wrong user name or password.")
+    await log_in(room)
+    await expect(page.locator("#login-error")).to_be_hidden()
+    await expect(page.locator("#room-view")).to_be_visible()
     await expect(page.locator("#mark-dose")).to_be_disabled()  # no session yet
 
 
@@ -155,9 +179,13 @@ async def start_and_dose(room: Room) -> None:
     await expect(page.locator("#since-dose")).to_have_text("12:05")
     await expect(page.locator("#since-start")).to_have_text("22:05")
     await expect(page.locator("#window-text")).to_have_text(re.compile("onset window"))
+    # One session at a time: Start is off while this one runs.
+    await expect(page.locator("#start-session")).to_be_disabled()
     # A rejected command is shown inline.
-    await page.click("#start-session")
-    await expect(page.locator("#error")).to_have_text("a session is already running")
+    control.reject = "oximeter not connected"
+    await page.click("#measure-nibp")
+    await expect(page.locator("#error")).to_have_text("oximeter not connected")
+    control.reject = None
 
 
 async def see_alarm(room: Room) -> None:
@@ -195,7 +223,7 @@ async def acknowledge_alarm(room: Room) -> None:
     await page.get_by_test_id("ack-spo2_low").click()
     alarm = page.locator('#alarms [data-alarm-id="spo2_low"]')
     await expect(alarm).to_contain_text("acknowledged")
-    await expect(page.get_by_test_id("ack-spo2_low")).to_have_count(0)
+    await expect(page.get_by_test_id("ack-spo2_low")).to_be_hidden()
     assert room.control.calls[-1] == (
         "ack", {"alarm_id": "spo2_low", "user": "nurse1", "source": "console"})  # fmt: skip
 
@@ -212,13 +240,20 @@ async def end_session(room: Room) -> None:
     await page.locator("#end-session").click()
     await expect(page.locator("#phase")).to_have_text(re.compile("ended", re.IGNORECASE))
     await expect(page.locator("#end-session")).to_be_disabled()
+    await expect(page.locator("#start-session")).to_be_enabled()
+    # The session's clocks stop at its end.
+    await expect(page.locator("#window-text")).to_have_text("session ended")
+    shown = await page.locator("#since-start").inner_text()
+    room.control.t += 120
+    await page.wait_for_timeout(1500)
+    await expect(page.locator("#since-start")).to_have_text(shown)
     assert room.control.calls[-1] == ("end", {"user": "nurse1", "source": "console"})
 
 
 async def test_console_page(room: Room, tmp_path: Path) -> None:
-    """A nurse sees live values, signs in, starts a session, marks the dose and sees an alarm."""
-    await see_live_values(room)
+    """A nurse signs in, sees live values, starts a session, marks the dose and sees an alarm."""
     await sign_in(room)
+    await see_live_values(room)
     await start_and_dose(room)
     await see_alarm(room)
     await acknowledge_alarm(room)
@@ -231,6 +266,7 @@ async def test_console_page(room: Room, tmp_path: Path) -> None:
 async def test_page_reconnects_after_the_console_restarts(room: Room) -> None:
     """When the daemon goes away the page says so, then reconnects on its own."""
     page = room.page
+    await log_in(room)
     room.bus.publish(oximeter(room.control.t, spo2=96))
     await expect(page.locator("#spo2")).to_have_text("96")
 
@@ -239,7 +275,10 @@ async def test_page_reconnects_after_the_console_restarts(room: Room) -> None:
 
     bus, control, runner, _ = await serve(port=room.port, t=50.0)
     try:
-        await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+        # A restarted daemon forgot every sign-in: the page asks for one again.
+        await expect(page.locator("#login-form")).to_be_visible()
+        await expect(page.locator("#login-error")).to_contain_text("sign in again")
+        await log_in(room)
         await expect(page.locator("#offline-banner")).to_be_hidden()
         # The restarted daemon's status replaces what the page showed before.
         await expect(page.locator("#spo2")).to_have_text("---")
@@ -251,12 +290,6 @@ async def test_page_reconnects_after_the_console_restarts(room: Room) -> None:
 
 # ---- audio pause, BP, dose gate, notes, readiness and the room ----------------------------
 
-#: Controls that need a signed-in nurse.
-SIGNED_IN_CONTROLS = (
-    "#pause-audio", "#measure-nibp", "#note-text", "#add-note", "#scene-select", "#scene-pin",
-    "#set-scene", "#volume", "#volume-pin", "#set-volume",
-)  # fmt: skip
-
 
 def by(room: Room, name: str) -> dict[str, Any]:
     """The arguments of the last call to `name` the stub recorded."""
@@ -267,12 +300,10 @@ def by(room: Room, name: str) -> dict[str, Any]:
 
 async def signed_in_with_session(room: Room) -> None:
     page = room.page
-    for control in SIGNED_IN_CONTROLS:
-        await expect(page.locator(control)).to_be_disabled()
-    await page.fill("#login-user", "nurse1")
-    await page.fill("#login-password", PASSWORD)
-    await page.click("#login-button")
-    await expect(page.locator("#signed-in-user")).to_have_text("nurse1")
+    await expect(page.locator("#room-view")).to_be_hidden()
+    await log_in(room)
+    for control in ("#note-text", "#add-note"):
+        await expect(page.locator(control)).to_be_disabled()  # no session to note in yet
     await page.click("#start-session")
     await expect(page.locator("#phase")).to_have_text("baseline")
     await expect(page.locator("#bp-request")).to_contain_text("(session start)")
@@ -379,6 +410,12 @@ async def readiness(room: Room) -> None:
         ["Not long enough since the dose yet", re.compile("SpO. has not stayed at target")]
     )
     room.bus.publish(DischargeReadiness(t=t + 1, ready=True))
+    # Criteria met inside the effect window: the page tells one story with the phase.
+    await expect(page.locator("#discharge")).to_have_text(
+        re.compile(r"^Criteria met · effect window ends in \d+ min$")
+    )
+    await expect(page.locator("#discharge")).to_have_attribute("data-ready", "pending")
+    room.bus.publish(PhaseChanged(t=t + 1, phase=Phase.RECOVERY))
     await expect(page.locator("#discharge")).to_have_text("Ready for discharge")
     await expect(page.locator("#discharge")).to_have_attribute("data-ready", "ready")
     await expect(page.locator("#discharge-unmet li")).to_have_count(0)
@@ -451,7 +488,7 @@ async def alarm_styles(room: Room) -> None:
     await expect(low).to_have_css("background-color", "rgb(38, 198, 218)")
     await page.emulate_media(reduced_motion="reduce")
     await expect(high).to_have_css("animation-name", "none")
-    await expect(high).to_have_css("background-color", "rgb(229, 57, 53)")
+    await expect(high).to_have_css("background-color", "rgb(211, 47, 47)")
     await expect(medium).to_have_css("animation-name", "none")
 
 
@@ -465,3 +502,451 @@ async def test_notes_readiness_room_and_alarm_styles(room: Room) -> None:
     await readiness(room)
     await room_controls(room)
     await alarm_styles(room)
+
+
+async def test_signed_out_page_shows_and_logs_nothing_of_the_room(browser: Browser) -> None:
+    """Signed out: the form only, no socket, no 401 in the console; a lockout says how long."""
+    bus, _, runner, port = await serve(settings=ConsoleConfig(login_max_failures=2))
+    try:
+        bus.publish(oximeter(1000.0, spo2=84))
+        page = await browser.new_page(viewport={"width": 1280, "height": 860})
+        messages: list[str] = []
+        sockets: list[str] = []
+        page.on("console", lambda msg: messages.append(f"{msg.type}: {msg.text}"))
+        page.on("websocket", lambda ws: sockets.append(ws.url))
+        await page.goto(f"http://127.0.0.1:{port}/")
+        await expect(page.locator("#login-form")).to_be_visible()
+        await expect(page.locator("#room-view")).to_be_hidden()
+        await page.wait_for_timeout(500)
+        assert "84" not in await page.locator("body").inner_text()
+        assert messages == []
+        assert sockets == []
+        await page.fill("#login-user", "nurse1")
+        for _ in range(2):
+            await page.fill("#login-password", "wrong")
+            await page.click("#login-button")
+        await expect(page.locator("#login-error")).to_have_text(
+            "too many failed sign-ins: sign-in is locked, try again in 5 min."
+        )
+        await page.fill("#login-password", PASSWORD)
+        await page.click("#login-button")
+        await expect(page.locator("#login-error")).to_contain_text("try again in 5 min")
+        await expect(page.locator("#room-view")).to_be_hidden()
+    finally:
+        await runner.cleanup()
+
+
+# ---- the alarm presentation a nurse relies on ---------------------------------------------
+
+#: Samples an element's colours on every animation frame for `ms`; returns each change.
+SAMPLE_JS = """
+async ([selector, ms]) => {
+  const el = document.querySelector(selector);
+  el.dataset.sampled = "1";
+  const changes = [];
+  let last = null;
+  const start = performance.now();
+  while (performance.now() - start < ms) {
+    await new Promise(requestAnimationFrame);
+    const now = document.querySelector(selector);
+    if (now !== el) return { detached: true, changes };
+    const style = getComputedStyle(el);
+    const colour = `${style.backgroundColor}|${style.color}`;
+    if (colour !== last) {
+      changes.push(performance.now() - start);
+      last = colour;
+    }
+  }
+  return { detached: false, changes: changes.slice(1) };
+}
+"""
+
+
+async def stream(room: Room, seconds: float, *, hz: float = 10.0, **values: Any) -> None:
+    """Readings at `hz` and a moving session clock, as a live oximeter gives them."""
+    for _ in range(int(seconds * hz)):
+        room.control.t += 1 / hz
+        room.bus.publish(oximeter(room.control.t, **values))
+        await asyncio.sleep(1 / hz)
+
+
+def raise_alarm(room: Room, alarm_id: str, priority: Priority, **more: Any) -> None:
+    alarm = AlarmTransition(t=room.control.t, alarm_id=alarm_id, priority=priority,
+                            state=AlarmState.ACTIVE, phase=Phase.ONSET, **more)  # fmt: skip
+    room.bus.publish(alarm)
+
+
+async def flash_changes(room: Room, selector: str, ms: int) -> dict[str, Any]:
+    sampled, _ = await asyncio.gather(
+        room.page.evaluate(SAMPLE_JS, [selector, ms]), stream(room, ms / 1000, spo2=80, pr=130)
+    )
+    return dict(sampled)
+
+
+async def test_alarms_flash_steadily_while_readings_stream(room: Room) -> None:
+    """Under 10 readings/s and the 1 s ticks, a medium alarm flashes at 0.5 Hz, a high one at
+    2 Hz with even intervals, and the SpO2 numeric flashes with its high alarm; no row is
+    ever rebuilt."""
+    await log_in(room)
+    raise_alarm(room, "pr_high", Priority.MEDIUM, value=130.0, limit=120.0)
+    raise_alarm(room, "spo2_low", Priority.HIGH, value=84.0, limit=85.0)
+    await expect(room.page.locator("#alarms li")).to_have_count(2)
+
+    medium = await flash_changes(room, '#alarms [data-alarm-id="pr_high"]', 6000)
+    assert not medium["detached"]
+    # 0.5 Hz at 50 %: a change each second.
+    assert 5 <= len(medium["changes"]) <= 7, medium
+    gaps = [b - a for a, b in itertools.pairwise(medium["changes"])]
+    assert all(850 <= g <= 1150 for g in gaps), gaps
+
+    high = await flash_changes(room, '#alarms [data-alarm-id="spo2_low"]', 3000)
+    assert not high["detached"]
+    # 2 Hz at 50 %: a change each 250 ms (frames are ~16 ms apart).
+    assert 10 <= len(high["changes"]) <= 13, high
+    gaps = [b - a for a, b in itertools.pairwise(high["changes"])]
+    assert all(200 <= g <= 300 for g in gaps), gaps
+
+    numeric = await flash_changes(room, "#spo2", 2000)
+    assert len(numeric["changes"]) >= 6, numeric
+    await expect(room.page.locator("#pr-tile")).to_have_class(re.compile(r"\balarm-medium\b"))
+
+
+async def test_acknowledge_is_a_steady_target_for_keyboard_and_hand(room: Room) -> None:
+    """Focus stays on Acknowledge while readings stream; Enter acknowledges; a click held
+    for 120 ms, as a hand does, lands."""
+    page = room.page
+    await log_in(room)
+    raise_alarm(room, "spo2_low", Priority.HIGH, value=84.0, limit=85.0)
+    raise_alarm(room, "pr_high", Priority.MEDIUM, value=130.0, limit=120.0)
+    ack = page.get_by_test_id("ack-spo2_low")
+    await expect(ack).to_be_visible()
+    for _ in range(40):  # Tab from the top of the page reaches it
+        await page.keyboard.press("Tab")
+        if await page.evaluate("document.activeElement.dataset.testid") == "ack-spo2_low":
+            break
+    else:
+        pytest.fail("Acknowledge is not reachable by keyboard")
+    await stream(room, 2.0, spo2=80)
+    assert await page.evaluate("document.activeElement.dataset.testid") == "ack-spo2_low"
+    await page.keyboard.press("Enter")
+    await expect(page.locator('#alarms [data-alarm-id="spo2_low"]')).to_contain_text("acknowledged")
+    assert by(room, "ack")["alarm_id"] == "spo2_low"
+
+    box = await page.get_by_test_id("ack-pr_high").bounding_box()
+    assert box is not None
+    streaming = asyncio.create_task(stream(room, 1.0, pr=130))
+    await page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    await page.mouse.down()
+    await asyncio.sleep(0.12)
+    await page.mouse.up()
+    await streaming
+    await expect(page.locator('#alarms [data-alarm-id="pr_high"]')).to_contain_text("acknowledged")
+    assert by(room, "ack")["alarm_id"] == "pr_high"
+
+
+async def test_alarm_text_follows_the_patient_and_the_log_keeps_the_story(room: Room) -> None:
+    """The alarm shows the live value, its limit and how long; the numerics carry their
+    alarm; the event log lists onset, escalation, acknowledgement and clearing."""
+    page = room.page
+    await log_in(room)
+    raise_alarm(room, "spo2_low", Priority.MEDIUM, value=88.0, limit=90.0)
+    raise_alarm(room, "spo2_low", Priority.HIGH, value=84.0, limit=85.0)
+    await stream(room, 1.5, spo2=80)
+    alarm = page.locator('#alarms [data-alarm-id="spo2_low"]')
+    await expect(alarm.locator(".detail")).to_have_text("80 % (limit 85 %)")
+    await expect(alarm.locator(".since")).to_have_text(re.compile(r"^for 0:0[1-2]$"))
+    await expect(page.locator("#spo2-tile")).to_have_class(re.compile(r"\balarm-high\b"))
+    room.bus.publish(Reading(t=room.control.t, device="nibp", sys=205, dia=120, map=150))
+    raise_alarm(room, "bp_high", Priority.HIGH, value=205.0, limit=200.0)
+    await expect(page.locator("#bp-tile")).to_have_class(re.compile(r"\balarm-high\b"))
+    await expect(page.locator('#alarms [data-alarm-id="bp_high"] .detail')).to_have_text(
+        "205/120 mmHg (limit 200 mmHg)"
+    )
+    await page.get_by_test_id("ack-spo2_low").click()
+    room.bus.publish(AlarmTransition(t=room.control.t, alarm_id="spo2_low",
+                                     priority=Priority.HIGH, state=AlarmState.CLEARED))  # fmt: skip
+    log = page.locator("#event-log li span")
+    await expect(log).to_have_text(
+        [
+            "SpO\u2082 low cleared",
+            "SpO\u2082 low acknowledged \u00b7 nurse1",
+            "*** HIGH BP high 205 mmHg (limit 200 mmHg)",
+            "*** HIGH SpO\u2082 low escalated 84 % (limit 85 %)",
+            "** MEDIUM SpO\u2082 low 88 % (limit 90 %)",
+        ]
+    )
+    await expect(page.locator("#spo2-tile")).not_to_have_class(re.compile("alarm-"))
+    await expect(page.locator("#alarm-announcer")).to_have_text(re.compile("^high priority alarm"))
+
+
+async def test_device_chips_follow_device_lost_and_the_page_link(room: Room) -> None:
+    """A chip turns lost with `device_lost` naming its device, and unknown while offline."""
+    page = room.page
+    await log_in(room)
+    t = room.control.t
+    room.bus.publish(DeviceStatus(t=t, device="spo2", connected=True))
+    chip = page.locator('#devices [data-device="spo2"]')
+    await expect(chip).to_have_class("up")
+    raise_alarm(room, "device_lost", Priority.MEDIUM, device="spo2")
+    await expect(chip).to_have_class("down")
+    await expect(chip).to_have_text("spo2 lost: no data")
+    await expect(page.locator('#alarms [data-alarm-id="device_lost"] .name')).to_have_text(
+        "Device lost: spo2"
+    )
+    room.bus.publish(AlarmTransition(t=t, alarm_id="device_lost", priority=Priority.MEDIUM,
+                                     state=AlarmState.CLEARED, device="spo2"))  # fmt: skip
+    await expect(chip).to_have_class("up")
+    await room.runner.cleanup()
+    await expect(chip).to_have_class("unknown")
+    await expect(page.locator("#offline-banner")).to_be_visible()
+
+
+async def test_phone_layout_has_no_horizontal_overflow(browser: Browser) -> None:
+    """At 390 px nothing is wider than the screen, and a high alarm's Acknowledge is on it."""
+    bus, control, runner, port = await serve()
+    try:
+        page = await browser.new_page(viewport={"width": 390, "height": 844})
+        await page.goto(f"http://127.0.0.1:{port}/")
+        room = Room(bus=bus, control=control, runner=runner, port=port, page=page)
+        await log_in(room)
+        await page.click("#start-session")
+        bus.publish(Reading(t=control.t, device="nibp", sys=205, dia=120, map=150, pr=140))
+        bus.publish(oximeter(control.t, spo2=100, pr=188))
+        for alarm_id in ("bp_high", "pr_high", "spo2_low"):
+            raise_alarm(room, alarm_id, Priority.HIGH, value=205.0, limit=200.0)
+        raise_alarm(room, "device_lost", Priority.MEDIUM, device="spo2")
+        await expect(page.locator("#alarms li")).to_have_count(4)
+        await page.wait_for_timeout(300)
+        assert await page.evaluate("document.documentElement.scrollWidth") <= 390
+        wide = await page.evaluate(
+            "[...document.querySelectorAll('body *')].filter(e => e.getClientRects().length && "
+            "e.getBoundingClientRect().right > 390.5).map(e => e.id || e.className)"
+        )
+        assert wide == []
+        for alarm_id in ("bp_high", "pr_high", "spo2_low"):
+            box = await page.get_by_test_id(f"ack-{alarm_id}").bounding_box()
+            assert box is not None
+            assert box["x"] >= 0
+            assert box["x"] + box["width"] <= 390
+    finally:
+        await runner.cleanup()
+
+
+#: WCAG contrast of every visible, enabled text on the page (reduced motion: steady colours).
+CONTRAST_JS = """
+() => {
+  const rgb = (s) => (s.match(/[\\d.]+/g) || []).map(Number);
+  const lum = ([r, g, b]) => {
+    const f = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+    return 0.2126 * f(r) + 0.7152 * f(g) + 0.0722 * f(b);
+  };
+  const background = (el) => {
+    for (let e = el; e; e = e.parentElement) {
+      const c = rgb(getComputedStyle(e).backgroundColor);
+      if (c.length === 3 || (c.length === 4 && c[3] > 0.5)) return c.slice(0, 3);
+    }
+    return [0, 0, 0];
+  };
+  const bad = [];
+  for (const el of document.querySelectorAll("body *")) {
+    if (!el.getClientRects().length || el.closest("[hidden], :disabled, .sr-only")) continue;
+    const own = [...el.childNodes].filter((n) => n.nodeType === 3);
+    const text = own.map((n) => n.data).join("").trim();
+    if (!text) continue;
+    const style = getComputedStyle(el);
+    const [a, b] = [lum(rgb(style.color)), lum(background(el))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    const size = parseFloat(style.fontSize);
+    const large = size >= 24 || (size >= 18.66 && Number(style.fontWeight) >= 700);
+    const name = el.id || el.className || el.tagName;
+    if (ratio < (large ? 3 : 4.5)) bad.push(`${name}: ${text.slice(0, 30)} ${ratio.toFixed(2)}`);
+  }
+  return bad;
+}
+"""
+
+
+async def test_accessibility_roles_live_region_and_contrast(room: Room) -> None:
+    """The alarm list is a labelled list with an assertive announcer, and every text meets
+    WCAG AA contrast (4.5:1, 3:1 for large text), signed out and in, with alarms shown."""
+    page = room.page
+    assert await page.evaluate(CONTRAST_JS) == []
+    await log_in(room)
+    await page.emulate_media(reduced_motion="reduce")
+    await page.click("#start-session")
+    room.bus.publish(DeviceStatus(t=room.control.t, device="nibp", connected=False, detail="x"))
+    for alarm_id, priority in (("spo2_low", Priority.HIGH), ("pr_high", Priority.MEDIUM),
+                               ("signal_poor", Priority.LOW)):  # fmt: skip
+        raise_alarm(room, alarm_id, priority, value=100.0, limit=90.0)
+    await expect(page.locator("#alarms li")).to_have_count(3)
+    alarms = page.locator("#alarms")
+    await expect(alarms).to_have_attribute("role", "list")
+    await expect(alarms).to_have_attribute("aria-labelledby", "alarms-title")
+    announcer = page.get_by_test_id("alarm-announcer")
+    await expect(announcer).to_have_attribute("aria-live", "assertive")
+    await expect(announcer).to_have_text(re.compile("low priority alarm: SpO. signal poor"))
+    assert await page.evaluate(CONTRAST_JS) == []
+
+
+# ---- alarm sound in the page ----------------------------------------------------------------
+
+#: Records every oscillator the page starts: its pitch, its scheduled start and its end
+#: (a pulse stopped before it started never sounded). `suspend` starts the context blocked,
+#: as a browser does before any user gesture.
+AUDIO_HOOK = """
+window.__tones = [];
+const create = AudioContext.prototype.createOscillator;
+AudioContext.prototype.createOscillator = function () {
+  const osc = create.call(this);
+  const ctx = this;
+  const start = osc.start.bind(osc);
+  const stop = osc.stop.bind(osc);
+  let tone = null;
+  osc.start = (when) => {
+    tone = { pitch: osc.frequency.value, start: when, end: Infinity, at: ctx.currentTime };
+    window.__tones.push(tone);
+    start(when);
+  };
+  osc.stop = (when) => {
+    const end = when === undefined ? ctx.currentTime : when;
+    if (tone) tone.end = Math.min(tone.end, end);
+    stop(when);
+  };
+  return osc;
+};
+if (window.__suspend) {
+  const Real = AudioContext;
+  window.AudioContext = function () {
+    const ctx = new Real();
+    ctx.suspend();
+    return ctx;
+  };
+  window.AudioContext.prototype = Real.prototype;
+}
+"""
+
+PITCH = {"high": 523.25, "medium": 440.0, "low": 392.0}
+
+
+async def sounded(page: Page) -> list[dict[str, Any]]:
+    """The pulses that sounded (or are still to), oldest first."""
+    tones: list[dict[str, Any]] = await page.evaluate(
+        "window.__tones.filter((t) => t.end > t.start + 0.001)"
+        ".map((t) => ({...t, end: t.end === Infinity ? 1e9 : t.end}))"
+    )
+    return tones
+
+
+def bursts(tones: list[dict[str, Any]]) -> list[tuple[str, list[float]]]:
+    """Pulses grouped into bursts (scheduled together): the priority and the offsets."""
+    by_pitch = {round(v, 2): k for k, v in PITCH.items()}
+    out: list[tuple[str, list[float]]] = []
+    last_at, first = None, 0.0
+    for tone in tones:
+        if tone["at"] != last_at:
+            out.append((by_pitch[round(tone["pitch"], 2)], []))
+            last_at, first = tone["at"], tone["start"]
+        out[-1][1].append(round(tone["start"] - first, 2))
+    return out
+
+
+@pytest.fixture
+async def sound_room(browser: Browser) -> AsyncIterator[Room]:
+    bus, control, runner, port = await serve(audio=AudioConfig(reminder_s=3))
+    try:
+        page = await browser.new_page()
+        await page.add_init_script(AUDIO_HOOK)
+        await page.goto(f"http://127.0.0.1:{port}/")
+        room = Room(bus=bus, control=control, runner=runner, port=port, page=page)
+        await log_in(room)
+        await expect(page.locator("#sound-state")).to_have_text("Alarm sound on")
+        yield room
+    finally:
+        await runner.cleanup()
+
+
+async def test_alarm_sound_bursts_by_priority_one_stream(sound_room: Room) -> None:
+    """LOW sounds 2 pulses, MEDIUM 3, HIGH 10 (3+2, pause, 3+2); a higher priority takes the
+    one stream at once, and pulses never overlap."""
+    room, page = sound_room, sound_room.page
+    raise_alarm(room, "signal_poor", Priority.LOW)
+    await page.wait_for_timeout(900)
+    raise_alarm(room, "pr_high", Priority.MEDIUM, value=130.0, limit=120.0)
+    await page.wait_for_timeout(1200)
+    raise_alarm(room, "spo2_low", Priority.HIGH, value=84.0, limit=85.0)
+    await page.wait_for_timeout(4200)
+    heard = bursts(await sounded(page))
+    assert heard[:3] == [
+        ("low", [0.0, 0.3]),
+        ("medium", [0.0, 0.3, 0.6]),
+        ("high", [0.0, 0.25, 0.5, 1.0, 1.25, 2.25, 2.5, 2.75, 3.25, 3.5]),
+    ]
+    tones = await sounded(page)
+    for one, two in itertools.pairwise(sorted(tones, key=lambda t: t["start"])):
+        assert one["end"] <= two["start"] + 1e-6  # one stream: never two pulses at once
+
+
+async def test_acknowledge_and_pause_silence_and_reminders_come_back(sound_room: Room) -> None:
+    """Acknowledging the high alarm stops its burst at once; the medium one then sounds;
+    pause silences everything; an acknowledged alarm that stays re-sounds as a reminder."""
+    room, page = sound_room, sound_room.page
+    raise_alarm(room, "pr_high", Priority.MEDIUM, value=130.0, limit=120.0)
+    raise_alarm(room, "spo2_low", Priority.HIGH, value=84.0, limit=85.0)
+    await page.wait_for_timeout(600)
+    await page.get_by_test_id("ack-spo2_low").click()
+    await page.wait_for_timeout(1200)
+    heard = bursts(await sounded(page))
+    assert heard[0][0] == "high"
+    assert len(heard[0][1]) < 10  # cut short by the acknowledgement
+    assert heard[-1] == ("medium", [0.0, 0.3, 0.6])
+    await page.get_by_test_id("ack-pr_high").click()
+    await page.click("#pause-audio")
+    await expect(page.locator("#sound-state")).to_have_text("Alarm sound paused")
+    count = len(await sounded(page))
+    await page.wait_for_timeout(1500)
+    assert len(await sounded(page)) == count  # paused: silence
+    before = len(bursts(await sounded(page)))
+    room.bus.publish(AudioPause(t=room.control.t, paused=False, reason="nurse"))
+    await expect(page.locator("#sound-state")).to_have_text("Alarm sound on")
+    # Both acknowledged, both still active: after reminder_s (3 s) each sounds one burst
+    # again, one at a time.
+    await page.wait_for_timeout(4500)
+    reminders = bursts(await sounded(page))[before:]
+    assert ("high", [0.0, 0.25, 0.5, 1.0, 1.25, 2.25, 2.5, 2.75, 3.25, 3.5]) in reminders
+    assert len(reminders) <= 3
+    # Cleared: no more reminders.
+    for alarm_id in ("spo2_low", "pr_high"):
+        gone = AlarmTransition(t=room.control.t, alarm_id=alarm_id, priority=Priority.HIGH,
+                               state=AlarmState.CLEARED)  # fmt: skip
+        room.bus.publish(gone)
+    await page.wait_for_timeout(200)
+    count = len(await sounded(page))
+    await page.wait_for_timeout(3500)
+    assert len(await sounded(page)) == count
+
+
+async def test_blocked_sound_is_said_plainly_until_a_click(browser: Browser) -> None:
+    """A browser that blocks audio until a gesture: the page says so, and one click on
+    'Enable alarm sound' (or anywhere) turns it on; an alarm then sounds."""
+    bus, control, runner, port = await serve()
+    try:
+        page = await browser.new_page()
+        await page.add_init_script("window.__suspend = true;" + AUDIO_HOOK)
+        await page.goto(f"http://127.0.0.1:{port}/")
+        room = Room(bus=bus, control=control, runner=runner, port=port, page=page)
+        await log_in(room)
+        await page.reload()  # signed in already, no gesture on this page yet
+        await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+        state = page.locator("#sound-state")
+        await expect(state).to_have_text(re.compile("^Alarm sound is blocked by the browser"))
+        await expect(state).to_have_attribute("data-sound", "blocked")
+        raise_alarm(room, "spo2_low", Priority.HIGH, value=84.0, limit=85.0)
+        await page.wait_for_timeout(500)
+        assert await sounded(page) == []
+        await page.get_by_test_id("sound-enable").click()
+        await expect(state).to_have_text("Alarm sound on")
+        await expect(page.get_by_test_id("sound-enable")).to_be_hidden()
+        await page.wait_for_timeout(500)
+        assert bursts(await sounded(page))[0][0] == "high"
+    finally:
+        await runner.cleanup()

@@ -71,6 +71,17 @@ async def next_matching(ws: aiohttp.ClientWebSocketResponse, predicate) -> dict[
     pytest.fail("the WebSocket closed")
 
 
+async def confirm_predose_checklist(http: aiohttp.ClientSession, base: str) -> None:
+    """The dose needs the pre-dose checklist (or an override with a reason): confirm it."""
+    r = await http.post(f"{base}/api/session/dose", json={})
+    assert r.status == 409
+    assert "pre-dose checklist" in (await r.json())["error"]
+    items = (await (await http.get(f"{base}/api/status")).json())["checklist_items"]
+    checked = [item["id"] for item in items["predose"]]
+    r = await http.post(f"{base}/api/checklists", json={"kind": "predose", "checked": checked})
+    assert r.status == 200, await r.text()
+
+
 async def test_desaturation_reaches_console_and_record(tmp_path):
     async with demo(tmp_path) as proc:
         base = await console_url(proc)
@@ -88,6 +99,7 @@ async def test_desaturation_reaches_console_and_record(tmp_path):
                 r = await http.post(f"{base}/api/session/start", json={"route": "iv"})
                 assert r.status == 200, await r.text()
                 session_id = (await r.json())["session_id"]
+                await confirm_predose_checklist(http, base)
                 r = await http.post(f"{base}/api/session/dose", json={})
                 assert r.status == 200, await r.text()
                 async with asyncio.timeout(60):
@@ -123,6 +135,7 @@ async def test_desaturation_reaches_console_and_record(tmp_path):
     actions = db.execute("SELECT action, user, source FROM actions ORDER BY t").fetchall()
     assert actions == [
         ("session_start", "nurse", "console"),
+        ("checklist", "nurse", "console"),
         ("dose", "nurse", "console"),
         ("ack", "nurse", "console"),
         ("session_end", "nurse", "console"),

@@ -21,7 +21,7 @@ from sessiond.bus import Bus
 from sessiond.config import Config
 from sessiond.console.server import create_console_app, start_console
 from sessiond.model import DoseUnit, Reading
-from sessiond.session.commands import CommandRejected, Control
+from sessiond.session.commands import CommandRejected, ConsoleControl
 from sessiond.session.monitor import Monitor
 from tests.console_stub import PASSWORD, USERS
 
@@ -120,6 +120,15 @@ class MonitorControl:
     async def measure_nibp(self, *, user: str, source: str) -> None:
         self._run(lambda t: self.monitor.measure_nibp(t, user=user, source=source))
 
+    async def add_entry(self, *, entry: dict[str, Any], user: str, source: str) -> None:
+        self._run(lambda t: self.monitor.add_entry(t, entry=entry, user=user, source=source))
+
+    async def checklist(
+        self, *, kind: str, checked: list[str], reason: str | None, user: str, source: str
+    ) -> None:
+        self._run(lambda t: self.monitor.checklist(t, kind=kind, checked=checked, reason=reason,
+                                                   user=user, source=source))  # fmt: skip
+
     async def set_scene(self, *, scene: str | None, pinned: bool, user: str, source: str) -> None:
         raise CommandRejected("no room in this test")
 
@@ -143,7 +152,7 @@ class Served:
 async def served() -> AsyncIterator[Served]:
     bus = Bus()
     control = MonitorControl(bus)
-    typed: Control = control
+    typed: ConsoleControl = control
     app = create_console_app(bus=bus, control=typed, users=USERS, room_id="room-9")
     runner, port = await start_console(app, host="127.0.0.1", port=0)
     try:
@@ -283,6 +292,10 @@ async def page_on(served: Served) -> AsyncIterator[tuple[Page, list[str]]]:
             page.on("console", on_console)
             page.on("pageerror", on_error)
             await page.goto(served.url)
+            # Viewing needs a signed-in nurse: sign in, then the room goes live.
+            await page.fill("#login-user", "nurse1")
+            await page.fill("#login-password", PASSWORD)
+            await page.click("#login-button")
             await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
             yield page, problems
         finally:
@@ -292,9 +305,6 @@ async def page_on(served: Served) -> AsyncIterator[tuple[Page, list[str]]]:
 async def start_on_the_page(page: Page, control: MonitorControl) -> None:
     """Start: the dose, with its plan."""
     await expect(page.locator("#infusion-panel")).to_be_hidden()  # no session
-    await page.fill("#login-user", "nurse1")
-    await page.fill("#login-password", PASSWORD)
-    await page.click("#login-button")
     await page.click("#start-session")
     await expect(page.locator("#infusion-state")).to_have_text(
         "not started · its start is the dose"

@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from sessiond.console.auth import hash_password
-from tests.test_run_sim import line_starting, process, stop
+from tests.test_run_sim import QUIET_AUDIO, line_starting, process, stop
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -86,7 +86,7 @@ async def test_bp_alarms_remeasure_and_survive_a_kill(tmp_path: Path) -> None:
             f"[devices.spo2]\npath = '{spo2}'\ndecoder = 'masimo-ascii1'\n"
             f"[devices.nibp]\npath = '{nibp}'\ndecoder = 'suntech-advantage'\n"
             f"[nibp]\nbaseline_interval_min = 0.2\n"
-            f"[records]\npath = '{records}'\n"
+            f"[records]\npath = '{records}'\n{QUIET_AUDIO}"
         )
         jar = aiohttp.CookieJar(unsafe=True)
         seen: list[Any] = []

@@ -144,3 +144,46 @@ def test_acknowledge_is_recorded_and_rejected_when_nothing_is_shown():
     (cleared,) = events[1:]
     assert isinstance(cleared, AlarmTransition)
     assert (cleared.alarm_id, cleared.state.value) == ("spo2_low", "cleared")
+
+
+def test_ending_the_session_ends_its_alarms():
+    """After End no BP reading can come to clear `bp_high`/`bp_rise`: End clears them (and
+    every alarm of the patient), so the room leaves the alarm override; equipment alarms stay."""
+    from sessiond.model import AlarmState, Event, Priority  # noqa: PLC0415
+    from sessiond.status import RoomStatus  # noqa: PLC0415
+
+    m = Monitor(config=Config(), streaming=["spo2"], nibp=["nibp"])
+    status = RoomStatus("room")
+    feed = status.apply
+
+    def run(events: list[Event]) -> list[Event]:
+        for event in events:
+            feed(event)
+        return events
+
+    run(m.start_session(0.0, session_id="s", route=Route.IV, user="ana", source="console"))
+    for t in (10.0, 310.0):
+        run(m.advance(t))
+        run(m.on_reading(Reading(t=t, device="nibp", sys=130, dia=80, map=97, pr=70)))
+    run(m.mark_dose(600.0, user="ana", source="console"))
+    for t in (900.0, 905.0):
+        run(m.advance(t))
+        run(m.on_reading(Reading(t=t, device="nibp", sys=205, dia=121, map=150, pr=90)))
+    # The oximeter is silent: device_lost (equipment) is shown too.
+    assert status.alarms["bp_high"].priority is Priority.HIGH
+    assert status.alarms["bp_rise"].state is AlarmState.ACTIVE
+    assert "device_lost" in status.alarms
+    ended = run(m.end_session(1000.0, user="ana", source="console"))
+    cleared = {
+        e.alarm_id
+        for e in ended
+        if isinstance(e, AlarmTransition) and e.state is AlarmState.CLEARED
+    }
+    assert {"bp_high", "bp_rise"} <= cleared
+    assert set(status.alarms) == {"device_lost"}
+    assert all(e.t == 1000.0 for e in ended if isinstance(e, AlarmTransition))
+    # Nothing comes back on its own, and a new session starts with no BP history.
+    assert not [e for e in run(m.advance(5000.0)) if isinstance(e, AlarmTransition)
+                and e.alarm_id.startswith("bp")]  # fmt: skip
+    run(m.start_session(6000.0, session_id="s2", route=Route.IV, user="ana", source="console"))
+    assert "bp_high" not in status.alarms

@@ -47,6 +47,8 @@ def room_config(tmp_path: Path, port: int) -> Config:
                 "generate_ambient": False,
             },
             "devices": {"spo2": {"decoder": "masimo-ascii1"}},
+            # No console watches these sessions: that alarm is tested on its own.
+            "alarm_audio": {"unwatched_after_s": 60, "vlc_args": HEADLESS},
         },
         source="test",
     )

@@ -19,6 +19,11 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 
+#: The daemons here write to a stderr pipe that is read only on failure; libvlc on a machine
+#: without a sound card logs ALSA errors many times a second, which would fill it and block
+#: the daemon. The room's alarm speaker plays to the null device instead.
+QUIET_AUDIO = "[alarm_audio]\nvlc_args = ['--aout=alsa', '--alsa-audio-device=null', '--quiet']\n"
+
 
 #: Where each started process writes its log (by pid): a file, not a pipe, so that a chatty
 #: process never blocks on a full pipe nobody reads (and `wait()` never waits for a reader).
@@ -69,15 +74,23 @@ async def test_daemon_on_the_simulators_port_records_a_capture_that_replays(tmp_
         port = (await line_starting(sim, "spo2 ")).split()[1]
         assert port.startswith("/dev/pts/")
         config = tmp_path / "room.toml"
+        from sessiond.console.auth import hash_password  # noqa: PLC0415
+
         config.write_text(
-            f"[console]\nport = 0\n[devices.spo2]\npath = '{port}'\n"
-            f"[records]\npath = '{tmp_path / 'r.sqlite'}'\n"
+            f"[console]\nport = 0\n"
+            f"[console.users.ana]\npassword_hash = '{hash_password('pw', iterations=1000)}'\n"
+            f"[devices.spo2]\npath = '{port}'\n"
+            f"[records]\npath = '{tmp_path / 'r.sqlite'}'\n{QUIET_AUDIO}"
         )
         async with process("run", "--config", str(config), "--capture", str(run_capture),
                            cwd=tmp_path) as run:  # fmt: skip
             base = (await line_starting(run, "console: ")).split()[1].rstrip("/")
-            async with aiohttp.ClientSession() as http, http.ws_connect(f"{base}/ws") as ws:
-                async with asyncio.timeout(30):
+            # Viewing needs a sign-in (vitals are health data).
+            jar = aiohttp.CookieJar(unsafe=True)
+            async with aiohttp.ClientSession(cookie_jar=jar) as http:
+                r = await http.post(f"{base}/api/login", json={"user": "ana", "password": "pw"})
+                assert r.status == 200
+                async with http.ws_connect(f"{base}/ws") as ws, asyncio.timeout(30):
                     async for msg in ws:
                         event = json.loads(msg.data)
                         if event["type"] == "reading":
@@ -114,7 +127,7 @@ async def test_a_crashed_daemon_resumes_its_session_where_the_timeline_is(tmp_pa
         config.write_text(
             f"[room]\nid = 'room-9'\n[console]\nport = 0\n"
             f"[console.users.ana]\npassword_hash = '{hash_password('pw', iterations=1000)}'\n"
-            f"[devices.spo2]\npath = '{port}'\n[records]\npath = '{records}'\n"
+            f"[devices.spo2]\npath = '{port}'\n[records]\npath = '{records}'\n{QUIET_AUDIO}"
         )
         jar = aiohttp.CookieJar(unsafe=True)
         async with aiohttp.ClientSession(cookie_jar=jar) as http:
@@ -124,12 +137,15 @@ async def test_a_crashed_daemon_resumes_its_session_where_the_timeline_is(tmp_pa
                 assert r.status == 200
                 r = await http.post(f"{base}/api/session/start", json={"route": "im"})
                 session_id = (await r.json())["session_id"]
-                r = await http.post(f"{base}/api/session/dose", json={})
+                r = await http.post(f"{base}/api/session/dose", json={"reason": "checked on paper"})
                 assert r.status == 200
                 os.killpg(first.pid, signal.SIGKILL)  # a crash: no shutdown code runs
                 await first.wait()
             async with process("run", "--config", str(config), cwd=tmp_path) as second:
                 base = (await line_starting(second, "console: ")).split()[1].rstrip("/")
+                # A restarted daemon forgot every sign-in.
+                r = await http.post(f"{base}/api/login", json={"user": "ana", "password": "pw"})
+                assert r.status == 200
                 status = await (await http.get(f"{base}/api/status")).json()
                 assert await stop(second) == 0
         assert await stop(sim) == 0

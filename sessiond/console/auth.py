@@ -1,4 +1,5 @@
-"""Console sign-in: PBKDF2 password hashes and signed, expiring session tokens.
+"""Console sign-in: PBKDF2 password hashes, signed expiring session tokens, and the
+failed sign-in throttle.
 
 Tokens are stateless (user, expiry, HMAC-SHA256 under a random per-process secret), so a
 restarted daemon simply asks nurses to sign in again. Neither passwords nor tokens are ever
@@ -27,9 +28,12 @@ _MAX_DIGEST_BYTES = 64
 
 #: How long a sign-in lasts: one long session day.
 TOKEN_TTL_S = 12 * 3600
+#: PBKDF2-HMAC-SHA256 work for new hashes (OWASP Password Storage Cheat Sheet: 600,000).
+#: Stored hashes keep their own count, so older ones with fewer iterations still verify.
+PBKDF2_ITERATIONS = 600_000
 
 
-def hash_password(password: str, *, iterations: int = 200_000) -> str:
+def hash_password(password: str, *, iterations: int = PBKDF2_ITERATIONS) -> str:
     """`pbkdf2_sha256$<iterations>$<salt hex>$<hash hex>` of `password` with a random salt."""
     if not 1 <= iterations <= _MAX_ITERATIONS:
         msg = f"iterations must be in 1..{_MAX_ITERATIONS}, not {iterations}"
@@ -138,3 +142,52 @@ class Sessions:
         self._revoked = {sig: exp for sig, exp in self._revoked.items() if exp > now}
         if checked is not None:
             self._revoked[checked[2]] = checked[1]
+
+
+class LoginThrottle:
+    """Failed sign-ins per key (a user name, a client address) in a sliding window.
+
+    `max_failures` failures within `lockout_s` lock the key for `lockout_s` from the last of
+    them: guessing is slowed to a few tries per lockout, and the nurse is told how long to
+    wait. Wall time: a lockout lasts real minutes even at 60x simulation speed.
+    """
+
+    #: Keys remembered at most: a flood of made-up names cannot grow memory without bound.
+    MAX_KEYS = 10_000
+
+    def __init__(
+        self, *, max_failures: int, lockout_s: float, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.max_failures = max_failures
+        self.lockout_s = lockout_s
+        self.clock = clock
+        self._failures: dict[str, list[float]] = {}
+
+    def _recent(self, key: str, now: float) -> list[float]:
+        times = [t for t in self._failures.get(key, ()) if t > now - self.lockout_s]
+        if times:
+            self._failures[key] = times
+        else:
+            self._failures.pop(key, None)
+        return times
+
+    def locked_for(self, key: str, *, limit: int | None = None) -> float:
+        """Seconds `key` stays locked (0: not locked); `limit` overrides `max_failures`."""
+        now = self.clock()
+        times = self._recent(key, now)
+        if len(times) < (limit or self.max_failures):
+            return 0.0
+        return max(0.0, times[-1] + self.lockout_s - now)
+
+    def failed(self, key: str) -> None:
+        now = self.clock()
+        if key not in self._failures and len(self._failures) >= self.MAX_KEYS:
+            # Forget what has expired; if still full, the oldest key goes.
+            for old in list(self._failures):
+                self._recent(old, now)
+            if len(self._failures) >= self.MAX_KEYS:
+                self._failures.pop(next(iter(self._failures)))
+        self._failures.setdefault(key, []).append(now)
+
+    def succeeded(self, key: str) -> None:
+        self._failures.pop(key, None)

@@ -55,7 +55,33 @@ Shown = tuple[Priority, AlarmState]
 #: Technical alarms reported by the daemon about itself (not by a device), and their
 #: priority: a fault in the monitor is an alarm-system failure (clinical.md §1.6, Philips
 #: "System Error"); a record that cannot be written loses no alarm but must be seen.
-REPORTED: dict[str, Priority] = {"monitor_fault": Priority.HIGH, "record_fault": Priority.MEDIUM}
+#: `console_unwatched`: no signed-in console has watched the session for a few seconds
+#: (clinical.md §4.4). Medium: nobody sees the screen, but nothing is known to be wrong with
+#: the patient, so it does not take the room's lights (a high alarm's override); it sounds on
+#: the room's own speaker whatever its priority (`sessiond.room.alarm_tone`).
+REPORTED: dict[str, Priority] = {
+    "monitor_fault": Priority.HIGH,
+    "record_fault": Priority.MEDIUM,
+    "console_unwatched": Priority.MEDIUM,
+}
+
+#: Alarms about the patient of a session (and its BP programme): ending the session ends
+#: them. No reading can clear them afterwards (the BP module measures no more), and the
+#: next patient must not inherit them. The equipment's alarms (`device_lost`, `sensor_off`,
+#: `signal_poor`) and the daemon's own stay: they are about the room, not the patient.
+SESSION_ALARMS = frozenset(
+    {
+        "spo2_low",
+        "pr_high",
+        "pr_low",
+        "bp_high",
+        "bp_low",
+        "bp_rise",
+        "dose_gate",
+        "nibp_error",
+        "nibp_overdue",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -263,6 +289,23 @@ class AlarmEngine:
         self.baseline.reset()
         self.bp_high.run = 0
         self.nibp_overdue.start(t)
+
+    def end_session(self, t: float) -> list[Event]:
+        """The nurse ended the session: its alarms end with it (a deliberate operator action,
+        as an ALARM RESET), each with a `cleared` transition in the record. An oximeter left
+        on a finger raises its alarms again from new readings, with their delays."""
+        for alarm_id in SESSION_ALARMS:
+            for rule in self._by_id.get(alarm_id, []):
+                for level in rule.levels:
+                    level.reset()
+                if isinstance(rule, LimitRule):
+                    rule.valid_until = -INF
+            self._escalated.discard(alarm_id)
+            self._escalate_due.pop(alarm_id, None)
+            self.acknowledged.discard(alarm_id)
+        self.bp_high.run = 0
+        self.nibp_error.failures = 0
+        return self._transitions(t)
 
     def set_phase(self, t: float, phase: Phase) -> list[Event]:
         self.phase = phase

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -137,3 +137,21 @@ class RoomControl(Protocol):
 
 class Control(SessionControl, RoomControl, Protocol):
     """Everything a front end (console, MQTT) may ask of the daemon."""
+
+
+class EntryControl(Protocol):
+    """What the console adds to the record by hand: manual entries and checklists."""
+
+    async def add_entry(self, *, entry: dict[str, Any], user: str, source: str) -> None:
+        """A BP taken by hand, a side effect, a dose given. Raises `CommandRejected`."""
+        ...
+
+    async def checklist(
+        self, *, kind: str, checked: list[str], reason: str | None, user: str, source: str
+    ) -> None:
+        """Confirm the `predose` or `discharge` checklist. Raises `CommandRejected`."""
+        ...
+
+
+class ConsoleControl(Control, EntryControl, Protocol):
+    """Everything the nurse console may ask of the daemon."""

@@ -21,6 +21,7 @@ from sessiond.model import (
     Phase,
     PhaseChanged,
     Priority,
+    Reading,
     RecordGap,
     SessionStarted,
 )
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from sessiond.config import Config
-    from sessiond.model import DeviceStatus, DoseUnit, Event, Reading, Route
+    from sessiond.model import DeviceStatus, DoseUnit, Event, Route
     from sessiond.session.state import OpenSession
 
 #: BP alarms whose raising asks for a confirming reading at once.
@@ -50,6 +51,13 @@ def _minutes(seconds: float) -> float:
     return round(seconds / 60.0, 1)
 
 
+#: The device name of a BP a nurse took by hand: recorded and shown (trends, console) as a
+#: reading, but not judged by the alarm rules (the nurse has the cuff in hand already).
+MANUAL_DEVICE = "manual"
+#: What a nurse may enter by hand besides notes (DESIGN §9).
+ENTRY_KINDS = frozenset({"bp", "side_effect", "dose"})
+
+
 class Monitor:
     """One room's session logic. Every method returns the events it caused, in time order."""
 
@@ -60,8 +68,11 @@ class Monitor:
         streaming: Iterable[str],
         nibp: Iterable[str] = (),
         start: float = 0.0,
+        predose_gate: bool = False,
     ) -> None:
         self.config = config
+        #: The pre-dose checklist gates the dose (the daemon; replay doses as told).
+        self.predose_gate = predose_gate
         self.timeline = Timeline(config=config.timeline)
         self.nibp_devices = frozenset(nibp)
         self.alarms = AlarmEngine(
@@ -82,6 +93,8 @@ class Monitor:
         #: The infusion prompt is shown (a confirmed critical BP while the infusion runs).
         self.prompting = False
         self._bp_recent: deque[tuple[float, float, float]] = deque(maxlen=_RECENT_BP)
+        #: The pre-dose checklist's unconfirmed item ids; None until it is submitted.
+        self.predose_missing: tuple[str, ...] | None = None
 
     @property
     def phase(self) -> Phase | None:
@@ -152,6 +165,7 @@ class Monitor:
             msg = "a session is already running; end it first"
             raise CommandRejected(msg)
         self.session_id = session_id
+        self.predose_missing = None
         self.alarms.start(t)
         self.discharge.reset()
         self.infusion, self.prompting = None, False
@@ -330,12 +344,23 @@ class Monitor:
             shown = "" if bp is None else f" (baseline {bp[0]:.0f}/{bp[1]:.0f} mmHg)"
             msg = f"dose_gate is high{shown}: dosing needs an override with a reason"
             raise CommandRejected(msg)
+        if gate:
+            missing = self._predose_missing()
+            if missing and reason is None:
+                msg = (
+                    f"the pre-dose checklist is not complete ({', '.join(missing)}): "
+                    "dosing needs an override with a reason"
+                )
+                raise CommandRejected(msg)
         return reason
 
     def _dose(
         self, t: float, *, user: str, source: str, reason: str | None, plan: dict[str, Any] | None
     ) -> list[Event]:
         detail: dict[str, Any] = {} if reason is None else {"override_reason": reason}
+        missing = self._predose_missing()
+        if missing:
+            detail["checklist_missing"] = list(missing)
         if plan is not None:
             detail["infusion"] = True
         out: list[Event] = [NurseAction(t=t, action="dose", user=user, source=source,
@@ -358,6 +383,75 @@ class Monitor:
             msg = f"the infusion was already stopped: nothing to {verb}"
             raise CommandRejected(msg)
         return infusion
+
+    def _predose_missing(self) -> tuple[str, ...]:
+        """The pre-dose items not confirmed (all of them when the list was never submitted)."""
+        if not self.predose_gate:
+            return ()
+        items = tuple(item.id for item in self.config.checklists.predose)
+        return items if self.predose_missing is None else self.predose_missing
+
+    def add_entry(self, t: float, *, entry: dict[str, Any], user: str, source: str) -> list[Event]:
+        """A manual entry: a BP taken by hand, a side effect, a dose given (route, amount)."""
+        if not self.running:
+            msg = "no session is running"
+            raise CommandRejected(msg)
+        kind = entry.get("kind")
+        if kind not in ENTRY_KINDS:
+            msg = f"unknown entry kind {kind!r} (known: {', '.join(sorted(ENTRY_KINDS))})"
+            raise CommandRejected(msg)
+        out: list[Event] = [
+            NurseAction(t=t, action="entry", user=user, source=source, detail=dict(entry))
+        ]
+        if kind == "bp":
+            out.append(
+                Reading(t=t, device=MANUAL_DEVICE, sys=entry["sys"], dia=entry["dia"],
+                        map=entry.get("map"), pr=entry.get("pr"))
+            )  # fmt: skip
+        return out
+
+    def checklist(
+        self,
+        t: float,
+        *,
+        kind: str,
+        checked: list[str],
+        reason: str | None,
+        user: str,
+        source: str,
+    ) -> list[Event]:
+        """A checklist confirmed by a nurse: `predose` (gates the dose) or `discharge` (the
+        nurse's sign-off, with the daemon's readiness at that moment beside it)."""
+        if not self.running:
+            msg = "no session is running"
+            raise CommandRejected(msg)
+        config = self.config.checklists
+        items = [i.id for i in (config.predose if kind == "predose" else config.discharge)]
+        unknown = sorted(set(checked) - set(items))
+        if kind not in ("predose", "discharge") or unknown:
+            msg = f"not on the {kind} checklist: {', '.join(unknown) or kind}"
+            raise CommandRejected(msg)
+        missing = [i for i in items if i not in checked]
+        reason = (reason or "").strip() or None
+        detail: dict[str, Any] = {"kind": kind, "checked": [i for i in items if i in checked],
+                                  "missing": missing}  # fmt: skip
+        if kind == "predose":
+            if self.timeline.dose_t is not None:
+                msg = "the dose is marked already: the pre-dose checklist is closed"
+                raise CommandRejected(msg)
+            self.predose_missing = tuple(missing)
+        else:
+            if self.timeline.dose_t is None:
+                msg = "discharge sign-off comes after the dose"
+                raise CommandRejected(msg)
+            if missing and reason is None:
+                msg = f"the discharge checklist is not complete ({', '.join(missing)})"
+                raise CommandRejected(msg)
+            detail["ready"] = self.discharge.ready
+            detail["unmet"] = list(self.discharge.unmet)
+        if reason is not None:
+            detail["override_reason"] = reason
+        return [NurseAction(t=t, action="checklist", user=user, source=source, detail=detail)]
 
     def _dose_dependents(self, dose_t: float, *, now: float) -> list[Event]:
         route = self.timeline.route
@@ -390,6 +484,7 @@ class Monitor:
             raise CommandRejected(msg)
         out: list[Event] = [NurseAction(t=t, action="session_end", user=user, source=source)]
         out += self._phase_events(self.timeline.end(t))
+        out += self.alarms.end_session(t)
         self.discharge.reset()
         return out + self._prompt(t)
 

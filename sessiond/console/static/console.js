@@ -20,13 +20,14 @@
     device_lost: ["Device lost", ""],
     nibp_error: ["NIBP error", ""],
     nibp_overdue: ["NIBP overdue", ""],
-    record_fault: ["Record cannot be written", ""],
+    console_unwatched: ["No console watching", ""],
     monitor_fault: ["Monitor fault", ""],
+    record_fault: ["Record not written", ""],
   };
   // Technical alarms report the equipment: `!` prefixes instead of `*` (clinical.md §4.5).
   const TECHNICAL = new Set([
-    "sensor_off", "signal_poor", "device_lost", "nibp_error", "nibp_overdue", "record_fault",
-    "monitor_fault",
+    "sensor_off", "signal_poor", "device_lost", "nibp_error", "nibp_overdue",
+    "console_unwatched", "monitor_fault", "record_fault",
   ]);
   // What each unmet discharge criterion means, in plain words.
   const UNMET = {
@@ -38,11 +39,32 @@
     "infusion running": "The infusion is still running",
     "time since infusion stop": "Not long enough since the infusion stopped yet",
   };
-  // Which vital tile an alarm belongs to, so the tile's border shows it too.
+  // Which numeric an alarm belongs to: the numeric itself carries the alarm's colour and
+  // flash (as a bedside monitor's does), not only the list.
   const ALARM_TILE = {
     spo2_low: "spo2-tile", sensor_off: "spo2-tile", signal_poor: "spo2-tile",
     pr_high: "pr-tile", pr_low: "pr-tile",
+    bp_high: "bp-tile", bp_low: "bp-tile", bp_rise: "bp-tile", dose_gate: "bp-tile",
   };
+  const TILES = ["spo2-tile", "pr-tile", "bp-tile"];
+  // The live value an alarm is about, so its text follows the patient, not its onset.
+  const LIVE_VALUE = {
+    spo2_low: () => oximeterValue("spo2"),
+    pr_high: () => oximeterValue("pr"),
+    pr_low: () => oximeterValue("pr"),
+    bp_low: () => (state.bp && state.bp.sys !== undefined ? number(state.bp.sys) : null),
+    bp_high: () => bpText(),
+    bp_rise: () => bpText(),
+    dose_gate: () => bpText(),
+  };
+  // Entries the event log keeps (newest first).
+  const LOG_MAX = 200;
+  // Nurse actions the record reads back in "Notes and entries".
+  const ENTRY_ACTIONS = new Set(["note", "entry", "checklist", "dose", "session_start", "session_end"]);
+  // A nurse action's row is read back from the record this long after its event.
+  const ENTRY_READ_DELAY_MS = 400;
+  // Readings of the BP schedule listed ahead at most.
+  const PLAN_MAX = 6;
   const DEFAULT_WINDOWS = { onset_min: 30, effect_end_min: 150 };
   // A BP request unanswered this long (session seconds) no longer shows as measuring.
   const MEASURING_S = 180;
@@ -52,6 +74,8 @@
   const SILENCE_MS = 5000;
   const BACKOFF_MIN_MS = 500;
   const BACKOFF_MAX_MS = 10000;
+  // The server closes a live socket with this code when its sign-in ends.
+  const WS_SIGNED_OUT = 4401;
 
   const state = {
     room: null,
@@ -72,9 +96,32 @@
     nibpFailure: null,
     roomSetting: null,
     notes: { count: 0, last_t: null },
-    user: null,
+    // undefined: not known yet; null: signed out.
+    user: undefined,
     busy: false,
+    live: false,
+    log: [],
+    checklistItems: { predose: [], discharge: [] },
+    checklists: {},
+    predoseGate: false,
+    entries: [],
   };
+  // Boxes a nurse is ticking: kept until confirmed, not overwritten by live updates.
+  const checklistEdits = { predose: null, discharge: null };
+
+  // Forget everything of the room (signed out: nothing may stay on screen).
+  function resetRoom() {
+    Object.assign(state, {
+      checklists: {}, entries: [],
+      room: null, now: null, session: null, phase: null, oximeter: null, bp: null,
+      alarms: new Map(), devices: new Map(), pause: null, baseline: null, discharge: null,
+      nibpRequest: null, nibpFailure: null, roomSetting: null, notes: { count: 0, last_t: null },
+      log: [],
+    });
+    logRendered = 0;
+    $("event-log").replaceChildren();
+    $("alarm-announcer").textContent = "";
+  }
   // Inputs a nurse is editing are not overwritten by live updates until sent.
   const editing = { volume: false };
 
@@ -109,13 +156,110 @@
     state.nibpFailure = (msg.nibp && msg.nibp.last_failure) || null;
     state.roomSetting = msg.room_setting || null;
     state.notes = msg.notes || { count: 0, last_t: null };
+    state.alarmAudio = msg.alarm_audio || null;
+    state.checklistItems = msg.checklist_items || { predose: [], discharge: [] };
+    state.checklists = msg.checklists || {};
+    state.predoseGate = Boolean(msg.predose_gate);
+    fetchEntries().then(fetchTrend);
     state.oximeter = null;
     state.bp = null;
     const readings = Object.values(msg.readings || {}).sort((a, b) => a.t - b.t);
     readings.filter(isBp).forEach((r) => state.bpDevices.add(r.device));
     readings.forEach(takeReading);
-    state.alarms = new Map((msg.alarms || []).map((a) => [a.id, a]));
+    state.alarms = new Map((msg.alarms || []).map((a) => [a.id, { onset_t: a.t, ...a }]));
     state.devices = new Map(Object.entries(msg.devices || {}));
+    for (const a of state.alarms.values()) {
+      log(a.onset_t, `alarm ${a.priority}`, `${alarmPrefix(a)} ${alarmName(a)} shown (on connecting)`);
+    }
+  }
+
+  // ---- the event log (what happened while this page watched) -------------------------------
+
+  let logSeq = 0;
+
+  function log(t, kind, text) {
+    state.log.unshift({ seq: ++logSeq, t, kind, text });
+    if (state.log.length > LOG_MAX) state.log.length = LOG_MAX;
+  }
+
+  function alarmPrefix(a) {
+    return `${(TECHNICAL.has(a.id) ? "!" : "*").repeat(RANK[a.priority] || 1)} ${a.priority.toUpperCase()}`;
+  }
+
+  function alarmName(a) {
+    const [name] = ALARMS[a.id] || [a.id.replace(/_/g, " ")];
+    return a.device && TECHNICAL.has(a.id) ? `${name}: ${a.device}` : name;
+  }
+
+  function valueText(a) {
+    const [, unit] = ALARMS[a.id] || ["", ""];
+    const u = unit ? ` ${unit}` : "";
+    const bits = [];
+    if (a.value !== undefined) bits.push(`${number(a.value)}${u}`);
+    if (a.limit !== undefined) bits.push(`(limit ${number(a.limit)}${u})`);
+    return bits.join(" ");
+  }
+
+  function logAlarm(before, a) {
+    const what = `${alarmPrefix(a)} ${alarmName(a)}`;
+    let text;
+    if (a.state === "cleared") text = `${alarmName(a)} cleared`;
+    else if (!before) text = `${what} ${valueText(a)}`;
+    else if (RANK[a.priority] > RANK[before.priority]) text = `${what} escalated ${valueText(a)}`;
+    else if (RANK[a.priority] < RANK[before.priority]) text = `${what} (was ${before.priority}) ${valueText(a)}`;
+    else if (a.state === "latched") text = `${what} latched: condition gone, stays until acknowledged`;
+    else if (before.state === "latched") text = `${what} back ${valueText(a)}`;
+    else return; // same priority and state: a value update, not an event
+    log(a.t, a.state === "cleared" ? "cleared" : `alarm ${a.priority}`, text.trim());
+    if (a.state !== "cleared" && (!before || RANK[a.priority] > RANK[before.priority])) {
+      $("alarm-announcer").textContent = `${a.priority} priority alarm: ${alarmName(a)} ${valueText(a)}`;
+    }
+  }
+
+  const ACTION_TEXT = {
+    session_start: (m) => `Session started (${(m.route || "").toUpperCase()})`,
+    session_end: () => "Session ended",
+    session_resume: () => "Session resumed after a restart",
+    dose: (m) => `Dose marked${m.override ? " over the dose gate (reason in the record)" : ""}`,
+    ack: (m) => `${alarmName({ id: m.alarm_id })} acknowledged`,
+    pause: (m) => `Alarm audio paused${m.seconds ? ` for ${clock(m.seconds)}` : ""}`,
+    note: () => "Note added",
+    nibp_measure: () => "BP measurement asked",
+    scene: (m) => `Scene: ${m.scene || "follow the phase"}${m.pinned ? " (pinned)" : ""}`,
+    volume: (m) => `Volume ${m.volume_pct} %${m.pinned ? " (pinned)" : ""}`,
+  };
+
+  function logAction(m) {
+    const text = (ACTION_TEXT[m.action] || (() => m.action.replace(/_/g, " ")))(m);
+    log(m.t, "action", `${text} \u00b7 ${m.user}`);
+  }
+
+  let logRendered = 0;
+
+  function renderLog() {
+    const list = $("event-log");
+    // Only new entries are added (newest first); nothing already shown is rebuilt.
+    const fresh = state.log.filter((e) => e.seq > logRendered);
+    for (const e of fresh.reverse()) {
+      const li = document.createElement("li");
+      li.dataset.kind = e.kind;
+      const stamp = document.createElement("time");
+      stamp.textContent = stampText(e.t);
+      const text = document.createElement("span");
+      text.textContent = e.text;
+      li.append(stamp, text);
+      list.prepend(li);
+      logRendered = e.seq;
+    }
+    while (list.children.length > LOG_MAX) list.lastElementChild.remove();
+    $("event-log-empty").hidden = list.children.length > 0;
+  }
+
+  // Log times on the session's own clock: T+ since the session started.
+  function stampText(t) {
+    const s = state.session;
+    if (s && t >= s.started_t) return `T+${clock(t - s.started_t)}`;
+    return state.now === null ? "" : `${clock(state.now - t)} before`;
   }
 
   function handle(msg) {
@@ -129,17 +273,31 @@
         break;
       case "reading":
         takeReading(msg);
+        trendReading(msg);
         break;
+      case "pleth":
+        takePleth(msg);
+        return; // the waveform draws itself; nothing else changes
       case "alarm": {
         const before = state.alarms.get(msg.id);
         // An acknowledgement holds for one occurrence at its priority (as RoomStatus does).
         const keep = before && msg.state !== "cleared" && RANK[msg.priority] <= RANK[before.priority];
         if (msg.state === "cleared") state.alarms.delete(msg.id);
-        else state.alarms.set(msg.id, { ...msg, acknowledged: Boolean(keep && before.acknowledged) });
+        else {
+          state.alarms.set(msg.id, {
+            ...msg,
+            acknowledged: Boolean(keep && before.acknowledged),
+            onset_t: before ? before.onset_t : msg.t,
+          });
+        }
+        logAlarm(before, msg);
+        trendAlarm(msg, before);
         break;
       }
       case "phase":
         state.phase = msg.phase;
+        if (state.session) state.session.ended_t = msg.phase === "ended" ? msg.t : null;
+        log(msg.t, "phase", `Phase: ${msg.phase}`);
         break;
       case "session":
         // A new session is a new patient: nothing of the last one may show as theirs.
@@ -153,8 +311,28 @@
         state.nibpRequest = null;
         state.nibpFailure = null;
         state.notes = { count: 0, last_t: null };
+        state.checklists = {};
+        checklistEdits.predose = checklistEdits.discharge = null;
+        fetchEntries();
+        trend.ox = [[], [], []];
+        trend.bp = [[], [], []];
+        trend.marks = [];
         break;
       case "action":
+        logAction(msg);
+        if (msg.action === "checklist") {
+          state.checklists = { ...state.checklists, [msg.kind]: {
+            t: msg.t, user: msg.user, checked: msg.checked || [], missing: msg.missing || [],
+            override: Boolean(msg.override),
+          } };
+          checklistEdits[msg.kind] = null;
+        }
+        // The event may come before its row is committed: read back a moment later (and
+        // again when our own command answers, which the daemon does once it is on disk).
+        if (ENTRY_ACTIONS.has(msg.action)) setTimeout(fetchEntries, ENTRY_READ_DELAY_MS);
+        if (msg.action === "entry" && msg.kind !== "bp") {
+          trend.marks.push({ t: msg.t, kind: "entry", colour: "#e6edf3", label: msg.kind });
+        }
         if (msg.action === "dose" && state.session) {
           state.session.dose_t = msg.t;
           state.session.dose_override = Boolean(msg.override);
@@ -165,9 +343,14 @@
           state.alarms.set(msg.alarm_id, { ...state.alarms.get(msg.alarm_id), acknowledged: true });
         }
         break;
-      case "device":
+      case "device": {
+        const before = state.devices.get(msg.device);
         state.devices.set(msg.device, { connected: msg.connected, detail: msg.detail });
+        if (!before || before.connected !== msg.connected) {
+          log(msg.t, "device", `${msg.device} ${msg.connected ? "connected" : `lost${msg.detail ? `: ${msg.detail}` : ""}`}`);
+        }
         break;
+      }
       case "audio_pause":
         state.pause = { paused: msg.paused, until_t: msg.until_t, reason: msg.reason };
         break;
@@ -227,17 +410,39 @@
     const stale = r !== null && state.now !== null && state.now - r.t > STALE_S;
     const el = $(key);
     const missing = value === undefined || value === null || stale;
-    el.textContent = missing ? "---" : number(value);
+    setText(el, missing ? "---" : number(value));
     el.classList.toggle("missing", missing);
     el.classList.toggle("flagged", flags.length > 0);
     el.classList.toggle("stale", stale);
     let note = flags.map(label).join(" \u00b7 ");
     if (stale) note = "no recent data";
     else if (r === null) note = "no data";
-    $(`${key}-flags`).textContent = note;
+    setText($(`${key}-flags`), note);
   }
 
   const ago = (t) => (state.now === null ? "" : `${clock(state.now - t)} ago`);
+
+  // A current, valid oximeter value as text, or null.
+  function oximeterValue(key) {
+    const r = state.oximeter;
+    if (!r || r[key] === undefined || r[key] === null || (r.flags || []).length) return null;
+    if (state.now !== null && state.now - r.t > STALE_S) return null;
+    return number(r[key]);
+  }
+
+  function bpText() {
+    const r = state.bp;
+    return r && r.sys !== undefined && r.dia !== undefined ? `${number(r.sys)}/${number(r.dia)}` : null;
+  }
+
+  // Writes that change nothing are skipped: the DOM (and its animations) stay as they are.
+  function setText(el, text) {
+    if (el.textContent !== text) el.textContent = text;
+  }
+
+  function setAttr(el, name, value) {
+    if (el.getAttribute(name) !== value) el.setAttribute(name, value);
+  }
   const show = (v) => (v === undefined || v === null ? "---" : number(v));
 
   function renderBp() {
@@ -316,17 +521,41 @@
     $("dose-override").hidden = !(state.session && state.session.dose_override);
   }
 
-  function renderDischarge() {
-    const d = state.discharge;
+  function effectLeftMin() {
     const s = state.session;
+    if (!s || s.dose_t == null || state.now === null) return 0;
+    const w = windowsFor(s.route);
+    return Math.ceil(w.effect_end_min - (state.now - s.dose_t) / 60);
+  }
+
+  function renderDischarge() {
+    const s = state.session;
+    const ended = state.phase === "ended";
+    // Readiness belongs to a running session: after End it says nothing more.
+    let d = ended ? null : state.discharge;
     const el = $("discharge");
     const list = $("discharge-unmet");
-    list.replaceChildren();
+    const unmet = d ? d.unmet.join("|") : "";
+    if (list.dataset.unmet !== unmet) {
+      list.dataset.unmet = unmet;
+      list.replaceChildren();
+    } else if (d) {
+      d = { ...d, unmet: [] }; // already listed
+    }
     let ready = "none";
-    let text = "no session";
+    let text = ended ? "session ended" : "no session";
     if (d) {
       ready = d.ready ? "ready" : "not-ready";
       text = d.ready ? "Ready for discharge" : "Not ready";
+      // One story with the phase: the criteria may be met while the drug's effect window
+      // still runs (a route minimum shorter than the window); say both.
+      const left = effectLeftMin();
+      if (d.ready && (state.phase === "onset" || state.phase === "effect")) {
+        ready = "pending";
+        text = left > 0
+          ? `Criteria met \u00b7 effect window ends in ${left} min`
+          : "Criteria met \u00b7 still in the effect phase";
+      }
       for (const key of d.unmet) {
         const li = document.createElement("li");
         li.dataset.criterion = key;
@@ -338,7 +567,7 @@
       text = s.dose_t == null ? "Not ready: no dose yet" : "Not ready";
     }
     el.dataset.ready = ready;
-    el.textContent = text;
+    setText(el, text);
   }
 
   function renderNotes() {
@@ -393,77 +622,143 @@
     const btn = $("pause-audio");
     btn.setAttribute("aria-pressed", String(paused));
     btn.textContent = paused ? "Audio paused" : "Pause alarm audio";
-    btn.disabled = state.busy || state.user === null || paused;
+    btn.disabled = state.busy || !state.user || paused;
   }
+
+  const deviceChips = new Map();
 
   function renderDevices() {
     const list = $("devices");
-    list.replaceChildren();
-    for (const [name, d] of [...state.devices.entries()].sort()) {
-      const li = document.createElement("li");
-      li.className = d.connected ? "up" : "down";
-      li.dataset.device = name;
-      li.textContent = d.connected ? name : `${name} lost${d.detail ? `: ${d.detail}` : ""}`;
-      li.title = d.detail || "";
-      list.append(li);
+    const lost = state.alarms.get("device_lost");
+    const names = [...state.devices.keys()];
+    if (lost && lost.device && !names.includes(lost.device)) names.push(lost.device);
+    names.sort();
+    for (const [name, li] of deviceChips) {
+      if (!names.includes(name)) {
+        li.remove();
+        deviceChips.delete(name);
+      }
+    }
+    names.forEach((name, i) => {
+      let li = deviceChips.get(name);
+      if (!li) {
+        li = document.createElement("li");
+        li.dataset.device = name;
+        deviceChips.set(name, li);
+      }
+      if (list.children[i] !== li) list.insertBefore(li, list.children[i] || null);
+      const d = state.devices.get(name) || { connected: true, detail: "" };
+      const alarmed = Boolean(lost && lost.device === name);
+      let kind = d.connected && !alarmed ? "up" : "down";
+      let text = name;
+      if (!state.live) {
+        // The page is not live: it does not know whether the device is.
+        kind = "unknown";
+        text = `${name}: not live`;
+      } else if (!d.connected) {
+        text = `${name} lost${d.detail ? `: ${d.detail}` : ""}`;
+      } else if (alarmed) {
+        text = `${name} lost: no data`;
+      }
+      setAttr(li, "class", kind);
+      setAttr(li, "title", kind === "up" ? `${name} connected` : text);
+      setText(li, text);
+    });
+  }
+
+  const alarmRows = new Map();
+
+  function alarmRow(id) {
+    let row = alarmRows.get(id);
+    if (row) return row;
+    const li = document.createElement("li");
+    li.dataset.alarmId = id;
+    const prio = document.createElement("span");
+    prio.className = "prio";
+    const name = document.createElement("span");
+    name.className = "name";
+    const detail = document.createElement("span");
+    detail.className = "detail";
+    const since = document.createElement("span");
+    since.className = "since";
+    const st = document.createElement("span");
+    st.className = "state";
+    // One button for the alarm's whole life: focus and a slow click are never lost to a redraw.
+    const ack = document.createElement("button");
+    ack.type = "button";
+    ack.className = "ack";
+    ack.textContent = "Acknowledge";
+    ack.dataset.testid = `ack-${id}`;
+    ack.addEventListener("click", () => acknowledge(id));
+    li.append(prio, name, detail, since, st, ack);
+    row = { li, prio, name, detail, since, st, ack };
+    alarmRows.set(id, row);
+    return row;
+  }
+
+  const acking = new Set();
+
+  async function acknowledge(id) {
+    if (acking.has(id)) return;
+    acking.add(id);
+    try {
+      await command("/api/alarms/ack", { id });
+    } finally {
+      acking.delete(id);
     }
   }
 
   function renderAlarms() {
     const list = $("alarms");
-    list.replaceChildren();
     const alarms = [...state.alarms.values()].sort(
-      (a, b) => (RANK[b.priority] || 0) - (RANK[a.priority] || 0) || a.t - b.t,
+      (a, b) => (RANK[b.priority] || 0) - (RANK[a.priority] || 0) || a.onset_t - b.onset_t,
     );
-    const tiles = {};
-    for (const a of alarms) {
-      const [name, unit] = ALARMS[a.id] || [a.id.replace(/_/g, " "), ""];
-      const li = document.createElement("li");
-      li.className = `alarm ${a.priority}${a.state === "latched" ? " latched" : ""}${a.acknowledged ? " acked" : ""}`;
-      li.dataset.alarmId = a.id;
-      li.dataset.priority = a.priority;
-      li.dataset.state = a.state;
-      const prio = document.createElement("span");
-      prio.className = "prio";
-      const marks = (TECHNICAL.has(a.id) ? "!" : "*").repeat(RANK[a.priority] || 1);
-      prio.textContent = `${marks} ${a.priority.toUpperCase()}`;
-      const what = document.createElement("span");
-      what.className = "name";
-      // A technical alarm names its device: "Device lost: nibp".
-      what.textContent = a.device ? `${name}: ${a.device}` : name;
-      const detail = document.createElement("span");
-      detail.className = "detail";
-      const u = unit ? ` ${unit}` : "";
-      const bits = [];
-      if (a.value !== undefined) bits.push(`${number(a.value)}${u}`);
-      if (a.limit !== undefined) bits.push(`(limit ${number(a.limit)}${u})`);
-      detail.textContent = bits.join(" ");
-      const st = document.createElement("span");
-      st.className = "state";
-      st.textContent = [a.state === "latched" ? "latched (condition gone)" : "", a.acknowledged ? "acknowledged" : ""]
-        .filter(Boolean)
-        .join(" \u00b7 ");
-      li.append(prio, what, detail, st);
-      if (state.user !== null && !a.acknowledged) {
-        const ack = document.createElement("button");
-        ack.type = "button";
-        ack.className = "ack";
-        ack.textContent = "Acknowledge";
-        ack.dataset.testid = `ack-${a.id}`;
-        ack.disabled = state.busy;
-        ack.addEventListener("click", () => command("/api/alarms/ack", { id: a.id }));
-        li.append(ack);
+    for (const [id, row] of alarmRows) {
+      if (!state.alarms.has(id)) {
+        row.li.remove();
+        alarmRows.delete(id);
       }
-      list.append(li);
+    }
+    const tiles = {};
+    alarms.forEach((a, i) => {
+      const row = alarmRow(a.id);
+      // Moved only when the order changes (a new or escalated alarm): a move restarts a flash.
+      if (list.children[i] !== row.li) list.insertBefore(row.li, list.children[i] || null);
+      const latched = a.state === "latched";
+      setAttr(row.li, "class", `alarm ${a.priority}${latched ? " latched" : ""}${a.acknowledged ? " acked" : ""}`);
+      setAttr(row.li, "data-priority", a.priority);
+      setAttr(row.li, "data-state", a.state);
+      setText(row.prio, alarmPrefix(a));
+      setText(row.name, alarmName(a));
+      setText(row.detail, alarmDetail(a));
+      setText(row.since, state.now === null ? "" : `for ${clock(state.now - a.onset_t)}`);
+      setText(row.st, [latched ? "latched (condition gone)" : "", a.acknowledged ? "acknowledged" : ""]
+        .filter(Boolean)
+        .join(" \u00b7 "));
+      row.ack.hidden = !state.user || a.acknowledged;
+      setAttr(row.ack, "aria-label", `Acknowledge ${alarmName(a)}`);
       const tile = ALARM_TILE[a.id];
       if (tile && (RANK[a.priority] || 0) > (RANK[tiles[tile]] || 0)) tiles[tile] = a.priority;
-    }
+    });
     $("no-alarms").hidden = alarms.length > 0;
-    for (const tile of ["spo2-tile", "pr-tile"]) {
+    for (const tile of TILES) {
       for (const p of ["high", "medium", "low"]) {
-        $(tile).classList.toggle(`alarm-${p}`, tiles[tile] === p);
+        const el = $(tile);
+        if (el.classList.contains(`alarm-${p}`) !== (tiles[tile] === p)) el.classList.toggle(`alarm-${p}`);
       }
     }
+  }
+
+  // What the alarm is about now: the live value and its limit, or that the condition is gone.
+  function alarmDetail(a) {
+    const [, unit] = ALARMS[a.id] || ["", ""];
+    const u = unit ? ` ${unit}` : "";
+    const limit = a.limit !== undefined ? ` (limit ${number(a.limit)}${u})` : "";
+    if (a.state === "latched") return a.limit !== undefined ? `limit ${number(a.limit)}${u}` : "";
+    const live = LIVE_VALUE[a.id] ? LIVE_VALUE[a.id]() : null;
+    if (live !== null) return `${live}${u}${limit}`;
+    if (a.value !== undefined) return `${number(a.value)}${u}${limit}`;
+    return "";
   }
 
   function windowsFor(route) {
@@ -477,10 +772,12 @@
     phaseEl.textContent = phase || "no session";
     phaseEl.dataset.phase = phase || "none";
     $("session-route").textContent = s ? s.route.toUpperCase() : "\u2014";
-    const now = state.now;
-    $("since-start").textContent = s && now !== null ? clock(now - s.started_t) : "\u2014";
+    const ended = state.phase === "ended";
+    // An ended session's clocks stop where it ended.
+    const now = ended && s && s.ended_t != null ? s.ended_t : state.now;
+    setText($("since-start"), s && now !== null ? clock(now - s.started_t) : "\u2014");
     const dosed = s && s.dose_t !== null && s.dose_t !== undefined;
-    $("since-dose").textContent = dosed && now !== null ? clock(now - s.dose_t) : "\u2014";
+    setText($("since-dose"), dosed && now !== null ? clock(now - s.dose_t) : "\u2014");
 
     const w = windowsFor(s ? s.route : "iv");
     const onsetShare = (100 * w.onset_min) / w.effect_end_min;
@@ -490,7 +787,10 @@
     const marker = $("window-marker");
     const box = $("window-bar").parentElement;
     let text = s ? "awaiting dose" : "no session";
-    if (dosed && now !== null) {
+    if (ended) {
+      text = "session ended";
+      marker.hidden = true;
+    } else if (dosed && now !== null) {
       const min = (now - s.dose_t) / 60;
       marker.hidden = false;
       marker.style.left = `${Math.min(100, Math.max(0, (100 * min) / w.effect_end_min))}%`;
@@ -500,22 +800,33 @@
     } else {
       marker.hidden = true;
     }
-    box.classList.toggle("pending", !(dosed && now !== null));
-    $("window-text").textContent = text;
+    box.classList.toggle("pending", ended || !(dosed && now !== null));
+    setText($("window-text"), text);
   }
 
   function renderControls() {
-    const signedIn = state.user !== null;
-    $("login-form").hidden = signedIn;
+    const signedIn = state.user !== null && state.user !== undefined;
+    // Signed out the page is only the sign-in form: nothing of the room shows.
+    $("signin").hidden = state.user !== null;
+    $("room-view").hidden = !signedIn;
     $("signed-in").hidden = !signedIn;
+    $("connection").hidden = !signedIn; // signed out there is no link to speak of
+    $("devices").hidden = !signedIn;
     $("signed-in-user").textContent = signedIn ? state.user : "";
     $("controls").hidden = !signedIn;
     const s = state.session;
     const canDose = s && (s.dose_t === null || s.dose_t === undefined) && state.phase !== "ended";
     $("mark-dose").disabled = state.busy || !canDose;
     $("end-session").disabled = state.busy || !s || state.phase === "ended";
-    $("start-session").disabled = state.busy;
-    $("dose-gate-note").hidden = !(canDose && doseGateHigh());
+    // One session at a time: Start comes back once this one has ended.
+    $("start-session").disabled = state.busy || Boolean(s && state.phase !== "ended");
+    $("dose-gate-note").hidden = !(canDose && (doseGateHigh() || predoseMissing().length > 0));
+    setText($("dose-gate-note"), doseGateHigh()
+      ? "Dose gate high: marking the dose asks for an override reason."
+      : "Pre-dose checklist not complete: marking the dose asks for an override reason.");
+    for (const id of ["entry-bp", "entry-effect", "entry-dose"]) {
+      for (const el of $(id).elements) el.disabled = state.busy || !signedIn || !s || state.phase === "ended";
+    }
     const off = state.busy || !signedIn;
     $("measure-nibp").disabled = off;
     const noteable = s && state.phase !== "ended";
@@ -524,6 +835,184 @@
     for (const id of ["scene-select", "scene-pin", "set-scene", "volume", "volume-pin", "set-volume"]) {
       $(id).disabled = off;
     }
+  }
+
+  // ---- checklists, entries and the BP plan -------------------------------------------------
+
+  function checklistBoxes(kind) {
+    const box = $(`${kind}-items`);
+    const items = state.checklistItems[kind] || [];
+    const key = items.map((i) => i.id).join("|");
+    if (box.dataset.items !== key) {
+      // Built once per list of items: ticking a box is never undone by a redraw.
+      box.dataset.items = key;
+      box.querySelectorAll("label").forEach((el) => el.remove());
+      for (const item of items) {
+        const label = document.createElement("label");
+        const input = document.createElement("input");
+        input.type = "checkbox";
+        input.value = item.id;
+        input.dataset.testid = `${kind}-${item.id}`;
+        input.addEventListener("change", () => {
+          checklistEdits[kind] = [...box.querySelectorAll("input:checked")].map((i) => i.value);
+          renderChecklists();
+        });
+        label.append(input, ` ${item.text}`);
+        box.append(label);
+      }
+    }
+    const confirmed = state.checklists[kind];
+    const ticked = checklistEdits[kind] ?? (confirmed ? confirmed.checked : []);
+    for (const input of box.querySelectorAll("input")) {
+      input.checked = ticked.includes(input.value);
+      input.disabled = state.busy || !state.user;
+    }
+    return { items, ticked, confirmed };
+  }
+
+  function itemText(kind, id) {
+    const item = (state.checklistItems[kind] || []).find((i) => i.id === id);
+    return item ? item.text : id;
+  }
+
+  function predoseMissing() {
+    const items = state.checklistItems.predose || [];
+    const done = state.checklists.predose;
+    if (!state.predoseGate || !items.length) return [];
+    return done ? done.missing : items.map((i) => i.id);
+  }
+
+  function renderChecklists() {
+    const s = state.session;
+    const running = Boolean(s && state.phase !== "ended");
+    const dosed = Boolean(s && s.dose_t != null);
+    $("predose-panel").hidden = !(running && !dosed && (state.checklistItems.predose || []).length);
+    const pre = checklistBoxes("predose");
+    $("predose-confirm").disabled = state.busy || !state.user || !running || dosed;
+    let text = "Not confirmed yet";
+    if (pre.confirmed) {
+      const missing = pre.confirmed.missing.map((id) => itemText("predose", id));
+      text = `Confirmed by ${pre.confirmed.user} at ${stampText(pre.confirmed.t)}` +
+        (missing.length ? ` \u00b7 not done: ${missing.join(", ")}` : " \u00b7 complete");
+    }
+    if (state.predoseGate && predoseMissing().length) text += " \u00b7 the dose needs it, or an override with a reason";
+    setText($("predose-state"), text);
+    $("predose-state").dataset.complete = String(Boolean(pre.confirmed && !pre.confirmed.missing.length));
+
+    $("discharge-checklist").hidden = !(running && dosed && (state.checklistItems.discharge || []).length);
+    const dis = checklistBoxes("discharge");
+    const all = dis.items.every((i) => dis.ticked.includes(i.id));
+    $("discharge-signoff").disabled = state.busy || !state.user || !all;
+    setText($("discharge-signed"), dis.confirmed
+      ? `Signed off by ${dis.confirmed.user} at ${stampText(dis.confirmed.t)}`
+      : "Tick every item, then sign off (it goes into the record with your name).");
+  }
+
+  let entriesWanted = 0;
+
+  // The session's notes and entries, read back from the record (not kept by the page).
+  async function fetchEntries() {
+    if (!state.user) return;
+    const ask = ++entriesWanted;
+    try {
+      const res = await fetch("/api/session/entries", { credentials: "same-origin" });
+      if (!res.ok || ask !== entriesWanted) return;
+      state.entries = (await res.json()).entries || [];
+    } catch {
+      return;
+    }
+    renderEntries();
+  }
+
+  function entryText(e) {
+    switch (e.action) {
+      case "note":
+        return `Note: ${e.text}`;
+      case "entry":
+        if (e.kind === "bp") return `BP by hand ${e.sys}/${e.dia}${e.pr ? ` \u00b7 PR ${e.pr}` : ""}`;
+        if (e.kind === "side_effect") return `Side effect: ${e.effect} (${e.severity})${e.text ? ` \u2014 ${e.text}` : ""}`;
+        if (e.kind === "dose") return `Dose given: ${e.drug || "ketamine"} ${e.amount_mg} mg ${String(e.route).toUpperCase()}${e.text ? ` \u2014 ${e.text}` : ""}`;
+        return `Entry: ${e.kind}`;
+      case "checklist": {
+        const what = e.kind === "predose" ? "Pre-dose checklist confirmed" : "Discharge signed off";
+        const missing = (e.missing || []).map((id) => itemText(e.kind, id));
+        return `${what}${missing.length ? ` (not done: ${missing.join(", ")})` : ""}${e.override_reason ? ` \u2014 reason: ${e.override_reason}` : ""}`;
+      }
+      case "dose":
+        return `Dose marked${e.override_reason ? ` over ${e.checklist_missing ? "the checklist" : "the dose gate"}: ${e.override_reason}` : ""}`;
+      case "session_start":
+        return `Session started (${String(e.route || "").toUpperCase()})`;
+      case "session_end":
+        return "Session ended";
+      default:
+        return e.action;
+    }
+  }
+
+  function renderEntries() {
+    const list = $("entries");
+    const key = state.entries.map((e) => `${e.t}${e.action}`).join("|");
+    if (list.dataset.key === key) return;
+    list.dataset.key = key;
+    list.replaceChildren(...[...state.entries].reverse().map((e) => {
+      const li = document.createElement("li");
+      li.dataset.action = e.action;
+      const stamp = document.createElement("time");
+      stamp.textContent = stampText(e.t);
+      const text = document.createElement("span");
+      text.textContent = entryText(e);
+      const who = document.createElement("span");
+      who.className = "who";
+      who.textContent = e.user;
+      li.append(stamp, text, who);
+      return li;
+    }));
+  }
+
+  // The BP readings still to come in this phase: the interval programme and forced readings.
+  function bpPlan() {
+    const sched = state.nibpSchedule;
+    const s = state.session;
+    const now = state.now;
+    if (!sched || !s || !state.phase || state.phase === "ended" || now === null) return [];
+    const next = nextBpDue(state.nibpRequest, state.bp && state.bp.sys !== undefined ? state.bp.t : null);
+    if (next === null) return [];
+    const interval = (sched.interval_min[state.phase] || 0) * 60;
+    const w = windowsFor(s.route);
+    const dosed = s.dose_t != null;
+    let end = Infinity;
+    if (dosed && state.phase === "onset") end = s.dose_t + w.onset_min * 60;
+    if (dosed && state.phase === "effect") end = s.dose_t + w.effect_end_min * 60;
+    const forced = dosed ? (sched.forced_after_dose_min || []).map((m) => s.dose_t + m * 60) : [];
+    const plan = [];
+    let t = next;
+    while (plan.length < PLAN_MAX && t < end && interval > 0) {
+      const hit = forced.find((f) => Math.abs(f - t) < 1);
+      plan.push({ t, why: hit !== undefined ? "forced" : state.phase });
+      const f = forced.find((x) => x > t + 1 && x < t + interval);
+      t = f !== undefined ? f : t + interval;
+    }
+    if (end !== Infinity && plan.length < PLAN_MAX) plan.push({ t: end, why: "phase ends" });
+    return plan;
+  }
+
+  function renderBpPlan() {
+    const list = $("bp-plan");
+    const plan = bpPlan();
+    const texts = plan.map((p) => {
+      const since = state.session && state.session.dose_t != null ? `dose + ${Math.round((p.t - state.session.dose_t) / 60)} min` : stampText(p.t);
+      const when = p.t <= state.now ? "due now" : `in ${clock(p.t - state.now)}`;
+      return p.why === "phase ends" ? `${state.phase} ends ${when} (${since})` : `${when} \u00b7 ${since}${p.why === "forced" ? " (forced)" : ""}`;
+    });
+    while (list.children.length > texts.length) list.lastElementChild.remove();
+    texts.forEach((text, i) => {
+      let li = list.children[i];
+      if (!li) {
+        li = document.createElement("li");
+        list.append(li);
+      }
+      setText(li, text);
+    });
   }
 
   function doseGateHigh() {
@@ -542,13 +1031,413 @@
     renderDevices();
     renderPause();
     renderAlarms();
+    renderSound();
+    renderLog();
     renderSession();
     renderBaseline();
     renderDischarge();
     renderNotes();
+    renderChecklists();
+    renderEntries();
+    renderBpPlan();
+    renderTrends();
     renderRoom();
     renderControls();
     renderInfusion();
+  }
+
+  // ---- alarm sound (IEC 60601-1-8 bursts, one stream, the highest priority wins) -----------
+
+  // Pulse start offsets (s) of one burst, the pulse length (s), the pitch (Hz) and the time
+  // from one burst's start to the next (s). HIGH: 10 pulses, 3+2, a pause, 3+2; MEDIUM: 3;
+  // LOW: 2 (clinical.md §1.2, §4.5). Pulses 150-200 ms, within IEC's 75-250 ms.
+  const BURSTS = {
+    high: { offsets: [0, 0.25, 0.5, 1.0, 1.25, 2.25, 2.5, 2.75, 3.25, 3.5], pulse: 0.15, pitch: 523.25, every: 6 },
+    medium: { offsets: [0, 0.3, 0.6], pulse: 0.2, pitch: 440, every: 8 },
+    low: { offsets: [0, 0.3], pulse: 0.2, pitch: 392, every: 20 },
+  };
+  // The pitch with four harmonics (IEC Table 4: a fundamental and >= 4 harmonics).
+  const HARMONICS = [0, 1, 0.6, 0.45, 0.35, 0.25];
+
+  const sound = {
+    ctx: null,
+    wave: null,
+    unavailable: false,
+    playing: null, // { priority, oscillators, ends, reminder }
+    nextAt: 0, // performance.now() ms of the next burst of `playing.priority`
+    acked: new Map(), // alarm id -> performance.now() ms of the last ack or reminder
+  };
+
+  function audioContext() {
+    if (sound.ctx || sound.unavailable) return sound.ctx;
+    try {
+      sound.ctx = new AudioContext();
+      sound.ctx.addEventListener("statechange", () => renderSound());
+      const real = Float32Array.from(HARMONICS, () => 0);
+      sound.wave = sound.ctx.createPeriodicWave(real, Float32Array.from(HARMONICS));
+    } catch {
+      sound.unavailable = true;
+    }
+    return sound.ctx;
+  }
+
+  // Browsers start audio only after a user gesture: any click or key press unlocks it.
+  function unlockSound() {
+    const ctx = audioContext();
+    if (ctx && ctx.state !== "running") ctx.resume().then(renderSound, renderSound);
+  }
+
+  const soundBlocked = () => !sound.ctx || sound.ctx.state !== "running";
+
+  // The priority that sounds now, or null: the highest of the alarms shown and not
+  // acknowledged, unless audio is paused.
+  function soundingPriority() {
+    if (audioPaused()) return null;
+    let best = null;
+    for (const a of state.alarms.values()) {
+      if (!a.acknowledged && (RANK[a.priority] || 0) > (RANK[best] || 0)) best = a.priority;
+    }
+    return best;
+  }
+
+  function audioPaused() {
+    const p = state.pause;
+    return Boolean(p && p.paused && (p.until_t === null || state.now === null || p.until_t > state.now));
+  }
+
+  // An acknowledged alarm whose condition stays sounds one burst again every reminder_s.
+  function reminderDue(nowMs) {
+    const every = ((state.alarmAudio && state.alarmAudio.reminder_s) || 150) * 1000;
+    let best = null;
+    for (const a of state.alarms.values()) {
+      if (!a.acknowledged) continue;
+      if (!sound.acked.has(a.id)) sound.acked.set(a.id, nowMs);
+      if (a.state === "active" && nowMs - sound.acked.get(a.id) >= every) {
+        if (!best || RANK[a.priority] > RANK[best.priority]) best = a;
+      }
+    }
+    for (const id of sound.acked.keys()) {
+      const a = state.alarms.get(id);
+      if (!a || !a.acknowledged) sound.acked.delete(id);
+    }
+    return best;
+  }
+
+  function stopBurst() {
+    const p = sound.playing;
+    if (!p) return;
+    for (const osc of p.oscillators) {
+      try {
+        osc.stop();
+      } catch {
+        // already stopped
+      }
+    }
+    sound.playing = null;
+  }
+
+  function startBurst(priority, reminder) {
+    const ctx = sound.ctx;
+    const b = BURSTS[priority];
+    const t0 = ctx.currentTime + 0.02;
+    const oscillators = [];
+    for (const offset of b.offsets) {
+      const osc = ctx.createOscillator();
+      const gain = ctx.createGain();
+      osc.setPeriodicWave(sound.wave);
+      osc.frequency.value = b.pitch;
+      const start = t0 + offset;
+      const end = start + b.pulse;
+      // 10 ms ramps: a pulse, not a click.
+      gain.gain.setValueAtTime(0, start);
+      gain.gain.linearRampToValueAtTime(0.5, start + 0.01);
+      gain.gain.setValueAtTime(0.5, end - 0.01);
+      gain.gain.linearRampToValueAtTime(0, end);
+      osc.connect(gain).connect(ctx.destination);
+      osc.start(start);
+      osc.stop(end);
+      oscillators.push(osc);
+    }
+    const length = b.offsets[b.offsets.length - 1] + b.pulse;
+    sound.playing = { priority, oscillators, endsAt: performance.now() + (length + 0.05) * 1000, reminder };
+    sound.nextAt = performance.now() + b.every * 1000;
+  }
+
+  // Runs every 100 ms: one stream, re-decided between (and during) bursts.
+  function soundTick() {
+    if (!state.user || soundBlocked()) {
+      stopBurst();
+      return;
+    }
+    const nowMs = performance.now();
+    const want = soundingPriority();
+    const p = sound.playing;
+    const busy = p && nowMs < p.endsAt;
+    if (want === null) {
+      // Silenced only by acknowledge or pause (or the alarms going): stop at once.
+      if (p && !p.reminder) stopBurst();
+      const due = !busy && reminderDue(nowMs);
+      if (due && !audioPaused()) {
+        sound.acked.set(due.id, nowMs);
+        startBurst(due.priority, true);
+      }
+      return;
+    }
+    if (p && (p.reminder || p.priority !== want)) {
+      // A higher priority interrupts; a burst whose alarms were acknowledged (or went)
+      // stops at once and the next priority down takes the stream.
+      stopBurst();
+      startBurst(want, false);
+      return;
+    }
+    if (!busy && (!p || nowMs >= sound.nextAt)) startBurst(want, false);
+  }
+
+  function renderSound() {
+    const el = $("sound-state");
+    let kind = "on";
+    let text = "Alarm sound on";
+    if (sound.unavailable) {
+      kind = "blocked";
+      text = "No alarm sound: this browser cannot play audio";
+    } else if (soundBlocked()) {
+      kind = "blocked";
+      text = "Alarm sound is blocked by the browser: click anywhere or press Enable alarm sound";
+    } else if (audioPaused()) {
+      kind = "paused";
+      text = "Alarm sound paused";
+    }
+    el.dataset.sound = kind;
+    setText(el, text);
+    $("sound-enable").hidden = !(kind === "blocked" && !sound.unavailable);
+  }
+
+  // ---- trends and pleth (uPlot, vendored) -----------------------------------------------------
+
+  // Live oximetry is folded into buckets this long (session seconds) between record reads.
+  const TREND_BUCKET_S = 5;
+  // Seconds of pleth on screen.
+  const PLETH_SECONDS = 5;
+  const PRIORITY_COLOUR = { high: "#ff6b6b", medium: "#fdd835", low: "#26c6da" };
+
+  const trend = {
+    found: false,
+    ox: [[], [], []], // t, spo2, pr
+    bp: [[], [], []], // t, sys, dia
+    marks: [], // { t, kind, colour, label }
+    fetched: 0,
+  };
+  const charts = { vitals: null, bp: null, pleth: null };
+  window.sessiondCharts = charts;
+  const pleth = { device: null, rate: 75, samples: [] };
+
+  function sessionWindows() {
+    const s = state.session;
+    if (!s || s.dose_t == null) return null;
+    const w = windowsFor(s.route);
+    return { dose: s.dose_t, onset: s.dose_t + w.onset_min * 60, effect: s.dose_t + w.effect_end_min * 60 };
+  }
+
+  // Onset and effect windows shaded, the dose as a line, alarms and entries as marks.
+  function decorations(u) {
+    const ctx = u.ctx;
+    const { top, height } = u.bbox;
+    const x = (t) => u.valToPos(t, "x", true);
+    const win = sessionWindows();
+    ctx.save();
+    if (win) {
+      const shade = (a, b, colour) => {
+        const x0 = Math.max(u.bbox.left, x(a));
+        const x1 = Math.min(u.bbox.left + u.bbox.width, x(b));
+        if (x1 > x0) {
+          ctx.fillStyle = colour;
+          ctx.fillRect(x0, top, x1 - x0, height);
+        }
+      };
+      shade(win.dose, win.onset, "rgba(141, 90, 18, 0.28)");
+      shade(win.onset, win.effect, "rgba(94, 58, 110, 0.32)");
+      ctx.strokeStyle = "#ffffff";
+      ctx.lineWidth = 2 * devicePixelRatio;
+      ctx.beginPath();
+      ctx.moveTo(x(win.dose), top);
+      ctx.lineTo(x(win.dose), top + height);
+      ctx.stroke();
+    }
+    for (const m of trend.marks) {
+      const px = x(m.t);
+      if (px < u.bbox.left || px > u.bbox.left + u.bbox.width) continue;
+      ctx.fillStyle = m.colour;
+      ctx.beginPath();
+      const size = 6 * devicePixelRatio;
+      if (m.kind === "alarm") {
+        ctx.moveTo(px - size, top);
+        ctx.lineTo(px + size, top);
+        ctx.lineTo(px, top + size * 1.6);
+      } else {
+        ctx.moveTo(px - size, top + height);
+        ctx.lineTo(px + size, top + height);
+        ctx.lineTo(px, top + height - size * 1.6);
+      }
+      ctx.fill();
+    }
+    ctx.restore();
+  }
+
+  function chartWidth(id) {
+    return Math.max(200, $(id).clientWidth || 600);
+  }
+
+  function axisTime(u, values) {
+    const s = state.session;
+    const origin = s ? (s.dose_t ?? s.started_t) : 0;
+    const label = s && s.dose_t != null ? "dose" : "T";
+    return values.map((v) => {
+      const m = Math.round((v - origin) / 60);
+      return `${label}${m >= 0 ? "+" : "\u2212"}${Math.abs(m)}m`;
+    });
+  }
+
+  function makeCharts() {
+    if (charts.vitals || typeof uPlot === "undefined" || $("room-view").hidden) return;
+    const axis = { stroke: "#98a2ae", grid: { stroke: "#2a3340" }, ticks: { stroke: "#2a3340" } };
+    const base = (id, height) => ({
+      width: chartWidth(id), height,
+      scales: { x: { time: false } },
+      legend: { live: false },
+      cursor: { drag: { x: false, y: false } },
+      hooks: { draw: [decorations] },
+    });
+    charts.vitals = new uPlot({
+      ...base("trend-vitals", 200),
+      scales: { x: { time: false }, spo2: { range: [70, 100] }, pr: { range: [30, 180] } },
+      series: [
+        {},
+        { label: "SpO\u2082 %", scale: "spo2", stroke: "#4fc3f7", width: 2, spanGaps: false },
+        { label: "PR bpm", scale: "pr", stroke: "#69d36e", width: 2, spanGaps: false },
+      ],
+      axes: [
+        { ...axis, values: axisTime },
+        { ...axis, scale: "spo2", label: "SpO\u2082 %" },
+        { ...axis, scale: "pr", side: 1, label: "PR", grid: { show: false } },
+      ],
+    }, trend.ox, $("trend-vitals"));
+    charts.bp = new uPlot({
+      ...base("trend-bp", 160),
+      scales: { x: { time: false }, mmhg: { range: [40, 220] } },
+      series: [
+        {},
+        { label: "SYS", scale: "mmhg", stroke: "#ffb74d", width: 2, points: { show: true, size: 7 } },
+        { label: "DIA", scale: "mmhg", stroke: "#ce93d8", width: 2, points: { show: true, size: 7 } },
+      ],
+      axes: [{ ...axis, values: axisTime }, { ...axis, scale: "mmhg", label: "mmHg" }],
+    }, trend.bp, $("trend-bp"));
+    window.addEventListener("resize", () => {
+      for (const [name, id] of [["vitals", "trend-vitals"], ["bp", "trend-bp"], ["pleth", "pleth-chart"]]) {
+        if (charts[name]) charts[name].setSize({ width: chartWidth(id), height: charts[name].height });
+      }
+    });
+  }
+
+  // The session's trend as the record holds it (a reload draws the whole session again).
+  async function fetchTrend() {
+    if (!state.user) return;
+    const ask = ++trend.fetched;
+    let data;
+    try {
+      const res = await fetch(`/api/session/trend?points=${Math.min(2000, Math.max(100, chartWidth("trend-vitals")))}`, { credentials: "same-origin" });
+      if (!res.ok || ask !== trend.fetched) return;
+      data = await res.json();
+    } catch {
+      return;
+    }
+    trend.found = Boolean(data.found);
+    const ox = data.oximetry || [];
+    trend.ox = [ox.map((p) => p[0]), ox.map((p) => p[1]), ox.map((p) => p[2])];
+    const bp = data.bp || [];
+    trend.bp = [bp.map((r) => r.t), bp.map((r) => r.sys), bp.map((r) => r.dia)];
+    trend.marks = (data.alarms || [])
+      .filter((a) => a.state === "active")
+      .map((a) => ({ t: a.t, kind: "alarm", colour: PRIORITY_COLOUR[a.priority] || "#fff", label: a.id }));
+    for (const r of bp.filter((r) => r.device === "manual")) trend.marks.push({ t: r.t, kind: "entry", colour: "#e6edf3", label: "BP by hand" });
+    for (const e of state.entries.filter((e) => e.action === "entry" && e.kind !== "bp")) {
+      trend.marks.push({ t: e.t, kind: "entry", colour: "#e6edf3", label: e.kind });
+    }
+    drawTrend();
+  }
+
+  function drawTrend() {
+    makeCharts();
+    if (!charts.vitals) return;
+    charts.vitals.setData(trend.ox);
+    charts.bp.setData(trend.bp);
+  }
+
+  // A live reading joins the trend between reads of the record.
+  function trendReading(r) {
+    if (!state.session || r.t < state.session.started_t) return;
+    if (isBp(r)) {
+      if (r.sys === undefined || r.dia === undefined) return;
+      trend.bp[0].push(r.t);
+      trend.bp[1].push(r.sys);
+      trend.bp[2].push(r.dia);
+      if (r.device === "manual") trend.marks.push({ t: r.t, kind: "entry", colour: "#e6edf3", label: "BP by hand" });
+      return;
+    }
+    if ((r.flags || []).some((f) => ["sensor_off", "no_sensor", "searching", "artifact"].includes(f))) return;
+    if (r.spo2 === undefined && r.pr === undefined) return;
+    const [ts, spo2, pr] = trend.ox;
+    const last = ts.length - 1;
+    if (last >= 0 && r.t - ts[last] < TREND_BUCKET_S) {
+      if (r.spo2 !== undefined) spo2[last] = spo2[last] == null ? r.spo2 : Math.min(spo2[last], r.spo2);
+      if (r.pr !== undefined) pr[last] = pr[last] == null ? r.pr : Math.max(pr[last], r.pr);
+    } else {
+      ts.push(r.t);
+      spo2.push(r.spo2 ?? null);
+      pr.push(r.pr ?? null);
+    }
+  }
+
+  function trendAlarm(a, before) {
+    if (a.state === "active" && (!before || RANK[a.priority] > RANK[before.priority])) {
+      trend.marks.push({ t: a.t, kind: "alarm", colour: PRIORITY_COLOUR[a.priority] || "#fff", label: a.id });
+    }
+  }
+
+  let trendDrawn = 0;
+
+  function renderTrends() {
+    // Redrawn at most once a second: a chart of a whole session needs no more.
+    const now = performance.now();
+    if (now - trendDrawn < 1000) return;
+    trendDrawn = now;
+    drawTrend();
+  }
+
+  function takePleth(msg) {
+    if (pleth.device !== msg.device) {
+      pleth.device = msg.device;
+      pleth.samples = [];
+    }
+    pleth.rate = msg.rate_hz || pleth.rate || 75;
+    pleth.samples.push(...msg.samples);
+    const keep = Math.round(pleth.rate * PLETH_SECONDS);
+    if (pleth.samples.length > keep) pleth.samples.splice(0, pleth.samples.length - keep);
+    $("pleth-panel").hidden = false;
+    setText($("pleth-device"), `${msg.device} \u00b7 ${Math.round(pleth.rate)} Hz`);
+    if (!charts.pleth && typeof uPlot !== "undefined") {
+      charts.pleth = new uPlot({
+        width: chartWidth("pleth-chart"), height: 120,
+        scales: { x: { time: false }, y: { auto: true } },
+        legend: { show: false },
+        cursor: { show: false },
+        series: [{}, { stroke: "#4fc3f7", width: 2 }],
+        axes: [{ show: false }, { show: false }],
+      }, [[], []], $("pleth-chart"));
+    }
+    if (charts.pleth) {
+      const n = pleth.samples.length;
+      charts.pleth.setData([Array.from({ length: n }, (_, i) => i / pleth.rate), pleth.samples]);
+    }
   }
 
   // ---- commands ----------------------------------------------------------------------------
@@ -592,11 +1481,11 @@
       const res = await post(path, body);
       if (res.ok) {
         clearError();
+        if (/^\/api\/(notes|entries|checklists|session\/)/.test(path)) fetchEntries();
         return res.data;
       }
       if (res.status === 401) {
-        state.user = null;
-        showError("Signed out: please sign in again.");
+        signedOut("Your sign-in has ended: please sign in again.");
       } else {
         showError(res.data.error || `request failed (HTTP ${res.status})`);
       }
@@ -605,6 +1494,12 @@
       state.busy = false;
       render();
     }
+  }
+
+  function showLoginError(message) {
+    const el = $("login-error");
+    el.textContent = message;
+    el.hidden = !message;
   }
 
   async function signIn(event) {
@@ -617,9 +1512,17 @@
       $("login-password").value = "";
       if (res.ok) {
         state.user = res.data.user;
+        unlockSound(); // the sign-in click is the gesture the browser wants for audio
+        showLoginError("");
         clearError();
+        connect();
+      } else if (res.status === 401) {
+        showLoginError("Wrong user name or password.");
+      } else if (res.status === 429) {
+        // Locked after too many failures: the server says for how long.
+        showLoginError(`${res.data.error || "Too many failed sign-ins"}.`);
       } else {
-        showError(res.status === 401 ? "Wrong user name or password." : res.data.error || "sign-in failed");
+        showLoginError(res.data.error || `Sign-in failed (HTTP ${res.status}).`);
       }
     } finally {
       $("login-button").disabled = false;
@@ -627,29 +1530,42 @@
     }
   }
 
-  async function signOut() {
-    await post("/api/logout", {});
+  // The sign-in ended (signed out here, expired, or refused): forget the room and the link.
+  function signedOut(message) {
     state.user = null;
+    disconnect();
+    resetRoom();
     clearError();
+    showLoginError(message || "");
     render();
   }
 
+  async function signOut() {
+    await post("/api/logout", {});
+    signedOut("");
+  }
+
   async function whoAmI() {
+    let user = null;
     try {
       const res = await fetch("/api/me", { credentials: "same-origin" });
-      state.user = res.ok ? (await res.json()).user : null;
+      if (res.ok) user = (await res.json()).user;
     } catch {
-      state.user = null;
+      user = state.user ?? null; // the daemon is unreachable: keep what we knew
     }
-    render();
+    return user;
   }
 
   function openDoseDialog() {
     const gate = state.alarms.get("dose_gate");
     const value = gate && gate.value !== undefined ? ` (SYS ${number(gate.value)} mmHg, limit ${number(gate.limit)})` : "";
+    const why = [];
+    if (doseGateHigh()) why.push(`The blood pressure before the dose is at or above the dose-gate limit${value}.`);
+    const missing = predoseMissing().map((id) => itemText("predose", id));
+    if (missing.length) why.push(`The pre-dose checklist is not complete: ${missing.join(", ")}.`);
+    $("dose-dialog-title").textContent = doseGateHigh() ? "Dose gate is high" : "Pre-dose checklist not complete";
     $("dose-dialog-text").textContent =
-      `The blood pressure before the dose is at or above the dose-gate limit${value}. ` +
-      "Marking the dose now needs an override with a reason (it goes into the session record).";
+      `${why.join(" ")} Marking the dose now needs an override with a reason (it goes into the session record).`;
     $("dose-reason").value = "";
     $("dose-confirm").disabled = true;
     $("dose-dialog").showModal();
@@ -886,6 +1802,7 @@
   // ---- live link ---------------------------------------------------------------------------
 
   let socket = null;
+  let reconnectTimer = null;
   let backoff = BACKOFF_MIN_MS;
   let lastMessageAt = 0;
   let wasLive = false;
@@ -895,12 +1812,25 @@
     el.dataset.state = kind;
     el.textContent = text;
     document.body.classList.toggle("offline", kind !== "live");
+    state.live = kind === "live";
     if (kind === "live") wasLive = true;
+    scheduleRender();
     // Until the first connection there is nothing on the page that could be mistaken as live.
     $("offline-banner").hidden = kind === "live" || !wasLive;
   }
 
+  function disconnect() {
+    const ws = socket;
+    socket = null;
+    clearTimeout(reconnectTimer);
+    if (ws) ws.close();
+    wasLive = false;
+    setConnection("connecting", "Connecting\u2026");
+  }
+
   function connect() {
+    if (socket) return;
+    clearTimeout(reconnectTimer);
     setConnection("connecting", "Connecting\u2026");
     const scheme = location.protocol === "https:" ? "wss:" : "ws:";
     const ws = new WebSocket(`${scheme}//${location.host}/ws`);
@@ -921,8 +1851,13 @@
       }
       handle(msg);
     };
-    ws.onclose = () => {
-      if (socket === ws) reconnectLater();
+    ws.onclose = (event) => {
+      if (socket !== ws) return;
+      if (event.code === WS_SIGNED_OUT) {
+        signedOut("Your sign-in has ended: please sign in again.");
+        return;
+      }
+      reconnectLater();
     };
   }
 
@@ -932,8 +1867,19 @@
     const delay = backoff * (0.75 + Math.random() * 0.5);
     backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
     setConnection("lost", "Connection lost \u2014 values are not live");
-    setTimeout(connect, delay);
+    reconnectTimer = setTimeout(retry, delay);
     scheduleRender();
+  }
+
+  // A refused handshake looks like any closed socket: ask whether we are still signed in.
+  async function retry() {
+    if (state.user === null) return;
+    const user = await whoAmI();
+    if (user === null) {
+      signedOut("Your sign-in has ended: please sign in again.");
+    } else if (state.user !== null) {
+      connect();
+    }
   }
 
   // A link that stays open but goes quiet is as dead as a closed one.
@@ -946,13 +1892,40 @@
   }, 1000);
 
   document.addEventListener("DOMContentLoaded", () => {
+    for (const kind of ["pointerdown", "keydown"]) {
+      document.addEventListener(kind, unlockSound, { capture: true });
+    }
+    $("sound-enable").addEventListener("click", unlockSound);
+    setInterval(soundTick, 100);
     $("login-form").addEventListener("submit", signIn);
     $("logout-button").addEventListener("click", signOut);
     $("start-session").addEventListener("click", async () => {
       await command("/api/session/start", { route: $("route").value });
     });
+    $("predose-confirm").addEventListener("click", async () => {
+      const checked = checklistEdits.predose ?? (state.checklists.predose ? state.checklists.predose.checked : []);
+      if ((await command("/api/checklists", { kind: "predose", checked })) !== null) checklistEdits.predose = null;
+    });
+    $("discharge-signoff").addEventListener("click", async () => {
+      const checked = checklistEdits.discharge || [];
+      if ((await command("/api/checklists", { kind: "discharge", checked })) !== null) checklistEdits.discharge = null;
+    });
+    const entry = (form, build) => $(form).addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const body = build();
+      if ((await command("/api/entries", { entry: body })) !== null) $(form).reset();
+    });
+    const int = (id) => (($(id).value || "") === "" ? undefined : Number.parseInt($(id).value, 10));
+    entry("entry-bp", () => ({ kind: "bp", sys: int("bp-sys"), dia: int("bp-dia"), pr: int("bp-pr") }));
+    entry("entry-effect", () => ({
+      kind: "side_effect", effect: $("effect").value, severity: $("severity").value, text: $("effect-text").value,
+    }));
+    entry("entry-dose", () => ({
+      kind: "dose", route: $("dose-route").value, amount_mg: Number.parseFloat($("dose-mg").value),
+      drug: $("dose-drug").value.trim() || "ketamine",
+    }));
     $("mark-dose").addEventListener("click", async () => {
-      if (doseGateHigh()) {
+      if (doseGateHigh() || predoseMissing().length) {
         openDoseDialog();
         return;
       }
@@ -1002,7 +1975,13 @@
       if (window.confirm("End this session?")) await command("/api/session/end", {});
     });
     render();
-    whoAmI();
-    connect();
+    whoAmI().then((user) => {
+      state.user = user;
+      if (user !== null) {
+        audioContext(); // may start suspended until a gesture: the page then says so
+        connect();
+      }
+      render();
+    });
   });
 })();

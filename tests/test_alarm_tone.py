@@ -1,0 +1,241 @@
+"""The room's own alarm speaker: the bursts it plays, what it plays when, real audio out of
+libvlc, and `console_unwatched` raised by the daemon when no signed-in console watches."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+import wave
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import numpy as np
+import pytest
+
+from sessiond.app import Daemon
+from sessiond.bus import Bus
+from sessiond.clock import LoopClock
+from sessiond.config import parse_config
+from sessiond.console.auth import hash_password
+from sessiond.model import AlarmState, AlarmTransition, AudioPause, NurseAction, Priority
+from sessiond.room.alarm_tone import BURSTS, AlarmAudioConfig, AlarmTonePlayer, burst_wav
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+RATE = 22_050
+
+
+def pulses(samples: np.ndarray, rate: int) -> list[tuple[float, float]]:
+    """(start, length) in seconds of each pulse: 5 ms windows louder than a tenth of the peak."""
+    win = rate // 200
+    frames = np.abs(samples[: len(samples) // win * win].astype(float)).reshape(-1, win).max(1)
+    loud = frames > frames.max() / 10
+    out: list[tuple[float, float]] = []
+    start = None
+    for i, on in enumerate([*loud, False]):
+        if on and start is None:
+            start = i
+        elif not on and start is not None:
+            out.append((start * win / rate, (i - start) * win / rate))
+            start = None
+    return out
+
+
+def read_wav(data: bytes) -> tuple[np.ndarray, int]:
+    with wave.open(io.BytesIO(data)) as wav:
+        rate = wav.getframerate()
+        raw = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+        return raw[:: wav.getnchannels()], rate
+
+
+@pytest.mark.parametrize(
+    ("priority", "groups", "pulse_s"),
+    [(Priority.HIGH, [3, 2, 3, 2], 0.15), (Priority.MEDIUM, [3], 0.2), (Priority.LOW, [2], 0.2)],
+)
+def test_bursts_follow_iec_60601_1_8(priority: Priority, groups: list[int], pulse_s: float) -> None:
+    """HIGH is 10 pulses (3+2, pause, 3+2), MEDIUM 3, LOW 2; a pitch with 4 harmonics."""
+    samples, rate = read_wav(burst_wav(BURSTS[priority]))
+    found = pulses(samples, rate)
+    assert all(abs(length - pulse_s) <= 0.015 for _, length in found), found
+    starts = [start for start, _ in found]
+    gaps = np.diff(starts)
+    # Pulses of a group are 250-300 ms apart; groups are further apart.
+    split = [0, *(i + 1 for i, gap in enumerate(gaps) if gap > 0.32), len(starts)]
+    assert [b - a for a, b in itertools.pairwise(split)] == groups
+    spectrum = np.abs(np.fft.rfft(samples.astype(float)))
+    freqs = np.fft.rfftfreq(len(samples), 1 / rate)
+    pitch = BURSTS[priority].pitch_hz
+    peak = spectrum.max()
+    for k in range(1, 6):  # the fundamental and four harmonics, within 15 dB of the strongest
+        near = spectrum[np.abs(freqs - k * pitch) < 10].max()
+        assert 20 * np.log10(near / peak) > -15, k
+        assert 150 <= pitch <= 1000
+        assert k == 1 or 300 <= k * pitch <= 4000
+
+
+class FakeOutput:
+    """Records what the player asks of the speaker."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    async def open(self) -> str | None:
+        return None
+
+    async def play(self, priority: Priority) -> None:
+        self.calls.append(priority.label)
+
+    async def stop(self) -> None:
+        self.calls.append("stop")
+
+    async def close(self) -> None:
+        self.calls.append("close")
+
+
+def alarm(
+    alarm_id: str, priority: Priority, state: AlarmState = AlarmState.ACTIVE
+) -> AlarmTransition:
+    return AlarmTransition(t=0.0, alarm_id=alarm_id, priority=priority, state=state)
+
+
+@pytest.fixture
+async def speaker() -> AsyncIterator[tuple[Bus, AlarmTonePlayer, FakeOutput]]:
+    bus, output = Bus(), FakeOutput()
+    player = AlarmTonePlayer(
+        AlarmAudioConfig(), room_id="r", reminder_s=1.0, now=lambda: 0.0, output=output
+    )
+    task = asyncio.create_task(player.run(bus.subscribe("speaker")))
+    try:
+        yield bus, player, output
+    finally:
+        bus.close()
+        await asyncio.wait_for(task, 5)
+    assert output.calls[-1] == "close"
+
+
+async def settle(seconds: float = 0.4) -> None:
+    await asyncio.sleep(seconds)
+
+
+async def test_the_room_sounds_high_alarms_and_no_console_watching(
+    speaker: tuple[Bus, AlarmTonePlayer, FakeOutput],
+) -> None:
+    """Medium alarms stay in the consoles; a high one and `console_unwatched` sound in the
+    room, the highest first; acknowledge and pause silence; reminders come back."""
+    bus, _, output = speaker
+    bus.publish(alarm("spo2_low", Priority.MEDIUM))
+    await settle()
+    assert output.calls == []
+    bus.publish(alarm("console_unwatched", Priority.MEDIUM))
+    await settle()
+    assert output.calls == ["medium"]
+    bus.publish(alarm("spo2_low", Priority.HIGH))
+    await settle()
+    assert output.calls == ["medium", "high"]  # the higher priority takes the stream at once
+    ack = NurseAction(t=0.0, action="ack", user="ana", source="console",
+                      detail={"alarm_id": "spo2_low"})  # fmt: skip
+    bus.publish(ack)
+    await settle()
+    assert output.calls[-1] == "medium"  # the unwatched console still sounds
+    bus.publish(AudioPause(t=0.0, paused=True, until_t=100.0, reason="nurse"))
+    await settle()
+    assert output.calls[-1] == "stop"
+    bus.publish(AudioPause(t=0.0, paused=False, reason="nurse"))
+    bus.publish(alarm("console_unwatched", Priority.MEDIUM, AlarmState.CLEARED))
+    output.calls.clear()
+    await settle(1.5)
+    # The acknowledged high alarm stays active: its reminder burst (reminder_s = 1 s).
+    assert "high" in output.calls
+    bus.publish(alarm("spo2_low", Priority.HIGH, AlarmState.CLEARED))
+    await settle()
+    output.calls.clear()
+    await settle(1.5)
+    assert output.calls == []
+
+
+def libvlc_available() -> bool:
+    try:
+        import vlc  # noqa: PLC0415
+
+        return vlc.Instance(["--quiet"]) is not None
+    except (ImportError, OSError, NameError):
+        return False
+
+
+@pytest.mark.skipif(not libvlc_available(), reason="libvlc is not installed")
+async def test_a_high_alarm_plays_real_audio_through_libvlc(tmp_path: Path) -> None:
+    """Through libvlc (captured to a file), a high alarm is 10 pulses at its pitch."""
+    out = tmp_path / "room.wav"
+    config = AlarmAudioConfig(vlc_args=("--aout=afile", f"--audiofile-file={out}", "--quiet"))
+    bus = Bus()
+    player = AlarmTonePlayer(config, room_id="r", reminder_s=150, now=lambda: 0.0)
+    task = asyncio.create_task(player.run(bus.subscribe("speaker")))
+    bus.publish(alarm("spo2_low", Priority.HIGH))
+    await asyncio.sleep(4.5)
+    bus.close()
+    await asyncio.wait_for(task, 10)
+    samples, rate = read_wav(out.read_bytes())
+    found = pulses(samples, rate)
+    assert len(found) == 10, found
+    spectrum = np.abs(np.fft.rfft(samples.astype(float)))
+    freqs = np.fft.rfftfreq(len(samples), 1 / rate)
+    assert abs(freqs[spectrum.argmax()] - 523.25) < 5
+
+
+async def test_no_console_watching_a_session_raises_console_unwatched(tmp_path: Path) -> None:
+    """A running session with no signed-in page raises `console_unwatched` after the delay;
+    a page connecting clears it, and the room's speaker plays it meanwhile."""
+    config = parse_config(
+        {
+            "console": {
+                "port": 0,
+                "users": {"ana": {"password_hash": hash_password("pw", iterations=1000)}},
+            },
+            "records": {"path": str(tmp_path / "record.sqlite")},
+            "music": {"enabled": False},
+            "alarm_audio": {"unwatched_after_s": 0.5},
+            "devices": {"spo2": {"decoder": "masimo-ascii1"}},
+        },
+        source="test",
+    )
+    daemon = Daemon(config=config, clock=LoopClock(), device_paths={"spo2": str(tmp_path / "no")})
+    output = FakeOutput()
+    daemon.alarm_audio._output = output
+    task = asyncio.create_task(daemon.run())
+
+    async def shown(http: aiohttp.ClientSession, base: str) -> dict[str, Any]:
+        status = await (await http.get(f"{base}/api/status")).json()
+        return {a["id"]: a for a in status["alarms"]}
+
+    try:
+        async with asyncio.timeout(10):
+            while daemon.console_port is None:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+        base = f"http://127.0.0.1:{daemon.console_port}"
+        jar = aiohttp.CookieJar(unsafe=True)
+        async with aiohttp.ClientSession(cookie_jar=jar) as http:
+            r = await http.post(f"{base}/api/login", json={"user": "ana", "password": "pw"})
+            assert r.status == 200
+            await asyncio.sleep(1.0)
+            assert "console_unwatched" not in await shown(http, base)  # no session: nothing
+            r = await http.post(f"{base}/api/session/start", json={"route": "iv"})
+            assert r.status == 200
+            await asyncio.sleep(1.0)
+            unwatched = (await shown(http, base))["console_unwatched"]
+            assert (unwatched["priority"], unwatched["state"]) == ("medium", "active")
+            assert "medium" in output.calls
+            async with http.ws_connect(f"{base}/ws") as ws:
+                await ws.receive_json()
+                await asyncio.sleep(0.3)
+                assert "console_unwatched" not in await shown(http, base)
+            await asyncio.sleep(1.0)
+            assert "console_unwatched" in await shown(http, base)  # the page went away
+            r = await http.post(f"{base}/api/session/end", json={})
+            assert r.status == 200
+            assert "console_unwatched" not in await shown(http, base)
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
