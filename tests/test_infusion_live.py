@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 import aiohttp
 import pytest
 
+from sessiond.config import Config
 from sessiond.console.auth import hash_password
 from tests.test_run_sim import line_starting, process, stop
 
@@ -52,6 +53,9 @@ async def test_a_paused_infusion_survives_a_kill(tmp_path: Path) -> None:
                 base = await signed_in(http, first)
                 r = await http.post(f"{base}/api/session/start", json={"route": "iv"})
                 assert r.status == 200
+                ticked = {"kind": "predose", "checked": [i.id for i in Config().checklists.predose]}
+                r = await http.post(f"{base}/api/checklists", json=ticked)
+                assert r.status == 200, await r.text()
                 r = await http.post(f"{base}/api/infusion/start", json=plan)
                 assert r.status == 200, await r.text()
                 r = await http.post(f"{base}/api/infusion/pause", json={"reason": "nausea"})
@@ -96,7 +100,7 @@ def check_record(records: Path) -> None:
     db = sqlite3.connect(records)
     rows = db.execute("SELECT action, user, detail FROM actions ORDER BY id").fetchall()
     assert [a for a, _, _ in rows] == [
-        "session_start", "dose", "infusion_start", "infusion_pause", "session_resume",
+        "session_start", "checklist", "dose", "infusion_start", "infusion_pause", "session_resume",
         "infusion_resume", "infusion_stop", "session_end",
     ]  # fmt: skip
     details = {a: json.loads(d) for a, _, d in rows}

@@ -21,6 +21,7 @@ from sessiond.model import (
     AudioPause,
     Event,
     NibpRequest,
+    NurseAction,
     Phase,
     Priority,
     Reading,
@@ -255,3 +256,28 @@ async def test_a_session_too_old_to_resume_is_closed_with_its_reason(tmp_path):
         "SELECT detail FROM actions WHERE action = 'session_end' AND source = 'not resumed'"
     ).fetchone()
     assert "more than 86400 s" in detail
+
+
+async def test_the_predose_checklist_survives_a_restart(tmp_path):
+    """Confirmed but for one item before the crash: after it, the dose still needs a reason
+    for that item, and only for it (the nurse does not tick the list again)."""
+    items = [item.id for item in Config().checklists.predose]
+    async with Room(tmp_path / "r.sqlite") as room:
+        room.monitor = Monitor(config=Config(), streaming=["spo2"], nibp=["nibp"],
+                               predose_gate=True)  # fmt: skip
+        m = room.monitor
+        room.emit(m.start_session(0.0, session_id="s6", route=Route.IV, user="ana",
+                                  source="test"))  # fmt: skip
+        room.bp(10.0, 120, 80)
+        room.at(20.0)
+        room.emit(m.checklist(20.0, kind="predose", checked=items[:-1], reason=None,
+                              user="ana", source="test"))  # fmt: skip
+        session = await room.reopen(now=60.0)
+    assert session.predose_missing == (items[-1],)
+    m = Monitor(config=Config(), streaming=["spo2"], nibp=["nibp"], predose_gate=True)
+    m.resume(60.0, session=session)
+    with pytest.raises(CommandRejected, match=items[-1]):
+        m.mark_dose(61.0, user="ana", source="test")
+    out = m.mark_dose(62.0, user="ana", source="test", reason="baseline taken on paper")
+    (dose,) = [e for e in out if isinstance(e, NurseAction) and e.action == "dose"]
+    assert dose.detail["checklist_missing"] == [items[-1]]

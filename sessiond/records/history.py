@@ -121,6 +121,7 @@ def load_open_session(
             "SELECT count(*) FROM actions WHERE session_id = ? AND action = 'note'", (session_id,)
         ).fetchone()[0],
         infusion=_infusion(db, session_id, axis),
+        predose_missing=_predose_missing(db, session_id),
     )
 
 
@@ -172,6 +173,18 @@ def _baseline(
     return BaselineCaptured(
         t=dose_t, sys=data["sys"], dia=data["dia"], spo2=data["spo2"], pr=data["pr"]
     )
+
+
+def _predose_missing(db: sqlite3.Connection, session_id: str) -> tuple[str, ...] | None:
+    """The pre-dose checklist's unconfirmed items as the nurse last submitted it."""
+    for (detail,) in db.execute(
+        "SELECT detail FROM actions WHERE session_id = ? AND action = 'checklist' ORDER BY id DESC",
+        (session_id,),
+    ):
+        data = json.loads(detail)
+        if data.get("kind") == "predose":
+            return tuple(str(item) for item in data.get("missing", []))
+    return None
 
 
 def _dose_override(db: sqlite3.Connection, session_id: str) -> bool:

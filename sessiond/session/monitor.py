@@ -189,6 +189,7 @@ class Monitor:
         The phase changes that fell while the daemon was down are not replayed as events.
         """
         self.session_id = session.session_id
+        self.predose_missing = session.predose_missing
         alarms = self.alarms
         alarms.start(session.started_t)
         alarms.restart(now)

@@ -39,5 +39,7 @@ class OpenSession:
     #: The end of an audio pause running when the daemon stopped.
     paused_until: float | None = None
     notes: int = 0
+    #: The pre-dose checklist's unconfirmed items as last submitted (None: never submitted).
+    predose_missing: tuple[str, ...] | None = None
     #: The infusion whose start was the dose, as its recorded actions leave it.
     infusion: Infusion | None = None

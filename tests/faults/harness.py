@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Self
 import aiohttp
 import aiomqtt
 
+from sessiond.config import Config
 from tests.mosquitto import HOST
 
 if TYPE_CHECKING:
@@ -270,6 +271,10 @@ async def start_session(nurse: Nurse, *, dose: bool = True) -> str:
     status, body = await nurse.post("/api/session/start", {"route": "iv"})
     assert status == 200, body
     if dose:
+        # The nurse ticks the pre-dose checklist, which the dose needs.
+        ticked = {"kind": "predose", "checked": [i.id for i in Config().checklists.predose]}
+        status, answer = await nurse.post("/api/checklists", ticked)
+        assert status == 200, answer
         status, answer = await nurse.post("/api/session/dose", {})
         assert status == 200, answer
     return str(body["session_id"])

@@ -18,6 +18,8 @@ import aiohttp
 import pytest
 from yarl import URL
 
+from sessiond.config import ConsoleConfig
+from sessiond.console.server import COOKIE_NAME
 from tests.faults.harness import Nurse, Sessiond, alarm, record, start_session, write_config
 
 if TYPE_CHECKING:
@@ -50,8 +52,8 @@ def rss_kib(pid: int) -> int:
 
 
 @contextlib.contextmanager
-def stuck_browser(base: str) -> Iterator[socket.socket]:
-    """A WebSocket that is opened, then never read: a tiny receive buffer fills at once."""
+def stuck_browser(base: str, cookie: str) -> Iterator[socket.socket]:
+    """A signed-in WebSocket that is opened, then never read: a tiny receive buffer fills."""
     url = URL(base)
     assert url.host is not None
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -60,6 +62,7 @@ def stuck_browser(base: str) -> Iterator[socket.socket]:
     sock.connect((url.host, url.port or 80))
     sock.sendall(
         f"GET /ws HTTP/1.1\r\nHost: {url.host}:{url.port}\r\nUpgrade: websocket\r\n"
+        f"Cookie: {COOKIE_NAME}={cookie}\r\n"
         "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
         "Sec-WebSocket-Version: 13\r\n\r\n".encode()
     )
@@ -71,19 +74,28 @@ def stuck_browser(base: str) -> Iterator[socket.socket]:
 
 
 @contextlib.asynccontextmanager
-async def flood(base: str, count: int) -> AsyncIterator[list[int]]:
-    """`count` more pages open at once, each reading everything; yields messages per page."""
+async def flood(
+    base: str, count: int, cookie: str | None
+) -> AsyncIterator[tuple[list[int], list[int]]]:
+    """`count` more pages open at once, each reading everything (signed in with `cookie`, or
+    anonymous); yields the messages each page received and the HTTP refusals."""
     received = [0] * count
+    refused: list[int] = []
 
     async def page(http: aiohttp.ClientSession, i: int) -> None:
-        async with http.ws_connect(f"{base}/ws") as ws:
-            async for _ in ws:
-                received[i] += 1
+        try:
+            async with http.ws_connect(f"{base}/ws") as ws:
+                async for _ in ws:
+                    received[i] += 1
+        except aiohttp.WSServerHandshakeError as exc:
+            refused.append(exc.status)
 
-    async with aiohttp.ClientSession() as http:
+    cookies = None if cookie is None else {COOKIE_NAME: cookie}
+    jar = aiohttp.CookieJar(unsafe=True)
+    async with aiohttp.ClientSession(cookie_jar=jar, cookies=cookies) as http:
         tasks = [asyncio.create_task(page(http, i)) for i in range(count)]
         try:
-            yield received
+            yield received, refused
         finally:
             for task in tasks:
                 task.cancel()
@@ -91,8 +103,9 @@ async def flood(base: str, count: int) -> AsyncIterator[list[int]]:
 
 
 async def test_a_stuck_page_and_a_flood_of_pages_change_nothing_for_the_nurse(tmp_path: Path):
-    """One page stuck, a hundred more: the nurse's page gets spo2_low on time and readings
-    without a gap, every page gets messages, the record misses nothing, memory stays bounded."""
+    """One page stuck, a hundred more signed in and a hundred anonymous: the nurse's page gets
+    spo2_low on time and readings without a gap; pages up to the socket cap get messages, the
+    rest are refused (503), anonymous ones 401; the record misses nothing, memory is bounded."""
     config = write_config(tmp_path, scenario=SCENARIO)
     args = ("demo", "--speed", str(SPEED), "--config", str(config))
     async with Sessiond(*args, cwd=tmp_path) as d:
@@ -100,8 +113,13 @@ async def test_a_stuck_page_and_a_flood_of_pages_change_nothing_for_the_nurse(tm
         async with Nurse(base) as nurse:
             session_id = await start_session(nurse)
             before = rss_kib(d.pid)
-            with stuck_browser(base):
-                async with flood(base, FLOOD) as received:
+            assert nurse.http is not None
+            cookie = nurse.http.cookie_jar.filter_cookies(URL(base))[COOKIE_NAME].value
+            with stuck_browser(base, cookie):
+                async with (
+                    flood(base, FLOOD, cookie) as (received, refused),
+                    flood(base, FLOOD, None) as (anonymous, refused_anonymous),
+                ):
                     mark = len(nurse.seen)
                     low = await nurse.wait(alarm("spo2_low"), within=20)
                     await nurse.wait(lambda m: m.get("t", 0) >= low["t"] + 20, within=10)
@@ -112,7 +130,11 @@ async def test_a_stuck_page_and_a_flood_of_pages_change_nothing_for_the_nurse(tm
 
     assert DESAT + 15 <= low["t"] <= DESAT + 22, low
     assert max(b - a for a, b in itertools.pairwise(readings)) < 2.5, readings
-    assert min(received) > 0, received
+    admitted = [n for n in received if n > 0]
+    cap = ConsoleConfig().max_websockets
+    assert 0 < len(admitted) <= cap - 2  # the nurse's page and the stuck one count too
+    assert refused == [503] * (FLOOD - len(admitted)), refused
+    assert (sum(anonymous), refused_anonymous) == (0, [401] * FLOOD)
     assert grown_kib < 50_000, grown_kib
     with record(tmp_path / "record.sqlite") as db:
         times = [t for (t,) in db.execute(

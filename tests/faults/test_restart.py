@@ -67,7 +67,7 @@ async def test_sigkill_loses_at_most_a_second_and_the_session_resumes(
     older = [t for t in shown if t <= last["t"] - 1.0]
     assert len(older) >= 3
     assert set(older) <= recorded, sorted(set(older) - recorded)
-    assert actions == ["session_start", "dose"]
+    assert actions == ["session_start", "checklist", "dose"]
     if speed > 1:
         assert (round(raised["t"], 3), "spo2_low", "active") in [
             (round(t, 3), a, s) for t, a, s in alarms
