@@ -102,6 +102,7 @@ def room_config(room: Room, broker_port: int, scenario: Path) -> Path:
         f"[console]\nport = 0\n"
         f'[records]\npath = "{room.record}"\n'
         f"[music]\nenabled = false\n"
+        f"[alarm_audio]\nenabled = false\n"
         f'[sim]\nscenario = "{scenario}"\n'
         f'[devices.spo2]\ndecoder = "masimo-ascii1"\n'
         f"[mqtt]\nenabled = true\nport = {broker_port}\ndiscovery = false\n"
