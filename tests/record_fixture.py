@@ -173,6 +173,12 @@ async def record_main(path: Path) -> None:
         )
 
     def dose(t: float) -> None:
+        # The pre-dose checklist and a manual entry, as the console records them.
+        items = [item.id for item in m.config.checklists.predose]
+        run.act(t, lambda t: m.checklist(t, kind="predose", checked=items[:-1],
+                                         reason=None, user="ana", source="console"))  # fmt: skip
+        entry = {"kind": "side_effect", "effect": "nausea", "severity": "mild"}
+        run.act(t, lambda t: m.add_entry(t, entry=entry, user="ana", source="console"))
         run.act(t, lambda t: m.mark_dose(t, user="ana", source="console"))
 
     def ack(t: float) -> None:

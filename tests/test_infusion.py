@@ -539,6 +539,18 @@ async def test_the_record_and_a_resume_after_a_crash_keep_the_infusion(tmp_path:
     assert m.schedule is not None
     assert m.schedule.interval_s == 900.0
     assert m.discharge._earliest == 10_000.0 + 90 * 60
+    # The printable report tells the infusion step by step.
+    from sessiond.cli import main  # noqa: PLC0415
+
+    config = tmp_path / "c.toml"
+    config.write_text(f"[records]\npath = '{path}'\n")
+    out = tmp_path / "report.html"
+    assert main(["report", session.session_id, "--config", str(config), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "<h2>IV infusion</h2>" in text
+    assert "started: 0.5 mg/kg planned over 45.0 min" in text
+    assert "paused after 29.0 min: surge" in text
+    assert "stopped: 0.5 mg/kg given" in text
 
 
 # ---- replay ---------------------------------------------------------------------------------

@@ -494,6 +494,10 @@ def test_report_is_one_self_contained_file(clinic, capsys):
     assert text.count("<svg ") == 4
     assert "&lt;b&gt;not bold&lt;/b&gt;" in text
     assert "<b>not bold</b>" not in text
+    # The manual entry and the nurse's pre-dose checklist, with the item left unconfirmed.
+    assert "side effect: effect nausea, severity mild" in text
+    assert "<td>predose</td>" in text
+    assert "<td>baseline_bp</td>" in text
 
 
 # --- report in a real browser ---------------------------------------------------------------

@@ -211,8 +211,10 @@ def report_html(record: SessionRecord, *, generated: datetime) -> str:
         _baseline(d),
         _alarms(d),
         _log(d),
+        _infusion(d),
         _notes(d),
         _checklists(d),
+        _nurse_checklists(d),
         _readiness(d),
         (
             f"<footer>Session {_e(s.id)} · sessiond {_e(__version__)} · printed "
@@ -757,9 +759,16 @@ def _log(d: _Data) -> str:
     )
 
 
+def _entry_text(a: dict[str, Any]) -> str:
+    """A manual entry as a nurse reads it: its kind, then its values."""
+    detail = dict(a["detail"])
+    kind = str(detail.pop("kind", a["action"])).replace("_", " ")
+    return f"{kind}: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in detail.items())
+
+
 def _notes(d: _Data) -> str:
     notes = [a for a in d.actions if a["action"] == "note"]
-    manual = [a for a in d.actions if a["action"].startswith("manual")]
+    manual = [a for a in d.actions if a["action"] == "entry" or a["action"].startswith("manual")]
     out = ["<h2>Notes and manual entries</h2>"]
     if not notes and not manual:
         out.append("<p>No notes or manual entries.</p>")
@@ -770,8 +779,7 @@ def _notes(d: _Data) -> str:
     )
     rows += "".join(
         f"<tr><td>{_e(d.when(a['t']))}</td><td>{_e(a['user'])}</td>"
-        f"<td>{_e(a['action'].replace('_', ' '))}: "
-        f"{_e(', '.join(f'{k} {v}' for k, v in a['detail'].items()))}</td></tr>"
+        f"<td>{_e(_entry_text(a))}</td></tr>"
         for a in manual
     )
     if rows:
@@ -780,6 +788,54 @@ def _notes(d: _Data) -> str:
             f"</tr></thead><tbody>{rows}</tbody></table>"
         )
     return "".join(out)
+
+
+def _nurse_checklists(d: _Data) -> str:
+    """The checklists the nurses confirmed (pre-dose, discharge sign-off), as recorded."""
+    done = [a for a in d.actions if a["action"] == "checklist"]
+    if not done:
+        return "<p class='muted'>No checklist was confirmed in the console.</p>"
+    rows = "".join(
+        f"<tr><td>{_e(d.when(a['t']))}</td><td>{_e(str(a['detail'].get('kind', '')))}</td>"
+        f"<td>{_e(', '.join(a['detail'].get('checked', [])) or '-')}</td>"
+        f"<td>{_e(', '.join(a['detail'].get('missing', [])) or '-')}"
+        f"{' (overridden with a reason)' if 'override_reason' in a['detail'] else ''}</td>"
+        f"<td>{_e(a['user'])}</td></tr>"
+        for a in done
+    )
+    return (
+        "<table><thead><tr><th>time (since dose)</th><th>checklist</th><th>confirmed</th>"
+        f"<th>not confirmed</th><th>user</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
+
+
+def _infusion(d: _Data) -> str:
+    """The IV infusion, if the dose was the start of one: plan, pauses, stop, amount."""
+    steps = [a for a in d.actions if a["action"].startswith("infusion_")]
+    if not steps:
+        return ""
+    words = {
+        "infusion_start": lambda x: (
+            f"started: {x.get('planned_amount')} {x.get('unit')} planned over "
+            f"{x.get('planned_min')} min"
+        ),
+        "infusion_pause": lambda x: f"paused after {x.get('infused_min')} min: {x.get('reason')}",
+        "infusion_resume": lambda x: f"resumed after {x.get('paused_min')} min: {x.get('reason')}",
+        "infusion_stop": lambda x: (
+            f"stopped: {x.get('given_amount')} {x.get('unit')} given, infused "
+            f"{x.get('infused_min')} min, paused {x.get('paused_min')} min"
+        ),
+    }
+    rows = "".join(
+        f"<tr><td>{_e(d.when(a['t']))}</td>"
+        f"<td>{_e(words[a['action']](a['detail']) if a['action'] in words else a['action'])}</td>"
+        f"<td>{_e(a['user'])}</td></tr>"
+        for a in steps
+    )
+    return (
+        "<h2>IV infusion</h2><table><thead><tr><th>time (since dose)</th><th>step</th>"
+        f"<th>user</th></tr></thead><tbody>{rows}</tbody></table>"
+    )
 
 
 def _check(ok: bool | None, text: str) -> str:
