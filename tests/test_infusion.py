@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from sessiond.bus import Bus
+from sessiond.cli import main
 from sessiond.clock import VirtualClock
 from sessiond.config import Config, ConfigError, NibpConfig, RouteTimeline, TimelineConfig
 from sessiond.model import (
@@ -539,18 +540,32 @@ async def test_the_record_and_a_resume_after_a_crash_keep_the_infusion(tmp_path:
     assert m.schedule is not None
     assert m.schedule.interval_s == 900.0
     assert m.discharge._earliest == 10_000.0 + 90 * 60
-    # The printable report tells the infusion step by step.
-    from sessiond.cli import main  # noqa: PLC0415
 
-    config = tmp_path / "c.toml"
-    config.write_text(f"[records]\npath = '{path}'\n")
-    out = tmp_path / "report.html"
-    assert main(["report", session.session_id, "--config", str(config), "--out", str(out)]) == 0
-    text = out.read_text()
+
+async def test_the_report_tells_the_infusion_step_by_step(tmp_path: Path) -> None:
+    path = tmp_path / "r.sqlite"
+    async with Room(path, Bedside(new_monitor(), bp=Surge(start=1800.0))) as room:
+        m = dose(room.b).m
+        room.b.run_to(2300.0)
+        room.b.act(2340.0, m.pause_infusion, reason="surge", **USER)
+        room.b.act(2400.0, m.resume_infusion, reason="calm", **USER)
+        room.b.act(3300.0, m.stop_infusion, amount=0.5, unit=None, **USER)
+        session = await room.reopen(now=3400.0)
+    text = report_of(path, session.session_id)
     assert "<h2>IV infusion</h2>" in text
     assert "started: 0.5 mg/kg planned over 45.0 min" in text
     assert "paused after 29.0 min: surge" in text
+    assert "resumed after 1.0 min: calm" in text
     assert "stopped: 0.5 mg/kg given" in text
+
+
+def report_of(record: Path, session_id: str) -> str:
+    """`sessiond report` of one session of `record`, as HTML."""
+    config = record.with_name("c.toml")
+    config.write_text(f"[records]\npath = '{record}'\n")
+    out = record.with_name("report.html")
+    assert main(["report", session_id, "--config", str(config), "--out", str(out)]) == 0
+    return out.read_text()
 
 
 # ---- replay ---------------------------------------------------------------------------------
