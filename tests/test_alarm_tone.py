@@ -19,7 +19,14 @@ from sessiond.bus import Bus
 from sessiond.clock import LoopClock
 from sessiond.config import parse_config
 from sessiond.console.auth import hash_password
-from sessiond.model import AlarmState, AlarmTransition, AudioPause, NurseAction, Priority
+from sessiond.model import (
+    AlarmState,
+    AlarmTransition,
+    AudioPause,
+    Event,
+    NurseAction,
+    Priority,
+)
 from sessiond.room.alarm_tone import BURSTS, AlarmAudioConfig, AlarmTonePlayer, burst_wav
 
 if TYPE_CHECKING:
@@ -174,7 +181,8 @@ async def test_a_high_alarm_plays_real_audio_through_libvlc(tmp_path: Path) -> N
     player = AlarmTonePlayer(config, room_id="r", reminder_s=150, now=lambda: 0.0)
     task = asyncio.create_task(player.run(bus.subscribe("speaker")))
     bus.publish(alarm("spo2_low", Priority.HIGH))
-    await asyncio.sleep(4.5)
+    # The burst plays in real time on the audio output: let it play out whole.
+    await asyncio.sleep(BURSTS[Priority.HIGH].length_s + 1.0)
     bus.close()
     await asyncio.wait_for(task, 10)
     samples, rate = read_wav(out.read_bytes())
@@ -204,7 +212,19 @@ async def test_no_console_watching_a_session_raises_console_unwatched(tmp_path: 
     daemon = Daemon(config=config, clock=LoopClock(), device_paths={"spo2": str(tmp_path / "no")})
     output = FakeOutput()
     daemon.alarm_audio._output = output
+    events = daemon.bus.subscribe("test", maxsize=10_000)
     task = asyncio.create_task(daemon.run())
+
+    async def unwatched(state: AlarmState) -> list[Event]:
+        """Every event up to the next `console_unwatched` transition to `state`."""
+        seen: list[Event] = []
+        async with asyncio.timeout(10):
+            while True:
+                seen.append(await events.get())
+                last = seen[-1]
+                if (isinstance(last, AlarmTransition) and last.alarm_id == "console_unwatched"
+                        and last.state is state):  # fmt: skip
+                    return seen
 
     async def shown(http: aiohttp.ClientSession, base: str) -> dict[str, Any]:
         status = await (await http.get(f"{base}/api/status")).json()
@@ -219,20 +239,22 @@ async def test_no_console_watching_a_session_raises_console_unwatched(tmp_path: 
         async with aiohttp.ClientSession(cookie_jar=jar) as http:
             r = await http.post(f"{base}/api/login", json={"user": "ana", "password": "pw"})
             assert r.status == 200
-            await asyncio.sleep(1.0)
-            assert "console_unwatched" not in await shown(http, base)  # no session: nothing
             r = await http.post(f"{base}/api/session/start", json={"route": "iv"})
             assert r.status == 200
-            await asyncio.sleep(1.0)
-            unwatched = (await shown(http, base))["console_unwatched"]
-            assert (unwatched["priority"], unwatched["state"]) == ("medium", "active")
+            before = await unwatched(AlarmState.ACTIVE)
+            # No session, nothing: raised only after the session started, on its delay.
+            (start,) = [e for e in before if isinstance(e, NurseAction)
+                        and e.action == "session_start"]  # fmt: skip
+            assert before[-1].t >= start.t + 0.5
+            shown_now = (await shown(http, base))["console_unwatched"]
+            assert (shown_now["priority"], shown_now["state"]) == ("medium", "active")
             assert "medium" in output.calls
             async with http.ws_connect(f"{base}/ws") as ws:
                 await ws.receive_json()
-                await asyncio.sleep(0.3)
+                await unwatched(AlarmState.CLEARED)  # a signed-in page watches
                 assert "console_unwatched" not in await shown(http, base)
-            await asyncio.sleep(1.0)
-            assert "console_unwatched" in await shown(http, base)  # the page went away
+            await unwatched(AlarmState.ACTIVE)  # the page went away
+            assert "console_unwatched" in await shown(http, base)
             r = await http.post(f"{base}/api/session/end", json={})
             assert r.status == 200
             assert "console_unwatched" not in await shown(http, base)
