@@ -730,22 +730,21 @@ async def _start_infusion(request: web.Request) -> web.Response:
 
 
 async def _pause_infusion(request: web.Request) -> web.Response:
-    user = _signed_in(request)
-    body = await _body(request, _InfusionReason)
-    await request.app[CONSOLE].control.pause_infusion(
-        reason=body.reason, user=user, source="console"
-    )
-    logger.info("console: %r paused the infusion", user)
-    return web.json_response({})
+    return await _infusion_step(request, resume=False)
 
 
 async def _resume_infusion(request: web.Request) -> web.Response:
+    return await _infusion_step(request, resume=True)
+
+
+async def _infusion_step(request: web.Request, *, resume: bool) -> web.Response:
+    """A pause or a resume: both take a reason, which stays in the record (not the log)."""
     user = _signed_in(request)
     body = await _body(request, _InfusionReason)
-    await request.app[CONSOLE].control.resume_infusion(
-        reason=body.reason, user=user, source="console"
-    )
-    logger.info("console: %r resumed the infusion", user)
+    control = request.app[CONSOLE].control
+    step = control.resume_infusion if resume else control.pause_infusion
+    await step(reason=body.reason, user=user, source="console")
+    logger.info("console: %r %s the infusion", user, "resumed" if resume else "paused")
     return web.json_response({})
 
 
