@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from sessiond import __version__
-from sessiond.config import ConfigError, load_config
+from sessiond.errors import ConfigError
 from sessiond.model import Route
 
 if TYPE_CHECKING:
@@ -327,6 +327,9 @@ def _add_record_commands(sub: argparse._SubParsersAction[_Parser]) -> None:
 
 
 def _load(path: Path | None) -> Config:
+    # The configuration (pydantic and every part's settings) only for commands that read one.
+    from sessiond.config import load_config
+
     return load_config(path)
 
 
@@ -446,7 +449,7 @@ def _cmd_init(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"sessiond init: {exc}", file=sys.stderr)
         return EXIT_BAD_INPUT
-    load_config(path)  # what was written is a valid configuration
+    _load(path)  # what was written is a valid configuration
     print(f"wrote {path}; check it with: sessiond check-config {path}")
     return EXIT_OK
 

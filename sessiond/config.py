@@ -23,6 +23,7 @@ from pydantic import (
 )
 
 from sessiond.console.auth import parse_password_hash
+from sessiond.errors import ConfigError as ConfigError  # noqa: PLC0414  (its old home re-exports it)
 from sessiond.model import Phase, Priority, Route
 from sessiond.room.alarm_tone import AlarmAudioConfig
 from sessiond.room.lights import LightsConfig
@@ -531,14 +532,6 @@ class Config(Strict):
     music: MusicConfig = MusicConfig()
     alarm_audio: AlarmAudioConfig = AlarmAudioConfig()
     sim: SimConfig = SimConfig()
-
-
-class ConfigError(Exception):
-    """A configuration file that cannot be used; `problems` holds one line per problem."""
-
-    def __init__(self, problems: list[str]) -> None:
-        super().__init__("\n".join(problems))
-        self.problems = problems
 
 
 def _describe(error: dict[str, Any]) -> str:
