@@ -90,11 +90,29 @@ async def browser() -> AsyncIterator[Browser]:
             await browser.close()
 
 
+#: Keeps the session time of the last `tick` the page received, so a test can wait until
+#: the page has seen a later clock.
+TICK_HOOK = """
+window.__tick = null;
+const Real = window.WebSocket;
+window.WebSocket = class extends Real {
+  constructor(...args) {
+    super(...args);
+    this.addEventListener("message", (e) => {
+      const msg = JSON.parse(e.data);
+      if (msg.type === "tick") window.__tick = msg.t;
+    });
+  }
+};
+"""
+
+
 @pytest.fixture
 async def room(browser: Browser) -> AsyncIterator[Room]:
     bus, control, runner, port = await serve()
     try:
         page = await browser.new_page(viewport={"width": 1280, "height": 860})
+        await page.add_init_script(TICK_HOOK)
         room = Room(bus=bus, control=control, runner=runner, port=port, page=page)
 
         def on_console(msg: ConsoleMessage) -> None:
@@ -245,7 +263,7 @@ async def end_session(room: Room) -> None:
     await expect(page.locator("#window-text")).to_have_text("session ended")
     shown = await page.locator("#since-start").inner_text()
     room.control.t += 120
-    await page.wait_for_timeout(1500)
+    await page.wait_for_function(f"() => window.__tick >= {room.control.t}")
     await expect(page.locator("#since-start")).to_have_text(shown)
     assert room.control.calls[-1] == ("end", {"user": "nurse1", "source": "console"})
 
@@ -517,7 +535,7 @@ async def test_signed_out_page_shows_and_logs_nothing_of_the_room(browser: Brows
         await page.goto(f"http://127.0.0.1:{port}/")
         await expect(page.locator("#login-form")).to_be_visible()
         await expect(page.locator("#room-view")).to_be_hidden()
-        await page.wait_for_timeout(500)
+        await page.wait_for_load_state("networkidle")  # every request the page makes is done
         assert "84" not in await page.locator("body").inner_text()
         assert messages == []
         assert sockets == []
@@ -716,7 +734,7 @@ async def test_phone_layout_has_no_horizontal_overflow(browser: Browser) -> None
             raise_alarm(room, alarm_id, Priority.HIGH, value=205.0, limit=200.0)
         raise_alarm(room, "device_lost", Priority.MEDIUM, device="spo2")
         await expect(page.locator("#alarms li")).to_have_count(4)
-        await page.wait_for_timeout(300)
+        await page.evaluate("document.fonts.ready")  # laid out in its final fonts
         assert await page.evaluate("document.documentElement.scrollWidth") <= 390
         wide = await page.evaluate(
             "[...document.querySelectorAll('body *')].filter(e => e.getClientRects().length && "
@@ -791,19 +809,29 @@ async def test_accessibility_roles_live_region_and_contrast(room: Room) -> None:
 # ---- alarm sound in the page ----------------------------------------------------------------
 
 #: Records every oscillator the page starts: its pitch, its scheduled start and its end
-#: (a pulse stopped before it started never sounded). `suspend` starts the context blocked,
-#: as a browser does before any user gesture.
+#: (a pulse stopped before it started never sounded), and the burst it belongs to: the
+#: oscillators one task starts together. `suspend` starts the context blocked, as a browser
+#: does before any user gesture.
 AUDIO_HOOK = """
 window.__tones = [];
+window.__burst = 0;
+let open = false;
 const create = AudioContext.prototype.createOscillator;
 AudioContext.prototype.createOscillator = function () {
   const osc = create.call(this);
   const ctx = this;
+  window.__ctx = ctx;
+  if (!open) {
+    open = true;
+    window.__burst += 1;
+    queueMicrotask(() => { open = false; });
+  }
+  const burst = window.__burst;
   const start = osc.start.bind(osc);
   const stop = osc.stop.bind(osc);
   let tone = null;
   osc.start = (when) => {
-    tone = { pitch: osc.frequency.value, start: when, end: Infinity, at: ctx.currentTime };
+    tone = { pitch: osc.frequency.value, start: when, end: Infinity, burst };
     window.__tones.push(tone);
     start(when);
   };
@@ -826,6 +854,20 @@ if (window.__suspend) {
 """
 
 PITCH = {"high": 523.25, "medium": 440.0, "low": 392.0}
+HIGH_BURST = [0.0, 0.25, 0.5, 1.0, 1.25, 2.25, 2.5, 2.75, 3.25, 3.5]
+
+#: The bursts that sounded, in the page's own terms: [priority pitch, pulses, last end].
+BURSTS_JS = """() => {
+  const out = new Map();
+  for (const t of window.__tones) {
+    if (!(t.end > t.start + 0.001)) continue;
+    const b = out.get(t.burst) || { pitch: t.pitch, pulses: 0, end: 0 };
+    b.pulses += 1;
+    b.end = Math.max(b.end, t.end);
+    out.set(t.burst, b);
+  }
+  return [...out.values()];
+}"""
 
 
 async def sounded(page: Page) -> list[dict[str, Any]]:
@@ -838,16 +880,42 @@ async def sounded(page: Page) -> list[dict[str, Any]]:
 
 
 def bursts(tones: list[dict[str, Any]]) -> list[tuple[str, list[float]]]:
-    """Pulses grouped into bursts (scheduled together): the priority and the offsets."""
+    """Pulses grouped into bursts (started together): the priority and the offsets."""
     by_pitch = {round(v, 2): k for k, v in PITCH.items()}
     out: list[tuple[str, list[float]]] = []
-    last_at, first = None, 0.0
+    last, first = None, 0.0
     for tone in tones:
-        if tone["at"] != last_at:
+        if tone["burst"] != last:
             out.append((by_pitch[round(tone["pitch"], 2)], []))
-            last_at, first = tone["at"], tone["start"]
+            last, first = tone["burst"], tone["start"]
         out[-1][1].append(round(tone["start"] - first, 2))
     return out
+
+
+async def burst_heard(page: Page, priority: str, pulses: int, timeout_s: float = 10) -> None:
+    """Wait until a burst of `priority` with `pulses` pulses has sounded to its end."""
+    await page.wait_for_function(
+        f"""() => ({BURSTS_JS})().some((b) =>
+              Math.abs(b.pitch - {PITCH[priority]}) < 0.01 && b.pulses === {pulses}
+              && b.end < 1e8 && window.__ctx.currentTime > b.end)""",
+        timeout=timeout_s * 1000,
+    )
+
+
+async def burst_begun(page: Page, priority: str, timeout_s: float = 10) -> None:
+    """Wait until the page has started a burst of `priority`."""
+    await page.wait_for_function(
+        f"""() => ({BURSTS_JS})().some((b) => Math.abs(b.pitch - {PITCH[priority]}) < 0.01)""",
+        timeout=timeout_s * 1000,
+    )
+
+
+async def audio_clock_passes(page: Page, seconds: float) -> None:
+    """Let the page's audio clock run `seconds` on: the window in which nothing may sound."""
+    t0 = await page.evaluate("window.__ctx.currentTime")
+    await page.wait_for_function(
+        f"() => window.__ctx.currentTime >= {t0 + seconds}", timeout=(seconds + 10) * 1000
+    )
 
 
 @pytest.fixture
@@ -870,17 +938,13 @@ async def test_alarm_sound_bursts_by_priority_one_stream(sound_room: Room) -> No
     one stream at once, and pulses never overlap."""
     room, page = sound_room, sound_room.page
     raise_alarm(room, "signal_poor", Priority.LOW)
-    await page.wait_for_timeout(900)
+    await burst_heard(page, "low", 2)
     raise_alarm(room, "pr_high", Priority.MEDIUM, value=130.0, limit=120.0)
-    await page.wait_for_timeout(1200)
+    await burst_heard(page, "medium", 3)
     raise_alarm(room, "spo2_low", Priority.HIGH, value=84.0, limit=85.0)
-    await page.wait_for_timeout(4200)
+    await burst_heard(page, "high", 10)
     heard = bursts(await sounded(page))
-    assert heard[:3] == [
-        ("low", [0.0, 0.3]),
-        ("medium", [0.0, 0.3, 0.6]),
-        ("high", [0.0, 0.25, 0.5, 1.0, 1.25, 2.25, 2.5, 2.75, 3.25, 3.5]),
-    ]
+    assert heard[:3] == [("low", [0.0, 0.3]), ("medium", [0.0, 0.3, 0.6]), ("high", HIGH_BURST)]
     tones = await sounded(page)
     for one, two in itertools.pairwise(sorted(tones, key=lambda t: t["start"])):
         assert one["end"] <= two["start"] + 1e-6  # one stream: never two pulses at once
@@ -893,11 +957,9 @@ async def test_acknowledge_and_pause_silence_and_reminders_come_back(sound_room:
     raise_alarm(room, "pr_high", Priority.MEDIUM, value=130.0, limit=120.0)
     raise_alarm(room, "spo2_low", Priority.HIGH, value=84.0, limit=85.0)
     # The high burst is on (a medium one may have begun first; the high one interrupts it).
-    async with asyncio.timeout(5):
-        while "high" not in [priority for priority, _ in bursts(await sounded(page))]:
-            await page.wait_for_timeout(50)  # the page's audio schedule, read until it says so
+    await burst_begun(page, "high")
     await page.get_by_test_id("ack-spo2_low").click()
-    await page.wait_for_timeout(1200)
+    await burst_heard(page, "medium", 3)
     heard = bursts(await sounded(page))
     highs = [offsets for priority, offsets in heard if priority == "high"]
     assert len(highs) == 1
@@ -907,25 +969,25 @@ async def test_acknowledge_and_pause_silence_and_reminders_come_back(sound_room:
     await page.click("#pause-audio")
     await expect(page.locator("#sound-state")).to_have_text("Alarm sound paused")
     count = len(await sounded(page))
-    await page.wait_for_timeout(1500)
+    await audio_clock_passes(page, 1.5)
     assert len(await sounded(page)) == count  # paused: silence
     before = len(bursts(await sounded(page)))
     room.bus.publish(AudioPause(t=room.control.t, paused=False, reason="nurse"))
     await expect(page.locator("#sound-state")).to_have_text("Alarm sound on")
     # Both acknowledged, both still active: after reminder_s (3 s) each sounds one burst
     # again, one at a time.
-    await page.wait_for_timeout(4500)
+    await burst_heard(page, "high", 10)
     reminders = bursts(await sounded(page))[before:]
-    assert ("high", [0.0, 0.25, 0.5, 1.0, 1.25, 2.25, 2.5, 2.75, 3.25, 3.5]) in reminders
+    assert ("high", HIGH_BURST) in reminders
     assert len(reminders) <= 3
     # Cleared: no more reminders.
     for alarm_id in ("spo2_low", "pr_high"):
         gone = AlarmTransition(t=room.control.t, alarm_id=alarm_id, priority=Priority.HIGH,
                                state=AlarmState.CLEARED)  # fmt: skip
         room.bus.publish(gone)
-    await page.wait_for_timeout(200)
+    await expect(page.locator("#alarms li")).to_have_count(0)
     count = len(await sounded(page))
-    await page.wait_for_timeout(3500)
+    await audio_clock_passes(page, 3.5)
     assert len(await sounded(page)) == count
 
 
@@ -945,12 +1007,15 @@ async def test_blocked_sound_is_said_plainly_until_a_click(browser: Browser) -> 
         await expect(state).to_have_text(re.compile("^Alarm sound is blocked by the browser"))
         await expect(state).to_have_attribute("data-sound", "blocked")
         raise_alarm(room, "spo2_low", Priority.HIGH, value=84.0, limit=85.0)
-        await page.wait_for_timeout(500)
+        await expect(page.locator("#alarms li")).to_have_count(1)
+        # Blocked audio has no running clock: the page's own clock gives the window.
+        t0 = await page.evaluate("performance.now()")
+        await page.wait_for_function(f"() => performance.now() >= {t0 + 500}")
         assert await sounded(page) == []
         await page.get_by_test_id("sound-enable").click()
         await expect(state).to_have_text("Alarm sound on")
         await expect(page.get_by_test_id("sound-enable")).to_be_hidden()
-        await page.wait_for_timeout(500)
+        await burst_begun(page, "high")
         assert bursts(await sounded(page))[0][0] == "high"
     finally:
         await runner.cleanup()
