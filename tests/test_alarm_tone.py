@@ -4,9 +4,11 @@ libvlc, and `console_unwatched` raised by the daemon when no signed-in console w
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import itertools
 import wave
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -88,18 +90,29 @@ class FakeOutput:
 
     def __init__(self) -> None:
         self.calls: list[str] = []
+        self.changed = asyncio.Condition()
 
     async def open(self) -> str | None:
         return None
 
+    async def _call(self, what: str) -> None:
+        async with self.changed:
+            self.calls.append(what)
+            self.changed.notify_all()
+
     async def play(self, priority: Priority) -> None:
-        self.calls.append(priority.label)
+        await self._call(priority.label)
 
     async def stop(self) -> None:
-        self.calls.append("stop")
+        await self._call("stop")
 
     async def close(self) -> None:
-        self.calls.append("close")
+        await self._call("close")
+
+    async def until(self, ok: Callable[[list[str]], bool], timeout_s: float = 5.0) -> None:
+        """Wait until the calls so far satisfy `ok`."""
+        async with asyncio.timeout(timeout_s), self.changed:
+            await self.changed.wait_for(lambda: ok(self.calls))
 
 
 def alarm(
@@ -123,44 +136,45 @@ async def speaker() -> AsyncIterator[tuple[Bus, AlarmTonePlayer, FakeOutput]]:
     assert output.calls[-1] == "close"
 
 
-async def settle(seconds: float = 0.4) -> None:
-    await asyncio.sleep(seconds)
-
-
 async def test_the_room_sounds_high_alarms_and_no_console_watching(
     speaker: tuple[Bus, AlarmTonePlayer, FakeOutput],
 ) -> None:
     """Medium alarms stay in the consoles; a high one and `console_unwatched` sound in the
     room, the highest first; acknowledge and pause silence; reminders come back."""
-    bus, _, output = speaker
+    bus, player, output = speaker
     bus.publish(alarm("spo2_low", Priority.MEDIUM))
-    await settle()
-    assert output.calls == []
+    async with asyncio.timeout(5):
+        while "spo2_low" not in player.status.alarms:  # noqa: ASYNC110 - read until taken
+            await asyncio.sleep(0.01)
+    assert player.wanted() is None  # a medium alarm stays in the consoles
     bus.publish(alarm("console_unwatched", Priority.MEDIUM))
-    await settle()
+    await output.until(lambda calls: len(calls) >= 1)
     assert output.calls == ["medium"]
+    assert player.wanted() is Priority.MEDIUM
     bus.publish(alarm("spo2_low", Priority.HIGH))
-    await settle()
+    await output.until(lambda calls: len(calls) >= 2)
     assert output.calls == ["medium", "high"]  # the higher priority takes the stream at once
     ack = NurseAction(t=0.0, action="ack", user="ana", source="console",
                       detail={"alarm_id": "spo2_low"})  # fmt: skip
     bus.publish(ack)
-    await settle()
+    await output.until(lambda calls: len(calls) >= 3)
     assert output.calls[-1] == "medium"  # the unwatched console still sounds
     bus.publish(AudioPause(t=0.0, paused=True, until_t=100.0, reason="nurse"))
-    await settle()
-    assert output.calls[-1] == "stop"
+    await output.until(lambda calls: calls[-1] == "stop")
     bus.publish(AudioPause(t=0.0, paused=False, reason="nurse"))
     bus.publish(alarm("console_unwatched", Priority.MEDIUM, AlarmState.CLEARED))
     output.calls.clear()
-    await settle(1.5)
     # The acknowledged high alarm stays active: its reminder burst (reminder_s = 1 s).
-    assert "high" in output.calls
+    await output.until(lambda calls: "high" in calls)
     bus.publish(alarm("spo2_low", Priority.HIGH, AlarmState.CLEARED))
-    await settle()
+    async with asyncio.timeout(5):
+        while "spo2_low" in player.status.alarms:  # noqa: ASYNC110 - read until taken
+            await asyncio.sleep(0.01)
     output.calls.clear()
-    await settle(1.5)
-    assert output.calls == []
+    # Nothing is left to remind of: a window longer than reminder_s stays silent.
+    with contextlib.suppress(TimeoutError):
+        await output.until(lambda calls: "high" in calls, timeout_s=1.5)
+    assert output.calls in ([], ["stop"])
 
 
 def libvlc_available() -> bool:

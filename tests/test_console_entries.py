@@ -121,7 +121,7 @@ class FakeClock:
 
 
 @contextlib.asynccontextmanager
-async def recorded(tmp_path: Path, **app: Any) -> AsyncIterator[tuple[StubControl, int]]:
+async def recorded(tmp_path: Path, **app: Any) -> AsyncIterator[tuple[StubControl, int, Recorder]]:
     """A console over the stub with a real recorder and record reader on `tmp_path`."""
     bus = Bus()
     control = StubControl(bus=bus)
@@ -135,7 +135,7 @@ async def recorded(tmp_path: Path, **app: Any) -> AsyncIterator[tuple[StubContro
     )
     runner, port = await start_console(application, host="127.0.0.1", port=0)
     try:
-        yield control, port
+        yield control, port, recorder
     finally:
         await runner.cleanup()
         bus.close()
@@ -147,7 +147,7 @@ async def recorded(tmp_path: Path, **app: Any) -> AsyncIterator[tuple[StubContro
 async def test_entries_and_notes_are_read_back_from_the_record(tmp_path: Path) -> None:
     """Notes (with their text), manual entries and checklists come back from SQLite,
     attributed and in order; a bad entry is refused naming the field."""
-    async with recorded(tmp_path) as (control, port):
+    async with recorded(tmp_path) as (control, port, recorder):
         jar = CookieJar(unsafe=True)
         async with ClientSession(base_url=f"http://127.0.0.1:{port}", cookie_jar=jar) as client:
             await sign_in(client)
@@ -179,7 +179,7 @@ async def test_entries_and_notes_are_read_back_from_the_record(tmp_path: Path) -
                 async with client.post(path, json=body) as resp:
                     assert resp.status == 400
                     assert (await resp.json())["error"].startswith(error)
-            await asyncio.sleep(0.6)  # readings are batched for at most 0.5 s
+            assert await recorder.sync()  # everything published so far is on disk
             async with client.get("/api/session/entries") as resp:
                 got: dict[str, Any] = await resp.json()
     assert got["session_id"] == "sess-1"
@@ -207,7 +207,10 @@ async def test_entries_and_notes_are_read_back_from_the_record(tmp_path: Path) -
 async def test_checklists_gate_the_dose_and_entries_show_in_the_page(tmp_path: Path) -> None:
     """The page's pre-dose checklist gates Mark dose (a reason for what is missing), the BP
     schedule lists the phase's readings, entries are read back, and discharge is signed off."""
-    async with recorded(tmp_path, predose_gate=True) as (control, port), async_playwright() as pw:
+    async with (
+        recorded(tmp_path, predose_gate=True) as (control, port, _recorder),
+        async_playwright() as pw,
+    ):
         control.checklist_gate = True
         browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
         page = await browser.new_page(viewport={"width": 1440, "height": 900})

@@ -48,7 +48,7 @@ def a_session(control: StubControl) -> None:
 async def test_the_trend_is_read_from_the_record_and_downsampled(tmp_path: Path) -> None:
     """Downsampled to the points asked, a desaturation is never averaged away; every BP,
     the alarms, the phases and the dose come with it."""
-    async with recorded(tmp_path) as (control, port):
+    async with recorded(tmp_path) as (control, port, recorder):
         jar = CookieJar(unsafe=True)
         async with ClientSession(base_url=f"http://127.0.0.1:{port}", cookie_jar=jar) as client:
             await sign_in(client)
@@ -58,7 +58,7 @@ async def test_the_trend_is_read_from_the_record_and_downsampled(tmp_path: Path)
             async with client.post("/api/session/dose", json={}) as resp:
                 assert resp.status == 200
             a_session(control)
-            await asyncio.sleep(1.0)  # readings are batched for at most 0.5 s
+            assert await recorder.sync()  # everything published so far is on disk
             async with client.get("/api/session/trend?points=100") as resp:
                 trend: dict[str, Any] = await resp.json()
             async with client.get("/api/session/trend?points=5") as resp:
@@ -81,7 +81,7 @@ def pleth_reading(t: float, n: int = 25) -> Reading:
 async def test_pleth_goes_out_in_bounded_batches(tmp_path: Path) -> None:
     """Pleth samples are not in the readings: they go in batches a few times a second, at
     most `PLETH_MAX_SAMPLES` each, with the device's sample rate."""
-    async with recorded(tmp_path, pleth_rates={"spo2": 75.0}) as (control, port):
+    async with recorded(tmp_path, pleth_rates={"spo2": 75.0}) as (control, port, _recorder):
         jar = CookieJar(unsafe=True)
         async with ClientSession(base_url=f"http://127.0.0.1:{port}", cookie_jar=jar) as client:
             await sign_in(client)
@@ -111,7 +111,7 @@ async def test_trends_and_pleth_in_the_page_survive_a_reload(tmp_path: Path) -> 
     """The page charts the session from the record, with its windows and marks, and again
     after a reload; a pleth waveform appears when the oximeter sends one."""
     async with (
-        recorded(tmp_path, pleth_rates={"spo2": 75.0}) as (control, port),
+        recorded(tmp_path, pleth_rates={"spo2": 75.0}) as (control, port, recorder),
         async_playwright() as pw,
     ):
         browser = await pw.chromium.launch(executable_path=CHROMIUM, headless=True)
@@ -124,7 +124,7 @@ async def test_trends_and_pleth_in_the_page_survive_a_reload(tmp_path: Path) -> 
         await page.click("#mark-dose")
         await expect(page.locator("#phase")).to_have_text("onset")
         a_session(control)
-        await asyncio.sleep(1.0)
+        assert await recorder.sync()
         for _ in range(2):  # before and after a reload: the same, from the record
             await page.reload()
             await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
