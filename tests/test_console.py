@@ -727,10 +727,20 @@ async def test_page_and_assets(client: ClientSession) -> None:
         assert f'id="{element}"' in page
     assert "http://" not in page
     assert "https://" not in page
-    for asset, kind in (("console.js", "javascript"), ("console.css", "text/css")):
+    for asset, kind in (
+        ("main.js", "text/javascript"),
+        ("overview.js", "text/javascript"),
+        ("vendor/uplot/uPlot.iife.min.js", "text/javascript"),
+        ("console.css", "text/css"),
+    ):
         async with client.get(f"/static/{asset}") as resp:
             assert resp.status == 200
-            assert kind in resp.headers["Content-Type"]
+            assert resp.headers["Content-Type"] == kind
+            assert resp.headers["Cache-Control"] == "no-cache"
+            etag = resp.headers["ETag"]
+        # Revalidated on every load (assets are no-cache): unchanged, a 304 with no body.
+        async with client.get(f"/static/{asset}", headers={"If-None-Match": etag}) as resp:
+            assert resp.status == 304
     async with client.get(URL("/static/%2e%2e/server.py", encoded=True)) as resp:
         assert resp.status in (403, 404)
 

@@ -70,7 +70,7 @@ async def test_host_header_is_checked(host: str, allowed: bool) -> None:
         async with ClientSession(base_url=served.url, cookie_jar=jar) as client:
             await sign_in(client)
             headers = {"Host": host.format(port=served.port)}
-            for path in ("/", "/api/status", "/static/console.js"):
+            for path in ("/", "/api/status", "/static/main.js"):
                 async with client.get(path, headers=headers) as resp:
                     assert (resp.status == 200) is allowed, (path, resp.status)
                     if not allowed:

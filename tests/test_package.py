@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+STATIC = ROOT / "sessiond" / "console" / "static"
 
 
 @pytest.fixture(scope="module")
@@ -34,11 +35,15 @@ def test_the_wheel_carries_playlists_config_console_and_deploy_files(wheel: Path
         "sessiond/_data/deploy/sessiond.service",
         "sessiond/_data/deploy/mosquitto/sessiond.acl",
         "sessiond/console/static/index.html",
-        "sessiond/console/static/console.js",
+        "sessiond/console/static/overview.html",
+        "sessiond/console/static/main.js",
+        "sessiond/console/static/vendor/uplot/uPlot.iife.min.js",
         "sessiond/sim/scenarios/demo.toml",
         "sessiond/room/ambient.py",
     } | {f"sessiond/_data/playlists/{phase}.m3u" for phase in
          ("baseline", "onset", "effect", "recovery")}  # fmt: skip
+    # Every module of the page (main.js imports the rest).
+    expected |= {f"sessiond/console/static/{p.name}" for p in STATIC.glob("*.js")}
     assert expected - names == set()
     assert not [n for n in names if n.endswith((".wav", ".sqlite", ".pyc"))]
 

@@ -60,6 +60,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 STATIC_DIR = Path(__file__).parent / "static"
+#: The type the page's scripts (native ES modules, and uPlot) are served with (RFC 9239).
+JS_CONTENT_TYPE = "text/javascript"
 COOKIE_NAME = "sessiond_console"
 #: Real seconds between `tick` messages that carry the session clock to the page.
 TICK_S = 1.0
@@ -506,6 +508,10 @@ async def _security_headers(request: web.Request, response: web.StreamResponse) 
     headers.setdefault("Content-Security-Policy", _CSP)
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "no-referrer")
+    if isinstance(response, web.FileResponse) and request.path.endswith(".js"):
+        # The page's modules run only with a JavaScript type (nosniff above); aiohttp guesses
+        # from Python's table, which says application/javascript before 3.12: name the standard.
+        response.content_type = JS_CONTENT_TYPE
     # Live data must never come from a cache; assets are revalidated so upgrades show at once.
     api = request.path.startswith("/api/")
     headers.setdefault(hdrs.CACHE_CONTROL, "no-store" if api else "no-cache")

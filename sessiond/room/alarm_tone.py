@@ -79,7 +79,7 @@ class Burst:
         return self.offsets[-1] + self.pulse_s
 
 
-#: The same bursts as the console's (console.js `BURSTS`), clinical.md §1.2.
+#: The same bursts as the console page's (static/sound.js `BURSTS`), clinical.md §1.2.
 BURSTS: dict[Priority, Burst] = {
     Priority.HIGH: Burst((0, 0.25, 0.5, 1.0, 1.25, 2.25, 2.5, 2.75, 3.25, 3.5), 0.15, 523.25, 6),
     Priority.MEDIUM: Burst((0, 0.3, 0.6), 0.2, 440.0, 8),
