@@ -350,10 +350,10 @@ async def test_a_request_queued_when_the_cable_is_pulled_is_made_on_the_new_port
         sim.unplug("nibp")
         assert not (await host.status()).connected
         sim.replug("nibp")
-        failure = await asyncio.wait_for(host.failures.get(), 10)
+        failure = await asyncio.wait_for(host.failures.get(), 20)
         assert failure.detail == "the link was lost during the measurement"
         assert (await host.status()).connected
-        reading = await asyncio.wait_for(host.readings.get(), 10)
+        reading = await asyncio.wait_for(host.readings.get(), 20)
         assert reading.sys is not None
         await asyncio.wait_for(_idle(host), 5)
         assert host.failures.empty()
