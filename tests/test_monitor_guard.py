@@ -38,7 +38,7 @@ async def test_a_rule_that_raises_is_shown_and_the_others_go_on(tmp_path, caplog
     sub = d.bus.subscribe("test", maxsize=10_000)
     broken = d.monitor.alarms.spo2_low
 
-    def fail(*_args: object, **_kw: object) -> None:
+    def fail(*_args: object, **_kw: object) -> bool:
         msg = "a bug in one rule"
         raise RuntimeError(msg)
 

@@ -6,6 +6,11 @@ engine feeds them readings and time, shows the most urgent level of each id, and
 keeps the signal layer: acknowledgement (one occurrence), the global audio pause (ended early
 by a new high alarm) and escalation of an unacknowledged medium alarm. Deadlines are reported
 by `next_due` so that the daemon and replay fire them when due, whether or not a byte arrives.
+
+The cost of a reading does not grow with the rules that have nothing to do: the engine keeps a
+lower bound of its next deadline (when it is reached, the silence deadlines that each frame
+moves are read again; every rule is asked only if it is still reached, or after anything but
+a reading), and recomputes what each id shows only when a rule reports a change.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ __all__ = ["INF", "AlarmEngine", "RestoredAlarm"]
 
 _INVALID_FOR_ALARMS = int(INVALID_FOR_ALARMS)
 _PROBE_OFF = int(PROBE_OFF)
+_BASELINE = Phase.BASELINE
 
 Shown = tuple[Priority, AlarmState]
 
@@ -223,26 +229,57 @@ class AlarmEngine:
         self._escalated: set[str] = set()
         self.acknowledged: set[str] = set()
         self.paused_until: float | None = None
+        #: No deadline comes before this (-INF: unknown, `next_due` recomputes it).
+        self._due = -INF
+        #: The same for every deadline but the oximeters' silence: theirs move on with each
+        #: frame, and are read from `_silent` when `_due` is reached, not recomputed.
+        self._due_rest = -INF
+        self._silent = [rule for rule in self.rules if isinstance(rule, SilenceRule)]
+        #: What each id shows is up to date: a reading that changes no rule emits nothing.
+        self._settled = False
 
     # Time ---------------------------------------------------------------------------------
 
     def next_due(self) -> float:
-        due = INF
+        """The next deadline, exactly (every rule asked)."""
+        rest = silent = INF
         for rule in self.rules:
             try:
                 rule_due = rule.next_due()
             except Exception as exc:  # noqa: BLE001  (a broken rule must not stop the others)
                 self._broken(rule, exc)
                 continue
-            due = min(due, rule_due)
+            if isinstance(rule, SilenceRule):
+                silent = min(silent, rule_due)
+            else:
+                rest = min(rest, rule_due)
         if self._escalate_due:
-            due = min(due, *self._escalate_due.values())
+            rest = min(rest, *self._escalate_due.values())
         if self.paused_until is not None:
-            due = min(due, self.paused_until)
+            rest = min(rest, self.paused_until)
+        self._due_rest = rest
+        self._due = due = min(rest, silent)
+        return due
+
+    def due_by(self, now: float) -> float:
+        """The next deadline if it is at or before `now`; else some time after `now`."""
+        due = self._due
+        if due > now or (due := self._bound()) > now:
+            return due
+        return self.next_due()
+
+    def _bound(self) -> float:
+        """A new lower bound once `_due` is reached: the silence deadlines as they are now."""
+        due = self._due_rest
+        for rule in self._silent:
+            due = min(due, rule.medium.due, rule.high.due)
+        self._due = due
         return due
 
     def advance(self, now: float) -> list[Event]:
         """Fire every deadline up to `now`, in time order, each at the time it was due."""
+        if self._due > now or self._bound() > now:
+            return []
         out: list[Event] = []
         while (due := self.next_due()) <= now:
             for rule in self.rules:
@@ -260,11 +297,20 @@ class AlarmEngine:
             out += self._transitions(due)
         return out
 
+    def _stale(self) -> None:
+        """Anything but a reading or a deadline: the next deadline and what each id shows are
+        worked out again in full (these are rare; readings are not)."""
+        self._due = self._due_rest = -INF
+        self._settled = False
+
     def _broken(self, rule: Rule, exc: Exception) -> None:
         """A rule raised: take it out of service (it shows what it showed) and raise
         `monitor_fault`, so that one fault never stops the other rules or the timer."""
+        self._stale()
         if rule in self.rules:
             self.rules.remove(rule)
+        if rule in self._silent:
+            self._silent.remove(rule)
         if rule in self.limits:
             self.limits.remove(rule)
         self.out_of_service.add(rule)
@@ -272,7 +318,7 @@ class AlarmEngine:
         if rule is not self.reported["monitor_fault"]:
             self.reported["monitor_fault"].set(active=True)
 
-    def _observe(self, rule: Rule, observe: Callable[[], None]) -> None:
+    def _observe(self, rule: Rule, observe: Callable[[], object]) -> None:
         if rule in self.out_of_service:
             return
         try:
@@ -284,6 +330,7 @@ class AlarmEngine:
 
     def start(self, t: float) -> None:
         """A new session: a fresh baseline, and the first BP reading is due from now."""
+        self._stale()
         self.dosed = False
         self.infusing = False
         self.baseline.reset()
@@ -294,6 +341,7 @@ class AlarmEngine:
         """The nurse ended the session: its alarms end with it (a deliberate operator action,
         as an ALARM RESET), each with a `cleared` transition in the record. An oximeter left
         on a finger raises its alarms again from new readings, with their delays."""
+        self._stale()
         for alarm_id in SESSION_ALARMS:
             for rule in self._by_id.get(alarm_id, []):
                 for level in rule.levels:
@@ -308,6 +356,7 @@ class AlarmEngine:
         return self._transitions(t)
 
     def set_phase(self, t: float, phase: Phase) -> list[Event]:
+        self._stale()
         self.phase = phase
         for rule in self.silence.values():
             rule.set_phase(t, phase)
@@ -317,6 +366,7 @@ class AlarmEngine:
 
     def set_infusion(self, t: float, *, infusing: bool) -> list[Event]:
         """An infusion started or stopped: `nibp_overdue` follows the BP interval it sets."""
+        self._stale()
         self.infusing = infusing
         if self.phase is None:
             return []
@@ -327,6 +377,7 @@ class AlarmEngine:
 
     def dose(self, t: float) -> list[Event]:
         """The dose was given: fix the baseline and open the gate."""
+        self._stale()
         self.dosed = True
         self.dose_gate.end()
         out: list[Event] = [self.baseline.capture(t)]
@@ -334,12 +385,14 @@ class AlarmEngine:
 
     def resume(self, captured: BaselineCaptured | None) -> None:
         """A resumed session after its dose: the baseline from its record."""
+        self._stale()
         self.dosed = True
         if captured is not None:
             self.baseline.restore(captured)
 
     def restart(self, t: float) -> None:
         """The daemon's clock starts at `t` (a resume continues the session's time axis)."""
+        self._stale()
         for rule in self.silence.values():
             rule.restart(t)
 
@@ -350,6 +403,7 @@ class AlarmEngine:
         the last one is when BP was last measured, and the run of high readings counts
         toward `bp_high`'s confirmation.
         """
+        self._stale()
         c = self.config.bp_high
         for t, sys, dia in readings:
             if not self.dosed:
@@ -361,6 +415,7 @@ class AlarmEngine:
     def restore(self, t: float, alarms: Iterable[RestoredAlarm]) -> list[Event]:
         """Show again what the record showed when the daemon stopped: level, latch and
         acknowledgement. The next readings take each alarm on from there."""
+        self._stale()
         for alarm in alarms:
             rules = self._by_id.get(alarm.alarm_id, [])
             if alarm.device is not None:
@@ -390,6 +445,7 @@ class AlarmEngine:
 
     def restore_pause(self, t: float, until_t: float) -> list[Event]:
         """An audio pause that was running when the daemon stopped, if not over yet."""
+        self._stale()
         if until_t <= t:
             return []
         self.paused_until = until_t
@@ -397,6 +453,7 @@ class AlarmEngine:
 
     def report(self, t: float, alarm_id: str, *, active: bool) -> list[Event]:
         """A technical condition of the daemon itself (`REPORTED`): raised or gone."""
+        self._stale()
         self.reported[alarm_id].set(active=active)
         return self._transitions(t)
 
@@ -420,6 +477,7 @@ class AlarmEngine:
         shown while its condition lasts (the visual indication is never silenced), and it
         no longer escalates.
         """
+        self._stale()
         self.acknowledged.add(alarm_id)
         self._escalate_due.pop(alarm_id, None)
         for rule in self._by_id.get(alarm_id, []):
@@ -428,6 +486,7 @@ class AlarmEngine:
 
     def pause(self, t: float) -> list[Event]:
         """Pause alarm audio (every alarm) for the configured time."""
+        self._stale()
         self.paused_until = t + self.config.audio.pause_s
         return [AudioPause(t=t, paused=True, until_t=self.paused_until, reason="nurse")]
 
@@ -440,27 +499,59 @@ class AlarmEngine:
             if r.device in self.nibp_devices:
                 return self._on_bp(r)
             return []
-        silence.frame(r.t)
+        t = r.t
         flags = int(r.flags)  # plain int: IntFlag operators are slow on this path
         valid = not flags & _INVALID_FOR_ALARMS
+        # Each rule says whether it changed a state or brought a deadline earlier; without
+        # that, the bound on the next deadline holds and no id shows anything new.
+        changed = silence.frame(t)
+        if self._observe_limits(r, valid=valid):
+            changed = True
+        if self._observe_signal(r, flags):
+            changed = True
+        if valid and not self.dosed and self.phase is _BASELINE:
+            self.baseline.add_oximetry(t, r.spo2, r.pr)
+        if changed:
+            self._due = self._due_rest = -INF
+        elif self._settled:
+            return []
+        return self._transitions(t)
+
+    def _observe_limits(self, r: Reading, *, valid: bool) -> bool:
+        changed = False
         t = r.t
         for rule in self.limits:
             try:
-                rule.observe(t, getattr(r, rule.param), valid=valid)
+                if rule.observe(t, getattr(r, rule.param), valid=valid):
+                    changed = True
             except Exception as exc:  # noqa: BLE001
                 self._broken(rule, exc)
+        return changed
+
+    def _observe_signal(self, r: Reading, flags: int) -> bool:
+        """`sensor_off` and `signal_poor` from an oximeter reading's flags and values."""
         # Frames that keep saying "no value" (dashes, 127/511) mean no finger even when the
         # device sets no flag: the device is connected, the sensor is not on a patient. A
         # pulse rate without SpO2 is no SpO2 monitoring either (DESIGN §5).
         off, poor = self.sensor_off, self.signal_poor
         off.device = poor.device = r.device
-        self._observe(off, lambda: off.observe(t, bool(flags & _PROBE_OFF) or r.spo2 is None))
-        self._observe(poor, lambda: poor.observe(t, bool(flags & POOR_SIGNAL)))
-        if valid and not self.dosed and self.phase is Phase.BASELINE:
-            self.baseline.add_oximetry(t, r.spo2, r.pr)
-        return self._transitions(t)
+        changed = False
+        broken = self.out_of_service
+        if off not in broken:
+            try:
+                changed = off.observe(r.t, bool(flags & _PROBE_OFF) or r.spo2 is None)
+            except Exception as exc:  # noqa: BLE001
+                self._broken(off, exc)
+        if poor not in broken:
+            try:
+                if poor.observe(r.t, bool(flags & POOR_SIGNAL)):
+                    changed = True
+            except Exception as exc:  # noqa: BLE001
+                self._broken(poor, exc)
+        return changed
 
     def _on_bp(self, r: Reading) -> list[Event]:
+        self._stale()  # a few readings an hour: the full path
         t, sys, dia = r.t, r.sys, r.dia
         error, observe = self.nibp_error, self._observe
         if sys is None or dia is None or r.flags & _INVALID_FOR_ALARMS:
@@ -487,6 +578,7 @@ class AlarmEngine:
 
     def device_status(self, t: float, device: str, *, connected: bool) -> list[Event]:
         """A link's state; only the BP module's counts (oximeters are lost by silence)."""
+        self._stale()
         rule = self.nibp_lost.get(device)
         if rule is None:
             return []
@@ -495,6 +587,7 @@ class AlarmEngine:
 
     def nibp_failed(self, t: float) -> list[Event]:
         """The BP link reports a failed measurement (an error reply, no result in time)."""
+        self._stale()
         self.nibp_error.failed(self.phase)
         return self._transitions(t)
 
@@ -565,6 +658,8 @@ class AlarmEngine:
                     acknowledged=alarm_id in self.acknowledged,
                 )
             )
+        # A rule out of service may raise again from `display`: keep the full path then.
+        self._settled = not self.out_of_service
         return out
 
     def _signal(
@@ -593,7 +688,9 @@ class AlarmEngine:
             and alarm_id not in self.acknowledged
             and alarm_id not in self._escalate_due
         ):
-            self._escalate_due[alarm_id] = t + escalate_s
+            due = self._escalate_due[alarm_id] = t + escalate_s
+            # A new deadline: the bounds must stay below it.
+            self._due, self._due_rest = min(self._due, due), min(self._due_rest, due)
         elif after != (Priority.MEDIUM, AlarmState.ACTIVE):
             self._escalate_due.pop(alarm_id, None)
         if (

@@ -109,10 +109,17 @@ class Monitor:
         due = min(INF if due is None else due, self.alarms.next_due(), self.discharge.next_due())
         return due if self.schedule is None else min(due, self.schedule.next_due())
 
+    def _due_by(self, now: float) -> float:
+        """`next_due` if it is at or before `now`; else some time after `now` (the alarm
+        engine then need not work out its exact next deadline, once per reading)."""
+        due = self.timeline.next_due()
+        due = min(INF if due is None else due, self.alarms.due_by(now), self.discharge.next_due())
+        return due if self.schedule is None else min(due, self.schedule.next_due())
+
     def advance(self, now: float) -> list[Event]:
         """Everything due up to `now`, each event stamped with the time it was due."""
         out: list[Event] = []
-        while (due := self.next_due()) <= now:
+        while (due := self._due_by(now)) <= now:
             if self.schedule is not None:
                 # Before the phase change: a reading due at a boundary is not skipped by the
                 # next phase's longer interval.
@@ -553,6 +560,8 @@ class Monitor:
     def _after_alarms(self, events: list[Event]) -> list[Event]:
         """A medium or high BP alarm raised: ask for a confirming reading at once. `bp_high`
         changed: the infusion prompt follows it."""
+        if not events:
+            return events  # most readings
         out = events
         schedule = self.schedule
         if schedule is not None and schedule.config.remeasure_on_alarm and self.running:

@@ -5,6 +5,11 @@ delay → on → clearing → latched) with its deadline. A `Rule` is an alarm i
 shows the most urgent one, active while any of its levels has its condition. Pure: time is
 passed in, deadlines are reported by `next_due`.
 
+The engine calls rules once per reading, so the per-reading methods (`observe`, `frame`) say
+whether they changed anything the engine must look at: a level's state, or a deadline that may
+have come earlier. A rule with every level idle and its value inside its limits costs a few
+comparisons and reports nothing.
+
 Two guarantees hold for every rule (clinical.md §5.1, IEC 60601-1-8 latching):
 - a latch never hides a new violation: a latched level whose condition returns is on again,
   and a lower level coming on under a latched higher one shows the alarm active;
@@ -75,11 +80,14 @@ class Level:
 
     def update(
         self, t: float, *, violating: bool, inside: bool, clear_delay: float, value: float | None
-    ) -> None:
-        """A valid observation at `t`: `violating` the limit, or `inside` it with hysteresis."""
+    ) -> bool:
+        """A valid observation at `t`: `violating` the limit, or `inside` it with hysteresis.
+
+        True when the state or the deadline changed (the value alone does not count).
+        """
+        state, due = self.state, self.due
         if self.remaining is not None:
             self.due, self.remaining = t + self.remaining, None
-        state = self.state
         if violating:
             self.value = value
         if state is LevelState.IDLE:
@@ -97,6 +105,7 @@ class Level:
         elif violating:  # LATCHED: the condition is back, same occurrence, sounding again
             self.state, self.acked = LevelState.ON, False
         self.fire(t)
+        return self.state is not state or self.due != due
 
     def fire(self, now: float) -> None:
         """Move on if the deadline has come."""
@@ -166,7 +175,10 @@ class Rule:
         self.levels = sorted(levels, key=lambda lv: lv.priority)
 
     def next_due(self) -> float:
-        return min((lv.due for lv in self.levels), default=INF)
+        due = INF
+        for lv in self.levels:
+            due = min(due, lv.due)
+        return due
 
     def advance(self, now: float) -> None:
         for lv in self.levels:
@@ -187,7 +199,7 @@ class Rule:
         holding: Level | None = None
         for lv in self.levels:  # ascending priority
             state = lv.state
-            if state in _SHOWN:
+            if state is not LevelState.IDLE and state is not LevelState.PENDING:  # shown
                 top = lv
                 if state is not LevelState.LATCHED:
                     holding = lv
@@ -220,31 +232,49 @@ class LimitRule(Rule):
         self.freeze_max_s = config.freeze_max_s
         self._invalid_since: float | None = None
 
-    def observe(self, t: float, value: float | None, *, valid: bool) -> None:
+    def observe(self, t: float, value: float | None, *, valid: bool) -> bool:
+        """A reading's value at `t`; True when a level's state or a deadline changed."""
         if value is None or not valid:
             if self._invalid_since is None:
                 self._invalid_since = min(t, self.valid_until)
-            self._freeze(t)
-            return
+            self._freeze(t)  # deadlines only move later
+            return False
+        below = self.below
+        for lv in self.levels:
+            if lv.state is not LevelState.IDLE or (value < lv.limit if below else value > lv.limit):
+                return self._evaluate(t, value)
+        # Every level idle (no deadline: nothing pending to abandon) and no limit crossed:
+        # no level would move, only the value's freshness does.
+        self._invalid_since = None
+        self.valid_until = t + self.hold_s
+        return False
+
+    def _evaluate(self, t: float, value: float) -> bool:
         # Invalid since the last valid value went stale, or since the first invalid one.
         since = self._invalid_since if self._invalid_since is not None else self.valid_until
         if t - since > self.freeze_max_s:
-            self.abandon_pending()
+            self.abandon_pending()  # pending is not shown, and its deadline only goes later
         self._invalid_since = None
+        stale_at = self.valid_until
         self.valid_until = t + self.hold_s
         h = self.hysteresis
+        changed = False
         for lv in self.levels:
             if self.below:
                 violating, inside = value < lv.limit, value >= lv.limit + h
             else:
                 violating, inside = value > lv.limit, value <= lv.limit - h
-            lv.update(
+            if lv.update(
                 t, violating=violating, inside=inside, clear_delay=self.clear_delay, value=value
-            )
+            ):
+                changed = True
+        # Staleness is a deadline too (`next_due`): earlier only if time went back.
+        return changed or self.valid_until < stale_at
 
     def _freeze(self, at: float) -> None:
         for lv in self.levels:
-            lv.freeze(at)
+            if lv.due < INF:  # only a running deadline freezes (sensor-off frames: none)
+                lv.freeze(at)
 
     def abandon_pending(self) -> None:
         """A delay frozen too long is dropped: the value that started it is history."""
@@ -272,14 +302,18 @@ class TechnicalRule(Rule):
     def __init__(
         self, alarm_id: str, *, config: TechnicalAlarmConfig, device: str | None = None
     ) -> None:
-        super().__init__(
-            alarm_id, [Level(priority=config.level, limit=0, delay=config.delay_s, latched=False)]
-        )
+        self.level = Level(priority=config.level, limit=0, delay=config.delay_s, latched=False)
+        super().__init__(alarm_id, [self.level])
         self.device = device
 
-    def observe(self, t: float, violating: bool) -> None:
-        for lv in self.levels:
-            lv.update(t, violating=violating, inside=not violating, clear_delay=0.0, value=None)
+    def observe(self, t: float, violating: bool) -> bool:
+        """The condition at `t`; True when the level's state or deadline changed."""
+        level = self.level
+        if not violating and level.state is LevelState.IDLE:
+            return False  # idle and nothing to start: no deadline, nothing moves
+        return level.update(
+            t, violating=violating, inside=not violating, clear_delay=0.0, value=None
+        )
 
 
 class SilenceRule(Rule):
@@ -304,6 +338,8 @@ class SilenceRule(Rule):
         super().__init__(alarm_id, [self.medium, self.high])
         self.high_phases = frozenset(config.high_phases)
         self.phase: Phase | None = None
+        #: The phase is one where the high level counts silence (set with the phase).
+        self._critical = False
         self.last_frame = since
         self._schedule()
 
@@ -311,16 +347,28 @@ class SilenceRule(Rule):
         medium, high = self.medium, self.high
         medium.due = self.last_frame + medium.delay if medium.state is LevelState.IDLE else INF
         # The high level only counts silence in the phases where it is critical.
-        critical = self.phase in self.high_phases and high.state is not LevelState.ON
+        critical = self._critical and high.state is not LevelState.ON
         high.due = self.last_frame + high.delay if critical else INF
 
-    def frame(self, t: float) -> None:
-        """A valid frame arrived: the link is alive (a latched high stays until acknowledged)."""
+    def frame(self, t: float) -> bool:
+        """A valid frame arrived: the link is alive (a latched high stays until acknowledged).
+
+        True when a level's state changed or a deadline came earlier.
+        """
+        medium, high = self.medium, self.high
+        if medium.state is LevelState.IDLE and high.state is not LevelState.ON:
+            # The usual frame: no state moves, the deadlines only move later.
+            earlier = t < self.last_frame
+            self.last_frame = t
+            medium.due = t + medium.delay  # `reset` of an idle level changes nothing else
+            high.due = t + high.delay if self._critical else INF
+            return earlier
         self.last_frame = t
-        self.medium.reset()
-        if self.high.state is LevelState.ON:
-            self.high.end()
+        medium.reset()
+        if high.state is LevelState.ON:
+            high.end()
         self._schedule()
+        return True
 
     def restart(self, t: float) -> None:
         """The daemon (re)started at `t`: silence counts from now, not from a former run."""
@@ -329,6 +377,7 @@ class SilenceRule(Rule):
 
     def set_phase(self, now: float, phase: Phase) -> None:
         self.phase = phase
+        self._critical = phase in self.high_phases
         self._schedule()
         self.advance(now)
 

@@ -1,0 +1,613 @@
+"""The alarm engine: validity gate → condition (limits, delays, hysteresis) → occurrence state.
+
+Pure logic with time passed in. Every alarm id of DESIGN §5 is a rule (`rules`, `bp`); the
+engine feeds them readings and time, shows the most urgent level of each id, and emits an
+`AlarmTransition` whenever what an id shows (priority, state) changes. On top of the rules it
+keeps the signal layer: acknowledgement (one occurrence), the global audio pause (ended early
+by a new high alarm) and escalation of an unacknowledged medium alarm. Deadlines are reported
+by `next_due` so that the daemon and replay fire them when due, whether or not a byte arrives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sessiond.config import BaselineConfig, NibpConfig, TechnicalAlarmConfig
+from sessiond.model import (
+    INVALID_FOR_ALARMS,
+    PROBE_OFF,
+    AlarmState,
+    AlarmTransition,
+    AudioPause,
+    BaselineCaptured,
+    Phase,
+    Priority,
+    Reading,
+)
+from sessiond.session.baseline import Baseline
+from tests.reference_engine.bp import (
+    BpHighRule,
+    BpRiseRule,
+    DoseGateRule,
+    NibpErrorRule,
+    NibpOverdueRule,
+)
+from tests.reference_engine.rules import (
+    INF,
+    POOR_SIGNAL,
+    Display,
+    Level,
+    LevelState,
+    LimitRule,
+    Rule,
+    SilenceRule,
+    TechnicalRule,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from sessiond.config import AlarmsConfig
+    from sessiond.model import Event
+
+__all__ = ["INF", "AlarmEngine", "RestoredAlarm"]
+
+_INVALID_FOR_ALARMS = int(INVALID_FOR_ALARMS)
+_PROBE_OFF = int(PROBE_OFF)
+
+Shown = tuple[Priority, AlarmState]
+
+#: Technical alarms reported by the daemon about itself (not by a device), and their
+#: priority: a fault in the monitor is an alarm-system failure (clinical.md §1.6, Philips
+#: "System Error"); a record that cannot be written loses no alarm but must be seen.
+#: `console_unwatched`: no signed-in console has watched the session for a few seconds
+#: (clinical.md §4.4). Medium: nobody sees the screen, but nothing is known to be wrong with
+#: the patient, so it does not take the room's lights (a high alarm's override); it sounds on
+#: the room's own speaker whatever its priority (`sessiond.room.alarm_tone`).
+REPORTED: dict[str, Priority] = {
+    "monitor_fault": Priority.HIGH,
+    "record_fault": Priority.MEDIUM,
+    "console_unwatched": Priority.MEDIUM,
+}
+
+#: Alarms about the patient of a session (and its BP programme): ending the session ends
+#: them. No reading can clear them afterwards (the BP module measures no more), and the
+#: next patient must not inherit them. The equipment's alarms (`device_lost`, `sensor_off`,
+#: `signal_poor`) and the daemon's own stay: they are about the room, not the patient.
+SESSION_ALARMS = frozenset(
+    {
+        "spo2_low",
+        "pr_high",
+        "pr_low",
+        "bp_high",
+        "bp_low",
+        "bp_rise",
+        "dose_gate",
+        "nibp_error",
+        "nibp_overdue",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RestoredAlarm:
+    """An alarm the record shows when the daemon stopped, to be shown again on resume."""
+
+    alarm_id: str
+    priority: Priority
+    state: AlarmState
+    acknowledged: bool = False
+    device: str | None = None
+    value: float | None = None
+    limit: float | None = None
+
+
+class ReportedRule(Rule):
+    """A technical condition another part reports (`set`); a one-shot one (a fault that
+    happened) stays shown until acknowledged, a lasting one while the condition lasts."""
+
+    def __init__(self, alarm_id: str, priority: Priority, *, one_shot: bool) -> None:
+        self.level = Level(priority=priority, limit=0, delay=0, latched=False)
+        super().__init__(alarm_id, [self.level])
+        self.one_shot = one_shot
+
+    def set(self, *, active: bool) -> None:
+        if active:
+            self.level.state, self.level.acked = LevelState.ON, False
+        elif not self.one_shot:
+            self.level.reset()
+
+    def acknowledge(self) -> None:
+        if self.one_shot:
+            self.level.reset()
+        else:
+            super().acknowledge()
+
+
+class AlarmEngine:
+    """Every alarm rule of one room; feed it readings and time, collect transitions."""
+
+    def __init__(
+        self,
+        *,
+        config: AlarmsConfig,
+        streaming: Iterable[str],
+        nibp: Iterable[str] = (),
+        start: float = 0.0,
+        schedule: NibpConfig | None = None,
+        baseline: BaselineConfig | None = None,
+    ) -> None:
+        self.config = config
+        self.schedule = schedule or NibpConfig()
+        self.phase: Phase | None = None
+        self.dosed = False
+        #: An infusion started and not stopped: `nibp_overdue` counts its BP interval.
+        self.infusing = False
+        self.baseline = Baseline(baseline or BaselineConfig())
+        # A value stands for the patient until its device would be declared lost.
+        hold_s = config.device_lost.medium_after_s
+        self.spo2_low = LimitRule(
+            "spo2_low", param="spo2", below=True, config=config.spo2_low, hold_s=hold_s
+        )
+        self.pr_high = LimitRule(
+            "pr_high", param="pr", below=False, config=config.pr_high, hold_s=hold_s
+        )
+        self.pr_low = LimitRule(
+            "pr_low", param="pr", below=True, config=config.pr_low, hold_s=hold_s
+        )
+        self.sensor_off = TechnicalRule("sensor_off", config=config.sensor_off)
+        self.signal_poor = TechnicalRule("signal_poor", config=config.signal_poor)
+        self.silence = {
+            device: SilenceRule("device_lost", config=config.device_lost, since=start,
+                                device=device)
+            for device in streaming
+        }  # fmt: skip
+        self.nibp_devices = frozenset(nibp)
+        # A BP reading stands until the next one: it never goes stale.
+        self.bp_low = LimitRule("bp_low", param="sys", below=True, config=config.bp_low, hold_s=INF)
+        self.bp_high = BpHighRule(config.bp_high)
+        self.bp_rise = BpRiseRule(config.bp_rise)
+        self.dose_gate = DoseGateRule(config.dose_gate)
+        self.nibp_error = NibpErrorRule(config.nibp_error)
+        self.nibp_overdue = NibpOverdueRule(config.nibp_overdue)
+        # The BP module is silent between measurements: it is lost when its link says so
+        # (port failed, a command unanswered), not after a silence.
+        lost = TechnicalAlarmConfig(priority="medium", delay_s=0)
+        self.nibp_lost = {
+            device: TechnicalRule("device_lost", config=lost, device=device) for device in nibp
+        }
+        self.reported = {
+            alarm_id: ReportedRule(alarm_id, priority, one_shot=alarm_id == "monitor_fault")
+            for alarm_id, priority in REPORTED.items()
+        }
+
+        oximeter: list[tuple[Rule, bool]] = [
+            (self.spo2_low, config.spo2_low.enabled),
+            (self.pr_high, config.pr_high.enabled),
+            (self.pr_low, config.pr_low.enabled),
+            (self.sensor_off, config.sensor_off.enabled),
+            (self.signal_poor, config.signal_poor.enabled),
+        ]
+        self.rules: list[Rule] = [rule for rule, enabled in oximeter if enabled]
+        self.limits = [r for r in self.rules if isinstance(r, LimitRule)]
+        if config.device_lost.enabled:
+            self.rules += self.silence.values()
+            self.rules += self.nibp_lost.values()
+        if self.nibp_devices:
+            bp: list[tuple[Rule, bool]] = [
+                (self.bp_high, config.bp_high.enabled),
+                (self.bp_low, config.bp_low.enabled),
+                (self.bp_rise, config.bp_rise.enabled),
+                (self.dose_gate, config.dose_gate.enabled),
+                (self.nibp_error, config.nibp_error.enabled),
+                (self.nibp_overdue, config.nibp_overdue.enabled),
+            ]
+            self.rules += [rule for rule, enabled in bp if enabled]
+        self.rules += self.reported.values()
+        self._by_id: dict[str, list[Rule]] = {}
+        for rule in self.rules:
+            self._by_id.setdefault(rule.alarm_id, []).append(rule)
+        self._showing: dict[str, Shown | None] = {}
+        # The signal layer.
+        self._escalate_after = {
+            alarm_id: cfg.escalate_after_s
+            for alarm_id, cfg in (
+                ("spo2_low", config.spo2_low),
+                ("pr_high", config.pr_high),
+                ("pr_low", config.pr_low),
+                ("bp_low", config.bp_low),
+            )
+            if cfg.escalate_after_s is not None
+        }
+        self._escalate_due: dict[str, float] = {}
+        #: Rules that raised, taken out of service, and what they raised (for the log).
+        self.out_of_service: set[Rule] = set()
+        self.faults: list[tuple[str, Exception]] = []
+        #: The device each shown technical alarm is about, for its cleared event.
+        self._devices: dict[str, str] = {}
+        self._escalated: set[str] = set()
+        self.acknowledged: set[str] = set()
+        self.paused_until: float | None = None
+
+    # Time ---------------------------------------------------------------------------------
+
+    def next_due(self) -> float:
+        due = INF
+        for rule in self.rules:
+            try:
+                rule_due = rule.next_due()
+            except Exception as exc:  # noqa: BLE001  (a broken rule must not stop the others)
+                self._broken(rule, exc)
+                continue
+            due = min(due, rule_due)
+        if self._escalate_due:
+            due = min(due, *self._escalate_due.values())
+        if self.paused_until is not None:
+            due = min(due, self.paused_until)
+        return due
+
+    def advance(self, now: float) -> list[Event]:
+        """Fire every deadline up to `now`, in time order, each at the time it was due."""
+        out: list[Event] = []
+        while (due := self.next_due()) <= now:
+            for rule in self.rules:
+                try:
+                    rule.advance(due)
+                except Exception as exc:  # noqa: BLE001
+                    self._broken(rule, exc)
+            for alarm_id, at in list(self._escalate_due.items()):
+                if at <= due:
+                    del self._escalate_due[alarm_id]
+                    self._escalated.add(alarm_id)
+            if self.paused_until is not None and self.paused_until <= due:
+                self.paused_until = None
+                out.append(AudioPause(t=due, paused=False, reason="timeout"))
+            out += self._transitions(due)
+        return out
+
+    def _broken(self, rule: Rule, exc: Exception) -> None:
+        """A rule raised: take it out of service (it shows what it showed) and raise
+        `monitor_fault`, so that one fault never stops the other rules or the timer."""
+        if rule in self.rules:
+            self.rules.remove(rule)
+        if rule in self.limits:
+            self.limits.remove(rule)
+        self.out_of_service.add(rule)
+        self.faults.append((rule.alarm_id, exc))
+        if rule is not self.reported["monitor_fault"]:
+            self.reported["monitor_fault"].set(active=True)
+
+    def _observe(self, rule: Rule, observe: Callable[[], None]) -> None:
+        if rule in self.out_of_service:
+            return
+        try:
+            observe()
+        except Exception as exc:  # noqa: BLE001
+            self._broken(rule, exc)
+
+    # Session ------------------------------------------------------------------------------
+
+    def start(self, t: float) -> None:
+        """A new session: a fresh baseline, and the first BP reading is due from now."""
+        self.dosed = False
+        self.infusing = False
+        self.baseline.reset()
+        self.bp_high.run = 0
+        self.nibp_overdue.start(t)
+
+    def end_session(self, t: float) -> list[Event]:
+        """The nurse ended the session: its alarms end with it (a deliberate operator action,
+        as an ALARM RESET), each with a `cleared` transition in the record. An oximeter left
+        on a finger raises its alarms again from new readings, with their delays."""
+        for alarm_id in SESSION_ALARMS:
+            for rule in self._by_id.get(alarm_id, []):
+                for level in rule.levels:
+                    level.reset()
+                if isinstance(rule, LimitRule):
+                    rule.valid_until = -INF
+            self._escalated.discard(alarm_id)
+            self._escalate_due.pop(alarm_id, None)
+            self.acknowledged.discard(alarm_id)
+        self.bp_high.run = 0
+        self.nibp_error.failures = 0
+        return self._transitions(t)
+
+    def set_phase(self, t: float, phase: Phase) -> list[Event]:
+        self.phase = phase
+        for rule in self.silence.values():
+            rule.set_phase(t, phase)
+        interval = self.schedule.interval_s(phase, infusion=self.infusing)
+        self.nibp_overdue.set_interval(t, interval)
+        return self._transitions(t)
+
+    def set_infusion(self, t: float, *, infusing: bool) -> list[Event]:
+        """An infusion started or stopped: `nibp_overdue` follows the BP interval it sets."""
+        self.infusing = infusing
+        if self.phase is None:
+            return []
+        overdue = self.nibp_overdue
+        interval = self.schedule.interval_s(self.phase, infusion=infusing)
+        self._observe(overdue, lambda: overdue.set_interval(t, interval))
+        return self._transitions(t)
+
+    def dose(self, t: float) -> list[Event]:
+        """The dose was given: fix the baseline and open the gate."""
+        self.dosed = True
+        self.dose_gate.end()
+        out: list[Event] = [self.baseline.capture(t)]
+        return out + self._transitions(t)
+
+    def resume(self, captured: BaselineCaptured | None) -> None:
+        """A resumed session after its dose: the baseline from its record."""
+        self.dosed = True
+        if captured is not None:
+            self.baseline.restore(captured)
+
+    def restart(self, t: float) -> None:
+        """The daemon's clock starts at `t` (a resume continues the session's time axis)."""
+        for rule in self.silence.values():
+            rule.restart(t)
+
+    def restore_bp(self, readings: Iterable[tuple[float, float, float]]) -> None:
+        """The session's valid BP readings (t, SYS, DIA) from the record, oldest first.
+
+        Before the dose they are the baseline so far (and the gate's input); in any phase
+        the last one is when BP was last measured, and the run of high readings counts
+        toward `bp_high`'s confirmation.
+        """
+        c = self.config.bp_high
+        for t, sys, dia in readings:
+            if not self.dosed:
+                self.baseline.add_bp(sys, dia)
+            high = sys >= c.high_sys_mmhg or dia >= c.high_dia_mmhg
+            self.bp_high.run = self.bp_high.run + 1 if high else 0
+            self.nibp_overdue.measured(t)
+
+    def restore(self, t: float, alarms: Iterable[RestoredAlarm]) -> list[Event]:
+        """Show again what the record showed when the daemon stopped: level, latch and
+        acknowledgement. The next readings take each alarm on from there."""
+        for alarm in alarms:
+            rules = self._by_id.get(alarm.alarm_id, [])
+            if alarm.device is not None:
+                rules = [r for r in rules if r.device in (None, alarm.device)] or rules
+            if not rules:
+                continue
+            rule = rules[0]
+            levels = [lv for lv in rule.levels if lv.priority <= alarm.priority] or rule.levels
+            level = levels[-1]
+            if level.priority < alarm.priority:
+                self._escalated.add(alarm.alarm_id)
+            if alarm.state is AlarmState.LATCHED:
+                level.state, level.due = LevelState.LATCHED, INF
+            else:
+                level.state, level.due = LevelState.ON, INF
+                level.acked = alarm.acknowledged
+                level.value = alarm.value
+                if alarm.limit is not None:
+                    level.limit = alarm.limit
+            if isinstance(rule, NibpErrorRule):
+                rule.failures = max(rule.failures, 1 if level is rule.first else 2)
+            if isinstance(rule, SilenceRule):
+                rule.restart(t)
+            if alarm.acknowledged:
+                self.acknowledged.add(alarm.alarm_id)
+        return self._transitions(t, restored=True)
+
+    def restore_pause(self, t: float, until_t: float) -> list[Event]:
+        """An audio pause that was running when the daemon stopped, if not over yet."""
+        if until_t <= t:
+            return []
+        self.paused_until = until_t
+        return [AudioPause(t=t, paused=True, until_t=until_t, reason="restored")]
+
+    def report(self, t: float, alarm_id: str, *, active: bool) -> list[Event]:
+        """A technical condition of the daemon itself (`REPORTED`): raised or gone."""
+        self.reported[alarm_id].set(active=active)
+        return self._transitions(t)
+
+    @property
+    def dose_gate_closed(self) -> bool:
+        return self.dose_gate in self.rules and self.dose_gate.closed
+
+    # Nurse actions ----------------------------------------------------------------------
+
+    def showing(self, alarm_id: str) -> Shown | None:
+        """What the alarm shows now (priority, state), or None when it is not shown."""
+        return self._showing.get(alarm_id)
+
+    def any_shown(self) -> bool:
+        return any(shown is not None for shown in self._showing.values())
+
+    def acknowledge(self, t: float, alarm_id: str) -> list[Event]:
+        """A nurse acknowledged `alarm_id`: its audio is silenced for this occurrence.
+
+        A latched alarm whose condition is gone clears (ALARM RESET). An active alarm stays
+        shown while its condition lasts (the visual indication is never silenced), and it
+        no longer escalates.
+        """
+        self.acknowledged.add(alarm_id)
+        self._escalate_due.pop(alarm_id, None)
+        for rule in self._by_id.get(alarm_id, []):
+            rule.acknowledge()
+        return self._transitions(t)
+
+    def pause(self, t: float) -> list[Event]:
+        """Pause alarm audio (every alarm) for the configured time."""
+        self.paused_until = t + self.config.audio.pause_s
+        return [AudioPause(t=t, paused=True, until_t=self.paused_until, reason="nurse")]
+
+    # Readings -----------------------------------------------------------------------------
+
+    def on_reading(self, r: Reading) -> list[Event]:
+        """Evaluate a reading that arrived at `r.t` (call `advance(r.t)` first)."""
+        silence = self.silence.get(r.device)
+        if silence is None:
+            if r.device in self.nibp_devices:
+                return self._on_bp(r)
+            return []
+        silence.frame(r.t)
+        flags = int(r.flags)  # plain int: IntFlag operators are slow on this path
+        valid = not flags & _INVALID_FOR_ALARMS
+        t = r.t
+        for rule in self.limits:
+            try:
+                rule.observe(t, getattr(r, rule.param), valid=valid)
+            except Exception as exc:  # noqa: BLE001
+                self._broken(rule, exc)
+        # Frames that keep saying "no value" (dashes, 127/511) mean no finger even when the
+        # device sets no flag: the device is connected, the sensor is not on a patient. A
+        # pulse rate without SpO2 is no SpO2 monitoring either (DESIGN §5).
+        off, poor = self.sensor_off, self.signal_poor
+        off.device = poor.device = r.device
+        self._observe(off, lambda: off.observe(t, bool(flags & _PROBE_OFF) or r.spo2 is None))
+        self._observe(poor, lambda: poor.observe(t, bool(flags & POOR_SIGNAL)))
+        if valid and not self.dosed and self.phase is Phase.BASELINE:
+            self.baseline.add_oximetry(t, r.spo2, r.pr)
+        return self._transitions(t)
+
+    def _on_bp(self, r: Reading) -> list[Event]:
+        t, sys, dia = r.t, r.sys, r.dia
+        error, observe = self.nibp_error, self._observe
+        if sys is None or dia is None or r.flags & _INVALID_FOR_ALARMS:
+            # A measurement that produced no values: it failed.
+            observe(error, lambda: error.failed(self.phase))
+            return self._transitions(t)
+        observe(error, error.measured)
+        overdue, low, high = self.nibp_overdue, self.bp_low, self.bp_high
+        observe(overdue, lambda: overdue.measured(t))
+        observe(low, lambda: low.observe(t, sys, valid=True))
+        observe(high, lambda: high.observe(t, sys, dia))
+        if self.dosed:
+            baseline = self.baseline.bp()
+            if baseline is not None:
+                rise = self.bp_rise
+                observe(rise, lambda: rise.observe(t, sys, dia, baseline=baseline))
+        elif self.phase is Phase.BASELINE:
+            self.baseline.add_bp(sys, dia)
+            so_far = self.baseline.bp()
+            if so_far is not None:
+                gate = self.dose_gate
+                observe(gate, lambda: gate.observe(t, so_far))
+        return self._transitions(t)
+
+    def device_status(self, t: float, device: str, *, connected: bool) -> list[Event]:
+        """A link's state; only the BP module's counts (oximeters are lost by silence)."""
+        rule = self.nibp_lost.get(device)
+        if rule is None:
+            return []
+        rule.observe(t, violating=not connected)
+        return self._transitions(t)
+
+    def nibp_failed(self, t: float) -> list[Event]:
+        """The BP link reports a failed measurement (an error reply, no result in time)."""
+        self.nibp_error.failed(self.phase)
+        return self._transitions(t)
+
+    # What each id shows ---------------------------------------------------------------------
+
+    def _transitions(self, t: float, *, restored: bool = False) -> list[Event]:
+        out: list[Event] = []
+        for alarm_id, rules in self._by_id.items():
+            shown: Display | None = None
+            device: str | None = None
+            # Several rules may share an id (one silence rule per device): the most urgent
+            # wins, and an active one over a latched one of the same priority.
+            failed = False
+            for rule in rules:
+                try:
+                    display = rule.display()
+                except Exception as exc:  # noqa: BLE001
+                    self._broken(rule, exc)
+                    failed = True
+                    continue
+                if display is not None and (
+                    shown is None
+                    or (display.priority, display.state is AlarmState.ACTIVE)
+                    > (shown.priority, shown.state is AlarmState.ACTIVE)
+                ):
+                    shown, device = display, rule.device
+            before = self._showing.get(alarm_id)
+            if failed and shown is None:
+                continue  # what a broken rule showed stays shown: never a silent clear
+            if shown is None:
+                after = None
+            elif alarm_id in self._escalated:
+                after = (Priority.HIGH, shown.state)
+            else:
+                after = (shown.priority, shown.state)
+            if after == before and not restored:
+                continue
+            self._showing[alarm_id] = after
+            self._signal(t, alarm_id, before if not restored else after, after, out)
+            if after is None:
+                if before is None:
+                    continue  # nothing was shown, nothing to restore
+                out.append(
+                    AlarmTransition(
+                        t=t,
+                        alarm_id=alarm_id,
+                        priority=before[0],
+                        state=AlarmState.CLEARED,
+                        phase=self.phase,
+                        device=self._devices.pop(alarm_id, None),
+                    )
+                )
+                continue
+            assert shown is not None
+            if device is not None:
+                self._devices[alarm_id] = device
+            out.append(
+                AlarmTransition(
+                    t=t,
+                    alarm_id=alarm_id,
+                    priority=after[0],
+                    state=after[1],
+                    phase=self.phase,
+                    value=shown.value,
+                    limit=shown.limit if shown.value is not None else None,
+                    device=device,
+                    restored=restored,
+                    acknowledged=alarm_id in self.acknowledged,
+                )
+            )
+        return out
+
+    def _signal(
+        self, t: float, alarm_id: str, before: Shown | None, after: Shown | None, out: list[Event]
+    ) -> None:
+        """Acknowledgement, escalation and pause follow what an id shows."""
+        if after is None:
+            self.acknowledged.discard(alarm_id)
+            self._escalated.discard(alarm_id)
+            self._escalate_due.pop(alarm_id, None)
+            return
+        priority, state = after
+        # A new occurrence, a higher priority, or a latch whose condition came back.
+        raised = (
+            before is None
+            or priority > before[0]
+            or (before[1] is AlarmState.LATCHED and state is AlarmState.ACTIVE)
+        )
+        if raised:
+            # A new occurrence, or a higher priority, sounds again.
+            self.acknowledged.discard(alarm_id)
+        escalate_s = self._escalate_after.get(alarm_id)
+        if (
+            escalate_s is not None
+            and after == (Priority.MEDIUM, AlarmState.ACTIVE)
+            and alarm_id not in self.acknowledged
+            and alarm_id not in self._escalate_due
+        ):
+            self._escalate_due[alarm_id] = t + escalate_s
+        elif after != (Priority.MEDIUM, AlarmState.ACTIVE):
+            self._escalate_due.pop(alarm_id, None)
+        if (
+            raised
+            and priority is Priority.HIGH
+            and state is AlarmState.ACTIVE
+            and self.paused_until is not None
+            and self.config.audio.high_ends_pause
+        ):
+            self.paused_until = None
+            out.append(AudioPause(t=t, paused=False, reason=f"high alarm {alarm_id}"))
