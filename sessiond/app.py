@@ -19,13 +19,14 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from sessiond.bus import Bus
 from sessiond.clock import LoopClock
-from sessiond.config import ConfigError, ConsoleUser
 from sessiond.console.auth import hash_password
 from sessiond.console.overview import Overview
 from sessiond.console.server import create_console_app, start_console, tls_context
+from sessiond.console.settings import ConsoleUser
 from sessiond.devices import make_decoder
 from sessiond.devices.link import SerialLink
 from sessiond.devices.nibp import NibpLink
+from sessiond.errors import ConfigError
 from sessiond.model import (
     AlarmState,
     AlarmTransition,

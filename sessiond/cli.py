@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import contextlib
-import getpass
 import json
-import logging
 import math
 import os
 import re
-import signal
 import sys
 from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
-from sessiond import __version__
 from sessiond.errors import ConfigError
 from sessiond.model import Route
 
@@ -25,8 +20,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Iterator, Sequence
 
     from sessiond.config import Config
-
-logger = logging.getLogger("sessiond")
+    from sessiond.session.settings import SessionConfig
 
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2
@@ -38,6 +32,45 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         # One line, as for every bad input (DESIGN §6); the usage is one `--help` away.
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: {message}\n")
+
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # The width argparse takes from shutil.get_terminal_size(), without importing shutil
+        # (and its compression modules) for every command: start-up.
+        return argparse.HelpFormatter(prog=self.prog, width=_terminal_columns() - 2)
+
+
+def _terminal_columns() -> int:
+    """`shutil.get_terminal_size().columns`: $COLUMNS, else stdout's terminal, else 80."""
+    try:
+        columns = int(os.environ["COLUMNS"])
+    except (KeyError, ValueError):
+        columns = 0
+    if columns > 0:
+        return columns
+    stdout = sys.__stdout__
+    try:
+        return (stdout is not None and os.get_terminal_size(stdout.fileno()).columns) or 80
+    except (ValueError, OSError):
+        return 80
+
+
+class _Version(argparse.Action):
+    """`--version`: the version is looked up only when asked for (it takes a while)."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS) -> None:
+        super().__init__(
+            option_strings,
+            dest,
+            default=argparse.SUPPRESS,
+            nargs=0,
+            help="show program's version number and exit",
+        )
+
+    def __call__(self, parser: argparse.ArgumentParser, *_: object) -> None:
+        from sessiond import __version__
+
+        print(f"sessiond {__version__}")
+        parser.exit()
 
 
 def _positive(text: str) -> float:
@@ -66,7 +99,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="sessiond",
         description="In-session monitoring and set-and-setting controller for one therapy room.",
     )
-    parser.add_argument("--version", action="version", version=f"sessiond {__version__}")
+    parser.add_argument("--version", action=_Version)
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -333,8 +366,20 @@ def _load(path: Path | None) -> Config:
     return load_config(path)
 
 
+def _session_config(path: Path | None) -> SessionConfig:
+    """The session's settings of the file at `path` (the whole file validated), or the
+    defaults, built without pydantic (replay starts fast)."""
+    if path is not None:
+        return _load(path)
+    from sessiond.session.settings import SessionSettings
+
+    return SessionSettings()
+
+
 def _until_signalled(main: Coroutine[Any, Any, int]) -> int:
     """Run `main`; SIGINT or SIGTERM cancel it, so that its shutdown runs and it exits 0."""
+    import asyncio
+    import signal
 
     async def guarded() -> int:
         task = asyncio.create_task(main)
@@ -369,7 +414,7 @@ def _cmd_replay(args: argparse.Namespace) -> int:
     if args.infusion_end is not None and args.infusion_end <= args.dose_at:
         print("sessiond replay: --infusion-end must be after --dose-at", file=sys.stderr)
         return EXIT_BAD_INPUT
-    config = _load(args.config)
+    config = _session_config(args.config)
     with contextlib.ExitStack() as stack:
         try:
             stream = stack.enter_context(open_capture(args.capture))
@@ -400,6 +445,8 @@ def _cmd_replay(args: argparse.Namespace) -> int:
 
 
 def _cmd_hash_password(_: argparse.Namespace) -> int:
+    import getpass
+
     from sessiond.console.auth import hash_password
 
     first = getpass.getpass("password: ")
@@ -414,6 +461,8 @@ def _cmd_hash_password(_: argparse.Namespace) -> int:
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
+    import getpass
+
     from sessiond.console.auth import hash_password
     from sessiond.install import find_ports, write_config
 
@@ -668,7 +717,9 @@ def _cmd_purge(args: argparse.Namespace) -> int:
         if plan.kept_open:
             print(f"  kept, still open: {', '.join(plan.kept_open)}")
         if not args.dry_run:
-            logger.info(
+            import logging
+
+            logging.getLogger("sessiond").info(
                 "purge: %d sessions that ended before %s deleted from %s: %s",
                 n,
                 before.isoformat(),
@@ -696,14 +747,23 @@ _COMMANDS = {
 }
 
 
+#: Commands that log nothing: `replay` writes its JSON lines and starts without logging.
+_SILENT = frozenset({"replay"})
+
+
 def _setup_logging(*, verbose: bool) -> None:
     """To the journal as structured entries under systemd, else lines on stderr."""
-    level = logging.DEBUG if verbose else logging.INFO
-    from sessiond.service import JournalHandler, journal_wanted
+    import logging
 
-    if journal_wanted():
-        logging.basicConfig(level=level, handlers=[JournalHandler()])
-        return
+    level = logging.DEBUG if verbose else logging.INFO
+    # systemd sets $JOURNAL_STREAM; without it, stderr is no journal (and the command starts
+    # without sockets and asyncio).
+    if os.environ.get("JOURNAL_STREAM"):
+        from sessiond.service import JournalHandler, journal_wanted
+
+        if journal_wanted():
+            logging.basicConfig(level=level, handlers=[JournalHandler()])
+            return
     logging.basicConfig(
         level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
@@ -711,7 +771,8 @@ def _setup_logging(*, verbose: bool) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    _setup_logging(verbose=args.verbose)
+    if args.command not in _SILENT:
+        _setup_logging(verbose=args.verbose)
     try:
         return _COMMANDS[args.command](args)
     except ConfigError as exc:

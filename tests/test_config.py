@@ -8,7 +8,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
 from sessiond.config import (
     AlarmsConfig,
@@ -286,11 +285,17 @@ def test_models_built_in_code_take_python_values_and_checks():
     assert AlarmsConfig(spo2_low=alarm).spo2_low is alarm
     assert NibpConfig(command_timeout_s=0.5).command_timeout_s == 0.5
     assert MusicConfig.model_validate({"vlc_args": ["--quiet"]}).vlc_args == ("--quiet",)
+    assert alarm.medium is not None
+    assert type(alarm.medium.limit) is float
+    # The session's settings are dataclasses that check themselves (the monitor loads without
+    # pydantic): a bad one raises ValueError, as pydantic's ValidationError is one.
     inverted = LimitAlarmConfig(medium=LimitLevel(limit=80), high=LimitLevel(limit=90))
-    with pytest.raises(ValidationError, match=r"must be below medium\.limit"):
+    with pytest.raises(ValueError, match=r"must be below medium\.limit"):
         AlarmsConfig(spo2_low=inverted)
-    with pytest.raises(ValidationError, match="finite"):
+    with pytest.raises(ValueError, match="finite"):
         LimitLevel(limit=float("nan"))
+    with pytest.raises(ValueError, match="less than or equal to 120"):
+        LimitLevel(limit=90, delay_s=121)
 
 
 def test_check_config_reports_one_line_per_problem(tmp_path):

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import ipaddress
 import itertools
 import logging
@@ -26,14 +27,8 @@ from aiohttp import WSCloseCode, hdrs, web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 from yarl import URL
 
-from sessiond.config import (
-    AudioConfig,
-    ChecklistsConfig,
-    ConsoleConfig,
-    NibpConfig,
-    TimelineConfig,
-)
 from sessiond.console.auth import TOKEN_TTL_S, LoginThrottle, Sessions, verify_password
+from sessiond.console.settings import ConsoleConfig
 from sessiond.model import DoseUnit, NurseAction, Phase, Reading, Route
 from sessiond.session.commands import (
     CommandRejected,
@@ -43,6 +38,7 @@ from sessiond.session.commands import (
 )
 from sessiond.session.infusion import MAX_AMOUNT, MAX_PLANNED_MIN
 from sessiond.session.monitor import MAX_NOTE_CHARS
+from sessiond.session.settings import AudioConfig, ChecklistsConfig, NibpConfig, TimelineConfig
 from sessiond.status import RoomStatus
 from sessiond.wire import event_json, public_action_json
 
@@ -52,8 +48,8 @@ if TYPE_CHECKING:
     from aiohttp.typedefs import Handler
 
     from sessiond.bus import Bus, Subscription
-    from sessiond.config import ConsoleUser
     from sessiond.console.overview import Overview
+    from sessiond.console.settings import ConsoleUser
     from sessiond.model import Event
     from sessiond.records.read import RecordReader
 
@@ -259,7 +255,7 @@ class _Console:
         self.records = records
         self._predose_gate = predose_gate
         self._checklists = {
-            kind: [item.model_dump() for item in getattr(checklists, kind)]
+            kind: [dataclasses.asdict(item) for item in getattr(checklists, kind)]
             for kind in ("predose", "discharge")
         }
         self.bus = bus
@@ -281,7 +277,9 @@ class _Console:
         self.secure_cookie = bool(settings.tls_cert)
         # Unknown users are checked against a real hash too, so timing does not reveal names.
         self.decoy_hash = next((u.password_hash for u in users.values()), None)
-        self._timeline = {route.value: timeline.for_route(route).model_dump() for route in Route}
+        self._timeline = {
+            route.value: dataclasses.asdict(timeline.for_route(route)) for route in Route
+        }
         self._nibp_schedule = _nibp_schedule(nibp)
         self._audio = {"pause_s": audio.pause_s, "reminder_s": audio.reminder_s}
         self._ws_ids = itertools.count(1)

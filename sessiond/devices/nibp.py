@@ -39,9 +39,9 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from sessiond.clock import LoopClock
-    from sessiond.config import NibpConfig
     from sessiond.devices.link import SerialLink
     from sessiond.devices.suntech import Reply
+    from sessiond.session.settings import NibpConfig
 
 logger = logging.getLogger(__name__)
 

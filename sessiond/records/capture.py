@@ -16,7 +16,7 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TextIO
 
-from sessiond.devices import DECODERS
+from sessiond.devices import PROTOCOLS
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
@@ -105,8 +105,8 @@ class CaptureReader:
         name, decoder = words
         if name in self.ports:
             raise CaptureError(lineno, f"port {name!r} declared twice")
-        if decoder not in DECODERS:
-            known = ", ".join(sorted(DECODERS))
+        if decoder not in PROTOCOLS:
+            known = ", ".join(sorted(PROTOCOLS))
             raise CaptureError(lineno, f"unknown decoder {decoder!r} (known: {known})")
         self.ports[name] = decoder
 

@@ -22,8 +22,8 @@ from sessiond.wire import event_json, reading_json
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-    from sessiond.config import Config
     from sessiond.model import Event
+    from sessiond.session.settings import SessionConfig
 
 #: The user and source recorded for the session start and dose that replay performs.
 REPLAY_USER = "replay"
@@ -34,7 +34,7 @@ _PUBLIC_TYPES = frozenset({"phase", "alarm", "nibp_request", "discharge_ready", 
 def replay(
     reader: CaptureReader,
     *,
-    config: Config,
+    config: SessionConfig,
     route: Route = Route.IV,
     dose_at: float | None = None,
     infusion_end: float | None = None,

@@ -25,14 +25,15 @@ import tempfile
 import wave
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
-from pydantic import Field
 
 from sessiond.model import AlarmState, Priority
 from sessiond.room.music import _Worker
-from sessiond.settings import Strict
+
+# `[alarm_audio]` is defined in `sessiond.room.settings`; importing it from here still works.
+from sessiond.room.settings import AlarmAudioConfig as AlarmAudioConfig  # noqa: PLC0414, TC001
 from sessiond.status import RoomStatus
 
 if TYPE_CHECKING:
@@ -49,20 +50,6 @@ ROOM_ALARMS = frozenset({"console_unwatched"})
 #: A libvlc call that has not returned by then is given up on.
 CALL_TIMEOUT_S = 5.0
 SAMPLE_RATE = 22_050
-
-
-class AlarmAudioConfig(Strict):
-    """`[alarm_audio]`: the room's alarm speaker (high alarms, no console watching)."""
-
-    enabled: bool = True
-    #: Output volume (% of the player's 0-100 scale); never below 10: an alarm is heard.
-    volume_pct: Annotated[int, Field(ge=10, le=100)] = 80
-    #: Seconds (real time) without a signed-in console during a session that raise
-    #: `console_unwatched` (clinical.md §4.4: 5 s).
-    unwatched_after_s: Annotated[float, Field(gt=0, le=60)] = 5.0
-    #: libvlc options, as `[music] vlc_args` (headless tests: `--aout=alsa
-    #: --alsa-audio-device=null`, or `--aout=afile --audiofile-file=FILE` to capture).
-    vlc_args: tuple[str, ...] = ("--no-video", "--quiet")
 
 
 @dataclass(frozen=True, slots=True)

@@ -28,11 +28,15 @@ import json
 import logging
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from pydantic import Field, model_validator
+from sessiond.room.settings import KELVIN_MAX, KELVIN_MIN
 
-from sessiond.settings import Strict
+# `[lights]` is defined in `sessiond.room.settings`; importing it from here still works.
+from sessiond.room.settings import HomeAssistantLight as HomeAssistantLight  # noqa: PLC0414
+from sessiond.room.settings import LightsConfig as LightsConfig  # noqa: PLC0414
+from sessiond.room.settings import TasmotaLight as TasmotaLight  # noqa: PLC0414
+from sessiond.room.settings import Zigbee2MqttLight as Zigbee2MqttLight  # noqa: PLC0414
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -40,13 +44,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 MIRED_KELVIN = 1_000_000
-#: Tasmota's CT command range (mireds) and longest native fade (`Speed 40` = 20 s).
+#: Tasmota's CT command range (mireds).
 TASMOTA_CT_MIN = 153
 TASMOTA_CT_MAX = 500
-TASMOTA_MAX_FADE_S = 20.0
-#: Colour temperatures a target may ask for (K); lights clamp to their own range.
-KELVIN_MIN = 1000
-KELVIN_MAX = 20000
 FULL_PCT = 100.0
 #: Light commands are QoS 1 (delivered once the broker has them) and never retained.
 COMMAND_QOS = 1
@@ -54,74 +54,6 @@ COMMAND_QOS = 1
 
 def kelvin_to_mireds(kelvin: float) -> float:
     return MIRED_KELVIN / kelvin
-
-
-# --- configuration ---------------------------------------------------------------------------
-
-
-class _LightBase(Strict):
-    #: Zigbee2MQTT friendly name or group, Tasmota topic, or a display name (Home Assistant).
-    name: str = Field(min_length=1, pattern=r"^[^#+]+$")
-    #: Warmest and coolest colour temperature the light takes (mireds; 1e6 / kelvin).
-    min_mireds: int = Field(default=153, ge=50, le=1000)
-    max_mireds: int = Field(default=500, ge=50, le=1000)
-    #: Seconds between the daemon's steps of a long fade (each a native transition this long).
-    step_s: float = Field(default=5.0, gt=0, le=60)
-    #: Longest transition (s) the light is trusted to run itself; longer fades are stepped.
-    max_native_transition_s: float = Field(default=20.0, ge=0, le=3600)
-
-    @model_validator(mode="after")
-    def _ranges(self) -> _LightBase:
-        if self.min_mireds >= self.max_mireds:
-            msg = "min_mireds must be below max_mireds"
-            raise ValueError(msg)
-        return self
-
-
-class Zigbee2MqttLight(_LightBase):
-    adapter: Literal["zigbee2mqtt"]
-    #: Zigbee2MQTT's `mqtt.base_topic`.
-    base_topic: str = Field(default="zigbee2mqtt", min_length=1, pattern=r"^[^#+]+$")
-
-
-class TasmotaLight(_LightBase):
-    adapter: Literal["tasmota"]
-    #: Tasmota fades natively for at most 20 s.
-    max_native_transition_s: float = Field(default=TASMOTA_MAX_FADE_S, ge=0, le=TASMOTA_MAX_FADE_S)
-
-
-class HomeAssistantLight(_LightBase):
-    """A light speaking the Home Assistant JSON schema (ESPHome MQTT, custom firmware)."""
-
-    adapter: Literal["homeassistant"]
-    command_topic: str = Field(min_length=1, pattern=r"^[^#+]+$")
-    #: None: the light publishes no availability (shown as unknown).
-    availability_topic: str | None = Field(default=None, pattern=r"^[^#+]+$")
-    payload_available: str = "online"
-    payload_not_available: str = "offline"
-    #: The light takes `color_temp` in kelvin (HA's `color_temp_kelvin: true`), not mireds.
-    color_temp_kelvin: bool = False
-    #: Brightness at 100 % (HA's `brightness_scale`).
-    brightness_scale: int = Field(default=255, ge=1, le=65535)
-
-
-LightConfig = Annotated[
-    Zigbee2MqttLight | TasmotaLight | HomeAssistantLight, Field(discriminator="adapter")
-]
-
-
-class LightsConfig(Strict):
-    """The room's lights (`[[lights.fixtures]]`); all of them follow the scene together."""
-
-    fixtures: list[LightConfig] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _unique_names(self) -> LightsConfig:
-        names = [light.name for light in self.fixtures]
-        if len(names) != len(set(names)):
-            msg = "light names must be unique"
-            raise ValueError(msg)
-        return self
 
 
 # --- targets and adapters --------------------------------------------------------------------

@@ -87,7 +87,6 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
-    model_validator,
 )
 
 from sessiond import __version__
@@ -104,14 +103,16 @@ from sessiond.model import (
     Route,
     SessionStarted,
 )
-from sessiond.room.discovery import DEFAULT_DISCOVERY_PREFIX, discovery_messages, status_topic
+from sessiond.room.discovery import discovery_messages, status_topic
+
+# `[mqtt]` is defined in `sessiond.room.settings`; importing it from here still works.
+from sessiond.room.settings import MqttSettings as MqttSettings  # noqa: PLC0414, TC001
 from sessiond.session.commands import (
     CommandRejected,
     Control,
     describe_invalid,
 )
 from sessiond.session.infusion import MAX_AMOUNT, MAX_PLANNED_MIN, MAX_REASON_CHARS
-from sessiond.settings import Strict
 from sessiond.wire import alarm_json, event_json, public_action_json
 
 if TYPE_CHECKING:
@@ -138,78 +139,6 @@ MAX_PENDING_TOPICS = 1024
 VITALS_STALE_S = 10.0
 #: Longest a clean exit spends flushing queued messages and saying `offline` (s).
 SHUTDOWN_FLUSH_S = 3.0
-
-_TopicText = Annotated[
-    str, Field(min_length=1, max_length=128, pattern=r"^[^#+/\s]([^#+\s]*[^#+/\s])?$")
-]
-
-
-class MqttSettings(Strict):
-    """`[mqtt]`: the broker, credentials, TLS, topics and rates (to be merged into config)."""
-
-    #: The daemon runs the bridge only when enabled (the bridge itself does not look).
-    enabled: bool = False
-    host: str = "127.0.0.1"
-    port: int = Field(default=1883, ge=1, le=65535)  # TCP port (8883 is usual with TLS)
-    username: str | None = None
-    password: str | None = None
-    #: Connect with TLS; the broker is verified against `ca_file` (or the system's CAs).
-    tls: bool = False
-    #: CA bundle (PEM file path) that signed the broker's certificate; None: system CAs.
-    ca_file: str | None = None
-    #: Client certificate and key (PEM file paths) for brokers that require mutual TLS.
-    cert_file: str | None = None
-    key_file: str | None = None
-    #: Skip the broker host-name check (the chain is still verified); test setups only.
-    tls_insecure: bool = False
-    #: Base topic: everything goes under `<prefix>/<room id>/`.
-    prefix: _TopicText = "sessiond"
-    #: MQTT client id; None: `sessiond-<room id>` (stable: one per room, never shared).
-    client_id: str | None = Field(default=None, min_length=1, max_length=64)
-    #: Keep-alive (s): a frozen broker is noticed within about twice this.
-    keepalive_s: int = Field(default=10, ge=5, le=3600)
-    #: Longest wait (s) for the broker to acknowledge a connect, publish or subscribe.
-    timeout_s: float = Field(default=10.0, gt=0, le=120)
-    #: Reconnect backoff (s): first retry after about `reconnect_min_s`, doubling to the max.
-    reconnect_min_s: float = Field(default=1.0, gt=0, le=60)
-    reconnect_max_s: float = Field(default=30.0, gt=0, le=3600)
-    #: Home Assistant MQTT discovery (retained per-entity configs).
-    discovery: bool = True
-    discovery_prefix: _TopicText = DEFAULT_DISCOVERY_PREFIX
-    #: Home Assistant restarted: re-send discovery after a random delay up to this (s).
-    discovery_delay_max_s: float = Field(default=1.0, ge=0, le=60)
-    #: At most this many `vitals` messages per second (Hz).
-    vitals_max_rate_hz: float = Field(default=2.0, gt=0, le=20)
-    #: At least this long (s) between two `state` messages (bursts of changes coalesce).
-    state_min_interval_s: float = Field(default=0.2, ge=0, le=10)
-    #: `state` is republished this often (s) during a session, so minutes since dose move.
-    state_refresh_s: float = Field(default=60.0, gt=0, le=3600)
-    #: Alarm transitions and nurse actions kept for a down broker (messages; oldest dropped).
-    event_backlog: int = Field(default=256, ge=0, le=100_000)
-
-    @model_validator(mode="after")
-    def _consistent(self) -> MqttSettings:
-        if self.reconnect_max_s < self.reconnect_min_s:
-            msg = "reconnect_max_s must be at least reconnect_min_s"
-            raise ValueError(msg)
-        tls_keys = {
-            "ca_file": self.ca_file,
-            "cert_file": self.cert_file,
-            "key_file": self.key_file,
-            "tls_insecure": self.tls_insecure or None,
-        }
-        used = [key for key, value in tls_keys.items() if value is not None]
-        if used and not self.tls:
-            msg = f"{', '.join(used)} need tls = true"
-            raise ValueError(msg)
-        if self.key_file is not None and self.cert_file is None:
-            msg = "key_file needs cert_file"
-            raise ValueError(msg)
-        if self.password is not None and self.username is None:
-            msg = "password needs username"
-            raise ValueError(msg)
-        return self
-
 
 # --- commands ----------------------------------------------------------------------------------
 

@@ -32,12 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, TypeVar
 
-from pydantic import Field
-
 from sessiond import shipped
 from sessiond.room.ambient import ensure_library
 from sessiond.room.playlist import Entry, Playlist, find_playlist, load_playlist
-from sessiond.settings import Seconds, Strict
+
+# `[music]` is defined in `sessiond.room.settings`; importing it from here still works.
+from sessiond.room.settings import MusicConfig as MusicConfig  # noqa: PLC0414, TC001
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -53,36 +53,6 @@ CALL_TIMEOUT_S = 5.0
 #: Volume steps of a ramp: smooth to the ear (a 3 s ramp is 60 steps), light for libvlc.
 STEP_S = 0.05
 _END, _ERROR, _PLAYING = "end", "error", "playing"
-
-
-class MusicConfig(Strict):
-    """`[music]`: the room's music player."""
-
-    #: False: never load libvlc; the music is reported as disabled.
-    enabled: bool = True
-    #: Directory of the playlists, one `<phase>.m3u` (or `.m3u8`) per phase; relative paths
-    #: are taken from the daemon's working directory. Empty: the shipped playlists, played
-    #: from a copy in the cache directory beside the ambient tracks made for them.
-    playlists_dir: str = ""
-    #: Write the shipped ambient tracks to `<playlists>/audio` at start when missing (a few
-    #: seconds the first time); false when the playlists are the clinic's own music.
-    generate_ambient: bool = True
-    #: Seconds a phase change takes: the old playlist fades out while the new one fades in.
-    crossfade_s: Seconds = 8.0
-    #: Seconds for a volume change (and for `stop`) when the caller gives none.
-    ramp_s: Seconds = 3.0
-    #: Music volume (% of the player's 0-100 scale) while ducked for an alarm; never above
-    #: the phase's own volume.
-    duck_volume_pct: int = Field(default=25, ge=0, le=100)
-    #: Seconds to duck: quick (at most 2), so the room is quiet within about a second of an
-    #: alarm.
-    duck_ramp_s: float = Field(default=0.5, ge=0, le=2)
-    #: Seconds to come back from a duck: slow, so the return is not a jolt.
-    restore_ramp_s: Seconds = 10.0
-    #: libvlc options. The default keeps VLC's normal audio output (PulseAudio or ALSA) and
-    #: drops video and console chatter. Headless tests and CI use
-    #: `["--aout=alsa", "--alsa-audio-device=null", "--no-video", "--quiet"]`.
-    vlc_args: tuple[str, ...] = ("--no-video", "--quiet")
 
 
 #: Where the shipped playlists are played from: a copy beside the ambient tracks made for

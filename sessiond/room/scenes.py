@@ -19,9 +19,7 @@ import contextlib
 import dataclasses
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Annotated, Literal
-
-from pydantic import Field, model_validator
+from typing import TYPE_CHECKING
 
 from sessiond.model import (
     AlarmTransition,
@@ -32,9 +30,12 @@ from sessiond.model import (
     RoomChanged,
     SessionStarted,
 )
-from sessiond.room.lights import KELVIN_MAX, KELVIN_MIN, LightTarget
+from sessiond.room.lights import LightTarget
+from sessiond.room.settings import IDLE
+
+# `[scenes]` is defined in `sessiond.room.settings`; importing it from here still works.
+from sessiond.room.settings import ScenesConfig as ScenesConfig  # noqa: PLC0414
 from sessiond.session.commands import CommandRejected
-from sessiond.settings import KeyProblems, Seconds, Strict
 from sessiond.status import RoomStatus
 
 if TYPE_CHECKING:
@@ -46,81 +47,6 @@ if TYPE_CHECKING:
     from sessiond.room.music import MusicPlayer
 
 logger = logging.getLogger(__name__)
-
-Percent = Annotated[float, Field(ge=0, le=100)]
-Kelvin = Annotated[int, Field(ge=KELVIN_MIN, le=KELVIN_MAX)]
-
-#: The scene of a room with no session running (or after one ended).
-IDLE = "idle"
-#: Scene names that follow the session; others are extra scenes a nurse may pick.
-PHASE_SCENES = ("baseline", "onset", "effect", "recovery", IDLE)
-
-
-class Scene(Strict):
-    """One look and sound of the room."""
-
-    light_pct: Percent
-    colour_temp_k: Kelvin
-    #: Seconds (session time) the lights take to get there; the music crossfades as set in
-    #: `[music] crossfade_s`.
-    fade_s: Seconds = 60
-    #: A playlist in `[music] playlists_dir` (its name without `.m3u`); empty: no music.
-    playlist: str = ""
-    volume_pct: Annotated[int, Field(ge=0, le=100)] = 30
-
-
-class AlarmOverride(Strict):
-    """Clinical light and ducked music while an alarm needs the nurse (DESIGN §8)."""
-
-    enabled: bool = True
-    #: Alarm priorities that take over the room.
-    priorities: tuple[Literal["low", "medium", "high"], ...] = ("high",)
-    light_pct: Percent = 100
-    colour_temp_k: Kelvin = 4000
-    #: About a second (at most 2): the nurse needs light now, not after a fade.
-    fade_s: Annotated[float, Field(ge=0, le=2)] = 0.5
-    duck_music: bool = True
-    #: Seconds back to the scene once the alarm is acknowledged or cleared.
-    release_fade_s: Seconds = 20
-
-    @model_validator(mode="after")
-    def _high_takes_over(self) -> AlarmOverride:
-        # DESIGN §8: a high alarm always brings clinical light; `enabled = false` says "never".
-        if self.enabled and "high" not in self.priorities:
-            raise KeyProblems([("priorities", "must include 'high' while enabled")])
-        return self
-
-
-class ScenesConfig(Strict):
-    """`[scenes.*]`: one scene per phase, the alarm override, and extra named scenes."""
-
-    idle: Scene = Scene(light_pct=60, colour_temp_k=3000, fade_s=30, playlist="", volume_pct=0)
-    baseline: Scene = Scene(
-        light_pct=45, colour_temp_k=2700, fade_s=60, playlist="baseline", volume_pct=35
-    )
-    onset: Scene = Scene(
-        light_pct=25, colour_temp_k=2400, fade_s=300, playlist="onset", volume_pct=30
-    )
-    effect: Scene = Scene(
-        light_pct=15, colour_temp_k=2200, fade_s=600, playlist="effect", volume_pct=25
-    )
-    recovery: Scene = Scene(
-        light_pct=50, colour_temp_k=3000, fade_s=600, playlist="recovery", volume_pct=30
-    )
-    alarm: AlarmOverride = AlarmOverride()
-    #: Named scenes a nurse can choose (console, MQTT `cmd/scene`), e.g. `[scenes.extra.bright]`.
-    extra: dict[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,31}$")], Scene] = Field(
-        default_factory=dict
-    )
-
-    def scene(self, name: str) -> Scene | None:
-        if name in PHASE_SCENES:
-            scene: Scene = getattr(self, name)
-            return scene
-        return self.extra.get(name)
-
-    def names(self) -> list[str]:
-        return [*PHASE_SCENES, *sorted(self.extra)]
 
 
 @dataclass(slots=True)

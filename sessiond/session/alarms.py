@@ -18,7 +18,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from sessiond.config import BaselineConfig, NibpConfig, TechnicalAlarmConfig
 from sessiond.model import (
     INVALID_FOR_ALARMS,
     PROBE_OFF,
@@ -43,12 +42,13 @@ from sessiond.session.rules import (
     SilenceRule,
     TechnicalRule,
 )
+from sessiond.session.settings import BaselineConfig, NibpConfig, TechnicalAlarmConfig
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-    from sessiond.config import AlarmsConfig
     from sessiond.model import Event
+    from sessiond.session.settings import AlarmsConfig
 
 __all__ = ["INF", "AlarmEngine", "RestoredAlarm"]
 

@@ -7,14 +7,13 @@ most once a second, so a 75 Hz device costs no more than a 1 Hz one.
 
 from __future__ import annotations
 
-import statistics
 from collections import deque
 from typing import TYPE_CHECKING
 
 from sessiond.model import BaselineCaptured
 
 if TYPE_CHECKING:
-    from sessiond.config import BaselineConfig
+    from sessiond.session.settings import BaselineConfig
 
 #: Oximeter samples kept for the medians: one a second.
 SAMPLE_EVERY_S = 1.0
@@ -66,6 +65,8 @@ class Baseline:
 
     def capture(self, t: float) -> BaselineCaptured:
         """Fix the baseline at the dose time `t`."""
+        import statistics  # noqa: PLC0415  (once a session; its import is slow for replay's start)
+
         since = t - self._window_s
         spo2 = [s for ts, s, _ in self._samples if ts >= since and s is not None]
         pr = [p for ts, _, p in self._samples if ts >= since and p is not None]

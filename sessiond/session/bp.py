@@ -15,14 +15,14 @@ from sessiond.model import Priority
 from sessiond.session.rules import INF, Level, LevelState, Rule
 
 if TYPE_CHECKING:
-    from sessiond.config import (
+    from sessiond.model import Phase
+    from sessiond.session.settings import (
         BpHighConfig,
         BpRiseConfig,
         DoseGateConfig,
         NibpErrorConfig,
         NibpOverdueConfig,
     )
-    from sessiond.model import Phase
 
 
 def _over(

@@ -15,8 +15,8 @@ from sessiond.model import DischargeReadiness
 from sessiond.session.rules import INF
 
 if TYPE_CHECKING:
-    from sessiond.config import DischargeConfig
     from sessiond.model import BaselineCaptured
+    from sessiond.session.settings import DischargeConfig
 
 #: Readings re-evaluate readiness at most this often (it is read by people).
 EVALUATE_EVERY_S = 1.0

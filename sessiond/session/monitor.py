@@ -35,8 +35,8 @@ from sessiond.session.timeline import Timeline
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from sessiond.config import Config
     from sessiond.model import DeviceStatus, DoseUnit, Event, Route
+    from sessiond.session.settings import SessionConfig
     from sessiond.session.state import OpenSession
 
 #: BP alarms whose raising asks for a confirming reading at once.
@@ -64,7 +64,7 @@ class Monitor:
     def __init__(
         self,
         *,
-        config: Config,
+        config: SessionConfig,
         streaming: Iterable[str],
         nibp: Iterable[str] = (),
         start: float = 0.0,

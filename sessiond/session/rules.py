@@ -29,7 +29,7 @@ from sessiond.model import AlarmState, Phase, Priority, Quality
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from sessiond.config import (
+    from sessiond.session.settings import (
         DeviceLostConfig,
         LimitAlarmConfig,
         LimitLevel,

@@ -14,7 +14,7 @@ from sessiond.model import NibpRequest, Phase
 from sessiond.session.rules import INF
 
 if TYPE_CHECKING:
-    from sessiond.config import NibpConfig
+    from sessiond.session.settings import NibpConfig
 
 
 class NibpSchedule:

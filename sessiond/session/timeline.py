@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING
 from sessiond.model import Phase, PhaseChanged
 
 if TYPE_CHECKING:
-    from sessiond.config import TimelineConfig
     from sessiond.model import Route
+    from sessiond.session.settings import TimelineConfig
 
 
 class Timeline:

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from sessiond.config import ConfigError
+from sessiond.errors import ConfigError
 from sessiond.sim import contec, nonin
 from sessiond.sim.masimo import (
     EXC_INTERFERENCE,

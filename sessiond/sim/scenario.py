@@ -51,9 +51,10 @@ from pydantic import (
     field_validator,
 )
 
-from sessiond.config import ConfigError, parse_toml, read_toml
 from sessiond.devices.suntech import ERROR_CODES
+from sessiond.errors import ConfigError
 from sessiond.model import Route
+from sessiond.tomlfile import parse_toml, read_toml
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

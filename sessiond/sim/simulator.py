@@ -31,7 +31,6 @@ from typing import TYPE_CHECKING, Self, TextIO
 import numpy as np
 
 from sessiond.clock import LoopClock
-from sessiond.config import ConfigError
 from sessiond.devices.suntech import (
     Ack,
     AckCode,
@@ -41,6 +40,7 @@ from sessiond.devices.suntech import (
     read_result_command,
     start_measurement_command,
 )
+from sessiond.errors import ConfigError
 from sessiond.records.capture import CaptureWriter
 from sessiond.sim.devices import (
     DEFAULT_DEVICE_START,
