@@ -12,7 +12,7 @@ after it. Kept until the old path is gone.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -53,50 +53,39 @@ def _configs() -> list[Config]:
     base = Config()
     a = base.alarms
     # Short delays, latched mediums, escalation, a short freeze: more transitions per minute.
-    busy = a.model_copy(
-        update={
-            "spo2_low": a.spo2_low.model_copy(
-                update={
-                    "escalate_after_s": 20.0,
-                    "freeze_max_s": 4.0,
-                    "medium": LimitLevel(limit=92, delay_s=3),
-                }
-            ),
-            "pr_high": a.pr_high.model_copy(
-                update={
-                    "escalate_after_s": 15.0,
-                    "medium": LimitLevel(limit=100, delay_s=2, latched=True),
-                }
-            ),
-            "pr_low": a.pr_low.model_copy(
-                update={"escalate_after_s": 30.0, "medium": LimitLevel(limit=55, delay_s=1)}
-            ),
-            "bp_low": a.bp_low.model_copy(update={"escalate_after_s": 60.0}),
-            "device_lost": a.device_lost.model_copy(
-                update={
-                    "medium_after_s": 0.5,
-                    "high_after_s": 2.0,
-                    "high_phases": (Phase.BASELINE, Phase.ONSET),
-                }
-            ),
-            "signal_poor": a.signal_poor.model_copy(update={"delay_s": 2.0}),
-            "sensor_off": a.sensor_off.model_copy(update={"delay_s": 0.0}),
-            "audio": a.audio.model_copy(update={"pause_s": 15.0, "high_ends_pause": False}),
-        }
+    busy = replace(
+        a,
+        spo2_low=replace(
+            a.spo2_low,
+            escalate_after_s=20.0,
+            freeze_max_s=4.0,
+            medium=LimitLevel(limit=92, delay_s=3),
+        ),
+        pr_high=replace(
+            a.pr_high, escalate_after_s=15.0, medium=LimitLevel(limit=100, delay_s=2, latched=True)
+        ),
+        pr_low=replace(a.pr_low, escalate_after_s=30.0, medium=LimitLevel(limit=55, delay_s=1)),
+        bp_low=replace(a.bp_low, escalate_after_s=60.0),
+        device_lost=replace(
+            a.device_lost,
+            medium_after_s=0.5,
+            high_after_s=2.0,
+            high_phases=(Phase.BASELINE, Phase.ONSET),
+        ),
+        signal_poor=replace(a.signal_poor, delay_s=2.0),
+        sensor_off=replace(a.sensor_off, delay_s=0.0),
+        audio=replace(a.audio, pause_s=15.0, high_ends_pause=False),
     )
     # Rules switched off, single levels, no hysteresis, no clear delay.
-    sparse = a.model_copy(
-        update={
-            "spo2_low": a.spo2_low.model_copy(
-                update={"medium": None, "hysteresis": 0.0, "clear_delay_s": 0.0}
-            ),
-            "pr_high": a.pr_high.model_copy(update={"enabled": False}),
-            "pr_low": a.pr_low.model_copy(update={"high": None, "escalate_after_s": 5.0}),
-            "sensor_off": a.sensor_off.model_copy(update={"enabled": False}),
-            "device_lost": a.device_lost.model_copy(update={"enabled": False}),
-            "bp_rise": a.bp_rise.model_copy(update={"enabled": False}),
-            "nibp_overdue": a.nibp_overdue.model_copy(update={"grace_min": 0.0}),
-        }
+    sparse = replace(
+        a,
+        spo2_low=replace(a.spo2_low, medium=None, hysteresis=0.0, clear_delay_s=0.0),
+        pr_high=replace(a.pr_high, enabled=False),
+        pr_low=replace(a.pr_low, high=None, escalate_after_s=5.0),
+        sensor_off=replace(a.sensor_off, enabled=False),
+        device_lost=replace(a.device_lost, enabled=False),
+        bp_rise=replace(a.bp_rise, enabled=False),
+        nibp_overdue=replace(a.nibp_overdue, grace_min=0.0),
     )
     return [
         base,
