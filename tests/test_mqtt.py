@@ -11,6 +11,7 @@ import contextlib
 import gc
 import json
 import shutil
+import socket
 import ssl
 import subprocess
 import sys
@@ -920,6 +921,25 @@ def make_certificates(directory: Path) -> dict[str, Path]:
     return {"ca": ca, "cert": cert, "key": key}
 
 
+def record_clients(monkeypatch: pytest.MonkeyPatch) -> list[aiomqtt.Client]:
+    """The clients the bridge makes from now on (one per connection attempt)."""
+    made: list[aiomqtt.Client] = []
+
+    def recording(settings: MqttSettings, room_id: str) -> aiomqtt.Client:
+        client = make_client(settings, room_id)
+        made.append(client)
+        return client
+
+    monkeypatch.setattr(mqtt, "make_client", recording)
+    return made
+
+
+def assert_no_nagle(client: aiomqtt.Client) -> None:
+    sock = client._client.socket()
+    assert isinstance(sock, socket.socket)  # an ssl.SSLSocket is one too
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+
+
 @pytest.mark.skipif(shutil.which("openssl") is None, reason="openssl is not installed")
 async def test_tls_broker_is_verified(tmp_path: Path, room: str, monkeypatch: pytest.MonkeyPatch):
     """TLS with the clinic's CA connects; without it the broker's certificate is refused."""
@@ -943,12 +963,28 @@ async def test_tls_broker_is_verified(tmp_path: Path, room: str, monkeypatch: py
                 assert r.bridge.connections == 0  # the system's CAs do not know ours
             gc.collect()
         tls = aiomqtt.TLSParameters(ca_certs=str(certs["ca"]))
+        made = record_clients(monkeypatch)
         async with (
             listen(broker.port, f"sessiond/{room}/#", tls_params=tls) as heard,
             bridge_on(broker.port, room, tls=True, ca_file=str(certs["ca"])) as r,
         ):
             await online(heard, r)
             assert r.bridge.connections == 1
+            assert_no_nagle(made[-1])  # set on the TLS socket too
+
+
+async def test_alarms_are_not_held_by_nagles_algorithm(
+    broker: Mosquitto, room: str, monkeypatch: pytest.MonkeyPatch
+):
+    """The connection's socket has TCP_NODELAY: a small alarm publish never waits behind an
+    unacknowledged QoS 0 `vitals` message for the broker's delayed ACK (up to ~40 ms)."""
+    made = record_clients(monkeypatch)
+    async with (
+        listen(broker.port, f"sessiond/{room}/availability") as heard,
+        bridge_on(broker.port, room) as r,
+    ):
+        await online(heard, r)
+        assert_no_nagle(made[-1])
 
 
 # --- Home Assistant -----------------------------------------------------------------------------

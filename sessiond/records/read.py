@@ -13,6 +13,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from sessiond.records.store import CACHE_KIB
+
 #: Nurse actions the console reads back as entries (notes, manual entries, checklists, dose).
 ENTRY_ACTIONS = ("note", "entry", "checklist", "dose", "session_start", "session_end")
 #: Flags under which an oximeter value is not the patient's (as `INVALID_FOR_ALARMS`).
@@ -112,6 +114,7 @@ class RecordReader:
             uri = f"{self.path.resolve().as_uri()}?mode=ro"
             self._db = sqlite3.connect(uri, uri=True, check_same_thread=False)
             self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         return self._db
 
     async def entries(self, session_id: str) -> list[dict[str, Any]]:

@@ -55,6 +55,10 @@ SYNC_TIMEOUT_S = 5.0
 #: How long a write waits for another process's lock before it counts as failed (ms): short,
 #: so that a locked database is a fault the nurse hears of within about a second.
 BUSY_TIMEOUT_MS = 1000
+#: SQLite's page cache per connection of the daemon (KiB; SQLite's default is 2000). The
+#: recorder appends and the console reads a session back in one pass: the operating system's
+#: file cache serves re-reads, and a small cache keeps the daemon's memory flat over a session.
+CACHE_KIB = 256
 
 #: Readings wait at most this long (real seconds) before they are committed ...
 READING_BATCH_S = 0.5
@@ -195,6 +199,7 @@ def _open_database(path: Path) -> sqlite3.Connection:
 def _prepare(db: sqlite3.Connection, path: Path) -> sqlite3.Connection:
     db.execute("PRAGMA journal_mode=WAL")
     db.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+    db.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
     fresh = db.execute("SELECT count(*) FROM sqlite_master WHERE name = 'meta'").fetchone()[0] == 0
     db.executescript(SCHEMA)  # an older database keeps its tables; migrations add columns
     if fresh:

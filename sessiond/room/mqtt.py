@@ -73,6 +73,7 @@ import json
 import logging
 import math
 import random
+import socket
 import ssl
 from collections import deque
 from dataclasses import dataclass
@@ -139,6 +140,10 @@ MAX_PENDING_TOPICS = 1024
 VITALS_STALE_S = 10.0
 #: Longest a clean exit spends flushing queued messages and saying `offline` (s).
 SHUTDOWN_FLUSH_S = 3.0
+#: Set on the connection's socket: without TCP_NODELAY, Nagle's algorithm holds a small
+#: alarm publish while anything sent before it is unacknowledged, and a QoS 0 `vitals`
+#: message is acknowledged only by the broker's delayed ACK (up to ~40 ms on Linux).
+SOCKET_OPTIONS = ((socket.IPPROTO_TCP, socket.TCP_NODELAY, 1),)
 
 # --- commands ----------------------------------------------------------------------------------
 
@@ -272,6 +277,7 @@ def make_client(settings: MqttSettings, room_id: str) -> aiomqtt.Client:
         tls_insecure=settings.tls_insecure if settings.tls else None,
         protocol=aiomqtt.ProtocolVersion.V5,
         properties=properties,
+        socket_options=SOCKET_OPTIONS,
     )
 
 
