@@ -14,6 +14,16 @@ from typing import TYPE_CHECKING, Protocol
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+#: The shortest real time a device timeout (a silent oximeter's `device_lost`, a BP command
+#: unanswered, a link's silence watchdog) is given on a sped-up clock. A pty round trip, the
+#: event loop's turn and the machine's scheduling are real time: at 600x the 5 s `device_lost`
+#: would be 8 ms, and a loaded 2-core machine stalls a process for 100-300 ms now and then.
+#: Up to 10x nothing changes (5 s >= 0.5 s x 10); above, the timeouts stretch in session time
+#: (60x: 30 s) and `sessiond demo` says so when it starts.
+DEVICE_TIMEOUT_MIN_REAL_S = 0.5
+#: The fastest `sessiond demo` runs (measured: see README, "The demo's speed").
+MAX_DEMO_SPEED = 600.0
+
 
 def utc_now() -> datetime:
     """The real UTC wall clock (aware)."""
@@ -73,6 +83,11 @@ class LoopClock:
     def session_seconds(self, real_seconds: float) -> float:
         """How much session time passes in `real_seconds` of real time."""
         return real_seconds * self.speed
+
+    def device_timeout(self, seconds: float) -> float:
+        """A device timeout of `seconds` session time, at least `DEVICE_TIMEOUT_MIN_REAL_S`
+        of real time: unchanged in real time and at low speeds."""
+        return max(seconds, self.session_seconds(DEVICE_TIMEOUT_MIN_REAL_S))
 
     def loop_time(self, t: float) -> float:
         """The `loop.time()` at which session time `t` is reached (for `loop.call_at`)."""
