@@ -8,12 +8,12 @@ alarm: they only ever read from their own bus subscriptions.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import secrets
 import sqlite3
 import sys
+from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -47,6 +47,7 @@ from sessiond.service import ServiceNotifier
 from sessiond.session.alarms import INF
 from sessiond.session.commands import CommandRejected, RecordUnavailable
 from sessiond.session.monitor import Monitor
+from sessiond.speed import DEVICE_TIMEOUT_MIN_REAL_S, MAX_DEMO_SPEED
 from sessiond.status import RoomStatus
 
 if TYPE_CHECKING:
@@ -59,6 +60,7 @@ if TYPE_CHECKING:
     from sessiond.model import DoseUnit, Event, NibpFailed, Reading, Route
     from sessiond.room.music import MusicStatus
     from sessiond.session.state import OpenSession
+    from sessiond.sim.demo import DemoDirector
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +86,7 @@ class Daemon:
         capture: CaptureWriter | None = None,
         users: Mapping[str, ConsoleUser] | None = None,
     ) -> None:
+        config = _with_device_timeouts(config, clock)
         self.config = config
         self.clock = clock
         self.bus = Bus()
@@ -649,6 +652,9 @@ class Daemon:
             mqtt = asyncio.create_task(self.mqtt.run(), name="sessiond.mqtt")
         self._resume(session)
         self._check_watched()
+        # Silence counts from when the ports are listened to, not from before the record and
+        # the console were opened (a demo's sped-up clock makes that start-up long).
+        self.monitor.alarms.restart(self.clock.now())
         links = [
             asyncio.create_task(link.run(), name=f"sessiond.link[{name}]")
             for name, link in self.links.items()
@@ -707,6 +713,20 @@ class Daemon:
             await self.music.close()
 
 
+def _with_device_timeouts(config: Config, clock: LoopClock) -> Config:
+    """`config` with the oximeter's `device_lost` delays at least the clock's shortest real
+    device timeout (`LoopClock.device_timeout`): the same at real time and low speeds."""
+    lost = config.alarms.device_lost
+    medium = clock.device_timeout(lost.medium_after_s)
+    if medium == lost.medium_after_s:
+        return config
+    # The high level keeps its distance from the medium one (25 s by default).
+    high = lost.high_after_s + medium - lost.medium_after_s
+    lost = replace(lost, medium_after_s=medium, high_after_s=high)
+    alarms = replace(config.alarms, device_lost=lost)
+    return config.model_copy(update={"alarms": alarms})
+
+
 def _open_capture(path: Path | None, config: Config) -> CaptureWriter | None:
     if path is None:
         return None
@@ -734,10 +754,14 @@ async def run_daemon(config: Config, *, capture: Path | None = None) -> int:
 
 
 async def run_demo(config: Config, *, speed: float, port: int | None) -> int:
-    """`sessiond demo`: the simulator on pseudo-terminals and the daemon reading them."""
+    """`sessiond demo`: the simulator on pseudo-terminals and the daemon reading them; the
+    simulated patient follows the session (`sessiond.sim.demo`)."""
+    from sessiond.sim.demo import BUS_EVENTS, DemoDirector
+    from sessiond.sim.devices import WRITE_GAP_REAL_S
     from sessiond.sim.scenario import builtin_scenario, load_scenario
     from sessiond.sim.simulator import Simulator
 
+    check_demo_speed(speed)
     if port is not None:
         config = config.model_copy(update={"console": config.console.model_copy(
             update={"port": port})})  # fmt: skip
@@ -749,24 +773,60 @@ async def run_demo(config: Config, *, speed: float, port: int | None) -> int:
         DEMO_USER: ConsoleUser(password_hash=hash_password(DEMO_PASSWORD))
     }
     devices = {name: dev.decoder for name, dev in config.devices.items()}
-    with Simulator(scenario=scenario, clock=clock, devices=devices) as simulator:
-        simulator.start()
+    simulator = Simulator(
+        scenario=scenario, clock=clock, devices=devices, write_gap_real_s=WRITE_GAP_REAL_S
+    )
+    with simulator:
+        director = DemoDirector(scenario=scenario, simulator=simulator, clock=clock)
         paths = {name: simulator.ports[name].path for name in config.devices}
         daemon = Daemon(config=config, clock=clock, device_paths=paths, users=users)
+        # The patient follows what the nurses do: the dose, acknowledgements, the session's end.
+        session_events = daemon.bus.subscribe("demo", maxsize=256, kinds=BUS_EVENTS)
+        tasks: list[asyncio.Task[None]] = []
+
+        def ready(daemon: Daemon) -> None:
+            _announce(daemon)
+            _say_demo_timing(daemon, director, configured=config)
+            # Once the daemon has resumed an open session, the clock is where it stays.
+            tasks.append(asyncio.create_task(director.run(session_events), name="sessiond.demo"))
 
         async def both() -> None:
-            sim_task = asyncio.create_task(simulator.run(), name="sessiond.sim")
+            tasks.append(asyncio.create_task(simulator.run(forever=True), name="sessiond.sim"))
             try:
-                await daemon.run(on_ready=_announce)
+                await daemon.run(on_ready=ready)
             finally:
-                sim_task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sim_task
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
 
         if not config.console.users:
             print(f"demo sign-in: {DEMO_USER} / {DEMO_PASSWORD}", flush=True)
         await both()
     return 0
+
+
+def check_demo_speed(speed: float) -> None:
+    """Refuse a speed the demo cannot hold (`MAX_DEMO_SPEED`), naming the limit."""
+    if speed > MAX_DEMO_SPEED:
+        msg = (
+            f"sessiond demo: --speed {speed:g} is more than the demo can hold (at most"
+            f" {MAX_DEMO_SPEED:g}: faster, the simulated devices' data outruns the daemon and"
+            " its alarms come late)"
+        )
+        raise ConfigError([msg])
+
+
+def _say_demo_timing(daemon: Daemon, director: DemoDirector, *, configured: Config) -> None:
+    """What the newcomer should know about the demo's clock, once, on stdout."""
+    clock = daemon.clock
+    if director.follows_dose:
+        print("demo: the patient is calm until a session is started and the dose marked;"
+              " the scenario's events then follow the dose", flush=True)  # fmt: skip
+    lost = daemon.config.alarms.device_lost.medium_after_s
+    if lost != configured.alarms.device_lost.medium_after_s:
+        print(f"demo: at {clock.speed:g}x device timeouts are at least"
+              f" {DEVICE_TIMEOUT_MIN_REAL_S:g} s of real time (device_lost after {lost:g} s"
+              " of session time)", flush=True)  # fmt: skip
 
 
 def _announce(daemon: Daemon) -> None:

@@ -29,9 +29,13 @@ DEFAULT_MAXSIZE = 4096
 class Subscription:
     """One subscriber's queue. Iterate it with `async for`, or call `get()`."""
 
-    def __init__(self, bus: Bus, name: str, maxsize: int) -> None:
+    def __init__(
+        self, bus: Bus, name: str, maxsize: int, kinds: tuple[type, ...] | None = None
+    ) -> None:
         self.name = name
         self.maxsize = maxsize
+        #: Only events of these types are queued (None: every event).
+        self.kinds = kinds
         self.dropped = 0
         #: Session times of the first and last reading dropped (None: none dropped yet).
         self.dropped_span: tuple[float, float] | None = None
@@ -45,6 +49,8 @@ class Subscription:
 
     def put(self, event: Event) -> None:
         """Queue `event`; past `maxsize`, drop this subscriber's oldest reading."""
+        if self.kinds is not None and not isinstance(event, self.kinds):
+            return
         self.received += 1
         if isinstance(event, Reading):
             if self._readings >= self.maxsize:
@@ -123,9 +129,12 @@ class Bus:
     def __init__(self) -> None:
         self._subscriptions: list[Subscription] = []
 
-    def subscribe(self, name: str, *, maxsize: int = DEFAULT_MAXSIZE) -> Subscription:
-        """A new subscription that receives every event published from now on."""
-        sub = Subscription(self, name, maxsize)
+    def subscribe(
+        self, name: str, *, maxsize: int = DEFAULT_MAXSIZE, kinds: tuple[type, ...] | None = None
+    ) -> Subscription:
+        """A new subscription that receives every event published from now on (of `kinds`
+        only, when given: a consumer of rare events never queues the readings)."""
+        sub = Subscription(self, name, maxsize, kinds)
         self._subscriptions.append(sub)
         return sub
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 from sessiond.errors import ConfigError
 from sessiond.model import Route
+from sessiond.speed import DEVICE_TIMEOUT_MIN_REAL_S, MAX_DEMO_SPEED
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Iterator, Sequence
@@ -107,13 +108,18 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         help="simulator + daemon + console, with the embedded defaults",
         description="Run the device simulator on a pseudo-terminal, the daemon reading it "
-        "through pyserial, and the console on 127.0.0.1. Data goes to the working directory.",
+        "through pyserial, and the console on 127.0.0.1. Data goes to the working directory. "
+        "In the built-in scenario the patient is calm until a nurse starts a session and marks "
+        "the dose; its events then follow the dose, and one that raises an alarm holds until "
+        "the alarm is acknowledged (at most 2 real minutes); then the patient stays calm.",
     )
     demo.add_argument(
         "--speed",
         type=_positive,
         default=1.0,
-        help="session time runs this many times faster (default 1)",
+        help=f"session time runs this many times faster (default 1, at most {MAX_DEMO_SPEED:g}:"
+        " faster, the devices' data outruns a 2-core machine with the console open); above"
+        f" 10x, device timeouts stay at least {DEVICE_TIMEOUT_MIN_REAL_S:g} s of real time",
     )
     demo.add_argument(
         "--port", type=int, default=None, help="console port (default: [console] port, 8080)"
@@ -519,8 +525,9 @@ def _cmd_backup(args: argparse.Namespace) -> int:
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
-    from sessiond.app import run_demo
+    from sessiond.app import check_demo_speed, run_demo
 
+    check_demo_speed(args.speed)
     config = _load(args.config)
     return _until_signalled(run_demo(config, speed=args.speed, port=args.port))
 

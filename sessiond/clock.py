@@ -11,6 +11,8 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Protocol
 
+from sessiond.speed import DEVICE_TIMEOUT_MIN_REAL_S
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -73,6 +75,11 @@ class LoopClock:
     def session_seconds(self, real_seconds: float) -> float:
         """How much session time passes in `real_seconds` of real time."""
         return real_seconds * self.speed
+
+    def device_timeout(self, seconds: float) -> float:
+        """A device timeout of `seconds` session time, at least `DEVICE_TIMEOUT_MIN_REAL_S`
+        of real time: unchanged in real time and at low speeds."""
+        return max(seconds, self.session_seconds(DEVICE_TIMEOUT_MIN_REAL_S))
 
     def loop_time(self, t: float) -> float:
         """The `loop.time()` at which session time `t` is reached (for `loop.call_at`)."""

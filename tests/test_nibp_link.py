@@ -12,7 +12,7 @@ from sessiond.clock import LoopClock
 from sessiond.config import NibpConfig
 from sessiond.devices.link import SerialLink
 from sessiond.devices.nibp import NibpLink
-from sessiond.devices.suntech import SuntechAdvantageDecoder
+from sessiond.devices.suntech import Ack, AckCode, SuntechAdvantageDecoder
 from sessiond.model import DeviceStatus, NibpFailed, Reading
 from sessiond.sim.scenario import BpFailure, Scenario
 from sessiond.sim.simulator import Simulator
@@ -443,3 +443,31 @@ async def _idle(host: Host) -> None:
         task = host.nibp._task
         assert task is not None
         await asyncio.wait({task})
+
+
+async def test_an_answer_in_the_loop_turn_its_timeout_ends_is_not_lost(tmp_path: Path) -> None:
+    """At high speed a command's timeout and the module's answer can fall due in the same
+    loop turn: the answer counts (at 600x it was lost, and a `K` with it: `nibp_error`)."""
+    clock = LoopClock(speed=SPEED)
+    host = Host(str(tmp_path / "unused"), clock)
+    nibp = host.nibp
+    answer = Ack(t=0.0, code=AckCode.COMPLETED)
+    task = asyncio.current_task()
+    assert task is not None
+
+    @contextlib.asynccontextmanager
+    async def timeout_as_it_comes(_seconds: float) -> AsyncIterator[None]:
+        # The answer arrives, then the time runs out, before the waiting task runs again.
+        assert nibp._waiter is not None
+        loop = asyncio.get_running_loop()
+        loop.call_soon(nibp._waiter[1].set_result, answer)
+        loop.call_soon(task.cancel)
+        try:
+            yield
+        except asyncio.CancelledError:
+            task.uncancel()
+            raise TimeoutError from None
+
+    host.link.send = lambda data: True  # type: ignore[method-assign]
+    clock.timeout = timeout_as_it_comes  # type: ignore[method-assign,assignment]
+    assert await nibp._exchange(CUFF, lambda _reply: True) == answer

@@ -36,9 +36,6 @@ logger = logging.getLogger(__name__)
 #: Reopen delays (session seconds): quick for a replugged cable, capped for a dead port.
 BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 10.0
-#: The silence watchdog never fires on less real time than this: event-loop jitter is real
-#: time, and at 60x a 2.5 s watchdog would otherwise be 42 ms and flap.
-WATCHDOG_MIN_REAL_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +227,9 @@ class SerialLink:
             exc = lost.result()
             msg = f"port closed: {exc}" if exc is not None else "port closed"
             raise LinkDownError(msg)
-        silence_s = max(self._silence_s, self._clock.session_seconds(WATCHDOG_MIN_REAL_S))
+        # Never on less real time than a device timeout may take (`LoopClock.device_timeout`):
+        # event-loop jitter is real time, and at 60x a 2.5 s watchdog would be 42 ms and flap.
+        silence_s = self._clock.device_timeout(self._silence_s)
         while True:
             remaining = self._last_rx + silence_s - self._clock.now()
             if remaining <= 0:

@@ -68,6 +68,14 @@ def _ends_measurement(reply: Reply) -> TypeGuard[Ack]:
     return isinstance(reply, Ack) and reply.code is not AckCode.RECEIVED
 
 
+def _answer(future: asyncio.Future[Reply]) -> Reply | None:
+    """The reply a waiter got, also when its timeout cancelled the wait in the same loop turn
+    (the task is cancelled, the future keeps its result): None when nothing came."""
+    if future.done() and not future.cancelled():
+        return future.result()
+    return None
+
+
 class NoAnswerError(Exception):
     """The module did not answer a command in time."""
 
@@ -112,6 +120,15 @@ class NibpLink:
         self._task: asyncio.Task[None] | None = None
         self._probe: asyncio.Task[None] | None = None
         self._deadline: asyncio.TimerHandle | None = None
+
+    @property
+    def _command_timeout_s(self) -> float:
+        """Session seconds, never less than a real round trip can take at a demo's speed."""
+        return self.clock.device_timeout(self.config.command_timeout_s)
+
+    @property
+    def _measurement_timeout_s(self) -> float:
+        return self.clock.device_timeout(self.config.measurement_timeout_s)
 
     # Wiring for SerialLink ------------------------------------------------------------------
 
@@ -162,7 +179,7 @@ class NibpLink:
             if not self.measuring and self._deadline is None:
                 # Waiting for the port: give up if it is still closed after a command timeout.
                 loop = asyncio.get_running_loop()
-                due = self.clock.loop_time(self.clock.now() + self.config.command_timeout_s)
+                due = self.clock.loop_time(self.clock.now() + self._command_timeout_s)
                 self._deadline = loop.call_at(due, self._not_connected)
             return False
         self._drop_queued()
@@ -200,7 +217,7 @@ class NibpLink:
         except PortClosedError:
             return
         except NoAnswerError:
-            self._lost(f"no answer to a probe in {self.config.command_timeout_s:g} s")
+            self._lost(f"no answer to a probe in {self._command_timeout_s:g} s")
             reason = self.queued
             if self._drop_queued() and reason is not None:
                 self._fail(f"not measured ({reason}): {self.link.name} did not answer")
@@ -220,11 +237,14 @@ class NibpLink:
         try:
             if not self.link.send(command):
                 raise PortClosedError
-            async with self.clock.timeout(self.config.command_timeout_s):
+            async with self.clock.timeout(self._command_timeout_s):
                 return await future
         except TimeoutError:
+            answer = _answer(future)
+            if answer is not None:
+                return answer  # it came in the loop turn that the timeout ended
             self._discard_partial("after an unanswered command")
-            msg = f"no answer in {self.config.command_timeout_s:g} s"
+            msg = f"no answer in {self._command_timeout_s:g} s"
             raise NoAnswerError(msg) from None
         finally:
             self._forget(future)
@@ -267,7 +287,7 @@ class NibpLink:
         done = await self._wait_done(started)
         if done is None:
             self.link.send(abort_command())
-            self._fail(f"no result within {self.config.measurement_timeout_s:g} s")
+            self._fail(f"no result within {self._measurement_timeout_s:g} s")
             return
         if done.code is not AckCode.COMPLETED:
             self._fail(_FAILED_ACKS.get(done.code, f"reply {done.code.value}"))
@@ -281,7 +301,7 @@ class NibpLink:
 
     async def _wait_done(self, started: float) -> Ack | None:
         """Poll the cuff until the module says it is done (an ack other than `O`)."""
-        deadline = started + self.config.measurement_timeout_s
+        deadline = started + self._measurement_timeout_s
 
         while self.clock.now() < deadline:
             async with self._lock:
@@ -298,7 +318,12 @@ class NibpLink:
                         async with self.clock.timeout(wait):
                             reply = await future
                     except TimeoutError:
-                        continue
+                        # A `K` that came in the loop turn that the wait ended is taken,
+                        # not lost with its future.
+                        answer = _answer(future)
+                        if answer is None:
+                            continue
+                        reply = answer
                     finally:
                         self._forget(future)
             assert isinstance(reply, Ack)

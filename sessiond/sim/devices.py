@@ -14,6 +14,7 @@ one port write for all the pieces, which the simulator wires to the port and to 
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -33,6 +34,7 @@ from sessiond.sim.masimo import (
 )
 from sessiond.sim.oximetry import (
     LOW_PERFUSION_PI,
+    LOW_SIGNAL_PI,
     MARGINAL_PERFUSION_PI,
     PlethWave,
 )
@@ -55,11 +57,18 @@ if TYPE_CHECKING:
     from sessiond.sim.physiology import Vitals
     from sessiond.sim.scenario import BpFailure, Scenario
 
+logger = logging.getLogger(__name__)
+
 #: Sends device bytes, each piece with the session time the device sent it, in one write.
 Emit = Callable[[list[tuple[float, bytes]]], None]
 
 #: The most chunks one write carries when catching up (then the loop yields and goes on).
 MAX_CATCHUP_S = 5
+#: A streaming device this far behind its schedule (real seconds) says so (once).
+BEHIND_REAL_S = 1.0
+#: The demo's least real time between two writes of one streaming device: at 1x and up to
+#: ~50x a chunk is due less often anyway; at 600x a Masimo's 600 lines a second go in 100.
+WRITE_GAP_REAL_S = 0.01
 #: Nonin DF7 pleth: the 16-bit sample of the mean light level, and of a resting pulse height.
 NONIN_PLETH_MID = 32768
 NONIN_PLETH_SCALE = 8000
@@ -98,6 +107,18 @@ class Session:
         self.garbage = garbage
         self.device_start = device_start
         self.serial = serial
+        #: The session second of element 0 of `vitals` and `track` (a demo that plays on
+        #: indefinitely moves its arrays along; 0 otherwise).
+        self.origin = 0
+
+    def index(self, k: int) -> int:
+        """The element of `vitals` and `track` for session second `k` (clamped to them)."""
+        return min(max(0, k - self.origin), len(self.track) - 1)
+
+    def indices(self, seconds: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+        """`index` of each session second in `seconds`."""
+        out: npt.NDArray[np.int64] = np.clip(seconds - self.origin, 0, len(self.track) - 1)
+        return out
 
 
 class DevicePlayer:
@@ -112,9 +133,12 @@ class DevicePlayer:
         self._garbage = session.garbage.get(name)
         self._junk = session.scenario.rng(GARBAGE_STREAM, port_key(name))
 
-    async def run(self, clock: LoopClock, end_s: int) -> None:
-        """Play until session time `end_s`."""
+    async def run(self, clock: LoopClock, end_s: float) -> None:
+        """Play until session time `end_s` (`math.inf`: until cancelled)."""
         raise NotImplementedError
+
+    def replanned(self) -> None:
+        """The session's arrays were replaced (a demo's plan changed): drop what was derived."""
 
     def receive(self, data: bytes, t: float) -> None:
         """Bytes the host sent, arriving at `t` (most oximeters ignore them)."""
@@ -134,6 +158,14 @@ class StreamingPlayer(DevicePlayer):
 
     chunks_per_s: ClassVar[int]
 
+    def __init__(self, *, name: str, session: Session, emit: Emit) -> None:
+        super().__init__(name=name, session=session, emit=emit)
+        #: The least real time between two writes (0: each chunk when it falls due).
+        self.write_gap_real_s = 0.0
+        #: Said that the device falls behind its schedule (and not yet that it caught up);
+        #: None while it first catches up from session time 0 (a resumed demo's clock).
+        self._behind: bool | None = None
+
     def render(self, first: int, stop: int) -> list[bytes]:
         """The bytes of chunks `first` to `stop - 1`, one item per chunk."""
         raise NotImplementedError
@@ -142,15 +174,23 @@ class StreamingPlayer(DevicePlayer):
         """Whether the device sends at session time `t` (a V7 Contec only after a start)."""
         return True
 
-    async def run(self, clock: LoopClock, end_s: int) -> None:
+    async def run(self, clock: LoopClock, end_s: float) -> None:
         cps = self.chunks_per_s
         total = end_s * cps
+        # With a write gap (the demo) many chunks that fall due at high speed go in one write,
+        # at most one write per gap of real time, so the pty and the reader see a few large
+        # writes instead of a flood of tiny ones (`sessiond sim` writes each chunk on time).
+        gap_s = clock.session_seconds(self.write_gap_real_s)
+        catchup = math.ceil(max(MAX_CATCHUP_S, 2 * gap_s) * cps)
+        next_write = 0.0
         c = 0
         while c < total:
             # Absolute schedule: a late wake-up returns at once and catches up below.
-            await clock.sleep_until(c / cps)
-            due = math.floor(clock.now() * cps) + 1
-            stop = min(total, max(c + 1, due), c + MAX_CATCHUP_S * cps)
+            await clock.sleep_until(max(c / cps, next_write))
+            now = clock.now()
+            self._keeping_up(clock, behind_s=now - c / cps)
+            due = math.floor(now * cps) + 1
+            stop = int(min(total, max(c + 1, due), c + catchup))
             sent = [i for i in range(c, stop) if self.sending(i / cps)]
             out: list[tuple[float, bytes]] = []
             if sent:
@@ -164,7 +204,26 @@ class StreamingPlayer(DevicePlayer):
                     out.append((t, rendered[i - sent[0]]))
             if out:
                 self._emit(out)
+                next_write = now + gap_s
             c = stop
+
+    def _keeping_up(self, clock: LoopClock, *, behind_s: float) -> None:
+        """Say once when the device falls more than `BEHIND_REAL_S` of real time behind its
+        schedule (the machine is too busy for the clock's speed), and once when it is back."""
+        behind = behind_s / clock.speed
+        if self._behind is None:
+            if behind < BEHIND_REAL_S / 5:
+                self._behind = False
+        elif not self._behind and behind > BEHIND_REAL_S:
+            self._behind = True
+            logger.warning(
+                "%s: the simulated device is %.1f s behind real time at %gx: this machine is"
+                " too busy for that speed, its data and alarms come late (try a lower --speed)",
+                self.name, behind, clock.speed,
+            )  # fmt: skip
+        elif self._behind and behind < BEHIND_REAL_S / 5:
+            self._behind = False
+            logger.info("%s: the simulated device keeps up again", self.name)
 
 
 class MasimoPlayer(StreamingPlayer):
@@ -178,7 +237,8 @@ class MasimoPlayer(StreamingPlayer):
         s = self.session
         track = s.track
         device_time = s.device_start + timedelta(seconds=k)
-        if track.sensor_off[k]:
+        i = s.index(k)
+        if track.sensor_off[i]:
             # Sensor off replaces the SET bit in the EXC field and blanks every value.
             return masimo_line(
                 device_time=device_time,
@@ -188,18 +248,18 @@ class MasimoPlayer(StreamingPlayer):
                 exc=EXC_SENSOR_OFF,
                 serial=s.serial,
             )
-        pi = float(track.pi[k])
+        pi = float(track.pi[i])
         exc = EXC_SET
-        if track.artifact[k]:
+        if track.artifact[i]:
             exc |= EXC_INTERFERENCE
         if pi < LOW_PERFUSION_PI:
             exc |= EXC_LOW_PERFUSION
-        if track.low_signal[k]:
+        if pi < LOW_SIGNAL_PI:  # the probe is on (above): `track.low_signal`, per second
             exc |= EXC_LOW_SIGNAL_IQ
         return masimo_line(
             device_time=device_time,
-            spo2=int(track.spo2[k]),
-            pr=int(track.pr[k]),
+            spo2=int(track.spo2[i]),
+            pr=int(track.pr[i]),
             pi=pi,
             exc=exc,
             serial=s.serial,
@@ -222,13 +282,18 @@ class NoninDf7Player(StreamingPlayer):
             vitals=session.vitals,
             track=session.track,
             rate_hz=nonin.FRAME_RATE_HZ,
+            origin=session.origin,
         )
+
+    def replanned(self) -> None:
+        s = self.session
+        self.pleth.rebind(vitals=s.vitals, track=s.track, origin=s.origin)
 
     def render(self, first: int, stop: int) -> list[bytes]:
         track = self.session.track
         fpp = nonin.FRAMES_PER_PACKET
         packets = np.arange(first, stop)
-        second = packets // nonin.PACKETS_PER_S
+        second = self.session.indices(packets // nonin.PACKETS_PER_S)
         off = track.sensor_off[second]
         status = np.zeros((len(packets), fpp), dtype=np.uint8)
         status[off] |= nonin.SNSD
@@ -271,7 +336,12 @@ class ContecV7Player(StreamingPlayer):
             vitals=session.vitals,
             track=session.track,
             rate_hz=contec.PACKET_RATE_HZ,
+            origin=session.origin,
         )
+
+    def replanned(self) -> None:
+        s = self.session
+        self.pleth.rebind(vitals=s.vitals, track=s.track, origin=s.origin)
 
     def sending(self, t: float) -> bool:
         return self.device.streaming(t)
@@ -288,7 +358,7 @@ class ContecV7Player(StreamingPlayer):
         track = self.session.track
         n = self._per_chunk
         start, end = first * n, stop * n
-        second = np.arange(start, end) // contec.PACKET_RATE_HZ
+        second = self.session.indices(np.arange(start, end) // contec.PACKET_RATE_HZ)
         off = track.sensor_off[second]
         pi = track.pi[second]
         wave = self.pleth.samples(start, end)
@@ -340,7 +410,7 @@ class SuntechPlayer(DevicePlayer):
     def truth(self, t: float) -> BpTruth:
         """The patient's BP and pulse at session time `t`."""
         v = self.session.vitals
-        k = min(max(0, int(t)), len(v) - 1)
+        k = self.session.index(int(t))
         return BpTruth(sys=int(v.sys[k]), dia=int(v.dia[k]), pr=int(v.pr[k]))
 
     def receive(self, data: bytes, t: float) -> None:
@@ -353,7 +423,7 @@ class SuntechPlayer(DevicePlayer):
         self.module.reset()
         self._wake.set()
 
-    async def run(self, clock: LoopClock, end_s: int) -> None:
+    async def run(self, clock: LoopClock, end_s: float) -> None:
         garbage = self._garbage
         junk_at = [] if garbage is None else np.flatnonzero(garbage).tolist()
         j = 0
@@ -374,6 +444,9 @@ class SuntechPlayer(DevicePlayer):
             if j < len(junk_at):
                 wake = min(wake, junk_at[j])
             self._wake.clear()
+            if math.isinf(wake):  # played on until cancelled: only a command wakes it
+                await self._wake.wait()
+                continue
             try:
                 async with clock.timeout(wake - now):
                     await self._wake.wait()

@@ -139,15 +139,28 @@ class PlethWave:
     """
 
     def __init__(
-        self, *, scenario: Scenario, vitals: Vitals, track: OximeterTrack, rate_hz: int
+        self,
+        *,
+        scenario: Scenario,
+        vitals: Vitals,
+        track: OximeterTrack,
+        rate_hz: int,
+        origin: int = 0,
     ) -> None:
         self._scenario = scenario
+        self.rate_hz = rate_hz
+        self._cache: dict[int, npt.NDArray[np.float64]] = {}
+        self.rebind(vitals=vitals, track=track, origin=origin)
+
+    def rebind(self, *, vitals: Vitals, track: OximeterTrack, origin: int) -> None:
+        """Follow new arrays (a demo's plan changed): element `k` is session second
+        `origin + k`. Samples not yet asked for come from them; those asked for were the same."""
         self._vitals = vitals
         self._track = track
-        self.rate_hz = rate_hz
-        self._seconds = np.arange(len(vitals), dtype=np.float64)
-        self._amplitude = np.clip(vitals.pi / scenario.patient.pi, 0.0, 3.0)
-        self._cache: dict[int, npt.NDArray[np.float64]] = {}
+        self._origin = origin
+        self._seconds = origin + np.arange(len(vitals), dtype=np.float64)
+        self._amplitude = np.clip(vitals.pi / self._scenario.patient.pi, 0.0, 3.0)
+        self._cache.clear()
 
     def samples(self, start: int, stop: int) -> npt.NDArray[np.float64]:
         """Samples `start` to `stop - 1` (sample `i` is at session time `i / rate_hz`)."""
@@ -178,7 +191,7 @@ class PlethWave:
         rng = self._scenario.rng(PLETH_STREAM, rate, b)
         wave = amplitude * _template(beats % 1.0) + _PLETH_BREATH * breath
         wave += rng.normal(0.0, _PLETH_NOISE, n)
-        second = np.minimum(t.astype(np.int64), len(self._track) - 1)
+        second = np.clip(t.astype(np.int64) - self._origin, 0, len(self._track) - 1)
         moving = self._track.artifact[second]
         if moving.any():
             width = max(1, int(_MOTION_SMOOTH_S * rate))

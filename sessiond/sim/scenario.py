@@ -31,6 +31,11 @@ protocols (`masimo-ascii1`, `nonin-df7`, `contec-v7`, `suntech-advantage`). The 
 measures only when a host asks: a capture of `sessiond sim` alone has BP readings only with
 its bench host (`--nibp-every`), and its replay then says `nibp_overdue` instead of the BP
 alarms.
+
+A `[demo]` table says how `sessiond demo` plays the scenario (`sessiond.sim.demo`): with
+`anchor = "dose"` the patient is calm until a nurse marks the dose and the events follow it,
+each held for the nurse until its alarm is acknowledged (`hold_max_s`); `sessiond sim` and
+replay ignore it.
 """
 
 from __future__ import annotations
@@ -342,6 +347,22 @@ class ScenarioInfusion(_Strict):
         return found
 
 
+#: Events the simulator plays on a device line rather than in the patient: they keep to the
+#: launch's time axis (a `[demo]` that follows the dose cannot move them).
+LINE_EVENTS = (CablePull, Silence, Garbage, BpFailure)
+
+
+class DemoPlay(_Strict):
+    """How `sessiond demo` plays the scenario; `sessiond sim` and replay ignore it."""
+
+    #: "dose": calm and steady until a nurse marks the dose, then each event `at_s -
+    #: dose_at_s` after it; "start": `at_s` from the launch, as `sessiond sim` plays it.
+    anchor: Literal["dose", "start"] = "dose"
+    #: Real seconds an event that raises an alarm holds at its worst for the nurse: until that
+    #: alarm is acknowledged, or this long (never shorter than written); 0 plays as written.
+    hold_max_s: float = Field(default=120.0, ge=0, le=3600)
+
+
 class Scenario(_Strict):
     """One simulated session: who the patient is, how the dose is given, and what happens when."""
 
@@ -361,6 +382,8 @@ class Scenario(_Strict):
     #: Port name → protocol; absent: `DEFAULT_DEVICES` (the caller may override both).
     devices: dict[PortName, SimProtocol] | None = None
     events: tuple[Event, ...] = ()
+    #: How `sessiond demo` plays it (absent: as `sessiond sim` does, from the launch).
+    demo: DemoPlay | None = None
 
     def rng(self, stream: int, *keys: int) -> np.random.Generator:
         """An independent random stream of the seed (one per use, so no use shifts another)."""
@@ -415,6 +438,8 @@ def _timing_problems(scenario: Scenario) -> list[tuple[str, str]]:
             problems.append(
                 ("infusion", f"an infusion is IV (route = 'iv', got {scenario.route.value!r})")
             )
+    if scenario.demo is not None and scenario.demo.anchor == "dose":
+        problems += _dose_anchor_problems(scenario)
     pulled: dict[str, float] = {}
     for i, event in enumerate(scenario.events):
         if event.at_s >= scenario.duration_s:
@@ -424,6 +449,22 @@ def _timing_problems(scenario: Scenario) -> list[tuple[str, str]]:
             if event.at_s < pulled.get(event.port, -1.0):
                 problems.append((f"events.{i}.at_s", f"the {event.port} cable is still out then"))
             pulled[event.port] = max(pulled.get(event.port, -1.0), event.at_s + event.duration_s)
+    return problems
+
+
+def _dose_anchor_problems(scenario: Scenario) -> list[tuple[str, str]]:
+    """A demo that follows the dose plays the patient's events after it."""
+    dose = scenario.dose_at_s
+    if dose is None:
+        return [("dose_at_s", "required with demo.anchor = 'dose': event times count from it")]
+    problems = []
+    for i, event in enumerate(scenario.events):
+        if isinstance(event, LINE_EVENTS):
+            why = f"{event.kind} plays on the launch's time axis only: leave it out or set"
+            problems.append((f"events.{i}.kind", f"{why} demo.anchor = 'start'"))
+        elif event.at_s < dose:
+            why = f"before dose_at_s ({dose:g}): with demo.anchor = 'dose' the events follow"
+            problems.append((f"events.{i}.at_s", f"{why} the dose"))
     return problems
 
 

@@ -11,6 +11,9 @@ A `cable_pull` unplugs a port for a while; its path stays the same across the pu
 such a port is served under a stable name (a symlink to the current pty, like
 `/dev/serial/by-id/...`), in `link_dir` or a temporary directory.
 
+`sessiond demo` runs it `forever` and hands it new arrays as the session goes
+(`set_patient`, from `sessiond.sim.demo`): the devices play on after the scenario's end.
+
 With `nibp_every_s` the simulator is also the host of its NIBP modules ("bench host"): it
 starts a measurement every so often and drives it to the BP data as a daemon would, so that
 a capture made without a daemon has BP readings (and its `>` lines) to replay.
@@ -69,6 +72,8 @@ if TYPE_CHECKING:
 
     import numpy.typing as npt
 
+    from sessiond.sim.oximetry import OximeterTrack
+    from sessiond.sim.physiology import Vitals
     from sessiond.sim.scenario import Scenario
 
 logger = logging.getLogger(__name__)
@@ -101,6 +106,7 @@ class Simulator:
         nibp_every_s: float | None = None,
         device_start: datetime = DEFAULT_DEVICE_START,
         serial: str = DEFAULT_SERIAL,
+        write_gap_real_s: float = 0.0,
     ) -> None:
         self.scenario = scenario
         self.clock = clock
@@ -132,7 +138,9 @@ class Simulator:
                     name=name, session=self.session, emit=emit, failures=failures
                 )
             else:
-                self.players[name] = cls(name=name, session=self.session, emit=emit)
+                player = cls(name=name, session=self.session, emit=emit)
+                player.write_gap_real_s = write_gap_real_s
+                self.players[name] = player
         self.ports: dict[str, VirtualSerialPort] = {}
         self._pulls = sorted(
             (e for e in scenario.events if isinstance(e, CablePull)), key=lambda e: e.at_s
@@ -267,13 +275,25 @@ class Simulator:
 
     # --- running ---
 
-    async def run(self) -> None:
-        """Play every device until the scenario ends (catching up if late)."""
+    def set_patient(self, *, vitals: Vitals, track: OximeterTrack, origin: int) -> None:
+        """Play these arrays from now on; element `k` is session second `origin + k`.
+
+        What the devices already sent stays as it was: the caller keeps the arrays' past.
+        """
+        self.vitals, self.track = vitals, track
+        session = self.session
+        session.vitals, session.track, session.origin = vitals, track, origin
+        for player in self.players.values():
+            player.replanned()
+
+    async def run(self, *, forever: bool = False) -> None:
+        """Play every device until the scenario ends (catching up if late); `forever`: on
+        until cancelled, from whatever arrays `set_patient` gives (the demo's live plan)."""
         self.start()
         self._loop = asyncio.get_running_loop()
         for name in self.ports:
             self._watch(name)
-        end = self.scenario.duration_s
+        end = math.inf if forever else self.scenario.duration_s
         try:
             async with asyncio.TaskGroup() as tg:
                 for name, player in self.players.items():

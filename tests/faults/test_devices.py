@@ -1,6 +1,6 @@
 """Device faults on the real daemon: `sessiond demo` with its simulator on real pseudo-terminals.
 
-One scenario at 30x plays, in turn, the oximeter's cable pulled and plugged back in, line noise,
+One scenario at 10x plays, in turn, the oximeter's cable pulled and plugged back in, line noise,
 the oximeter going silent with its port open, and the BP module going silent while the patient
 desaturates. The nurse's console, the MQTT `event` topic and the record are checked for each.
 """
@@ -24,7 +24,9 @@ pytestmark = [
     pytest.mark.skipif(not mosquitto.available(), reason="mosquitto is not installed"),
 ]
 
-SPEED = 30
+# At most 10x: above it the device timeouts stretch to 0.5 s of real time
+# (`LoopClock.device_timeout`), and this test checks the 5 s of DESIGN §5.
+SPEED = 10
 PULL, SILENT, SILENT_END = 90, 180, 220  # oximeter: cable out 90-105 s, silent 180-220 s
 NOISE = 130  # 20 bytes of noise before every line 130-150 s, while SpO2 falls below 90
 BP_SILENT, BP_SILENT_END = 240, 290  # the BP module answers nothing
