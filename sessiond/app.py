@@ -108,6 +108,8 @@ class Daemon:
                 clock=clock,
                 on_readings=self._on_readings,
                 on_status=self._on_status,
+                on_frames=self._on_frames,
+                on_waveform=self.bus.publish,
                 on_bytes=None if capture is None else capture.write,
                 baudrate=config.devices[name].baudrate,
                 silence_timeout_s=config.devices[name].silence_timeout_s,
@@ -470,6 +472,15 @@ class Daemon:
                 run("advance", monitor.advance, reading.t)
                 self.bus.publish(reading)
                 run("reading", monitor.on_reading, reading)
+        finally:
+            self._reschedule()
+
+    def _on_frames(self, device: str, t: float) -> None:
+        """Frames that repeat `device`'s last reading (no reading made): the device is there."""
+        monitor, run = self.monitor, self._run
+        try:
+            run("advance", monitor.advance, t)
+            run("frames", lambda at: monitor.on_frames(device, at), t)
         finally:
             self._reschedule()
 

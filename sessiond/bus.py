@@ -13,7 +13,10 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING
 
-from sessiond.model import Reading
+from sessiond.model import Reading, Waveform
+
+#: What a slow subscriber may lose (the oldest first): readings and the pleth waveform.
+_DROPPABLE = (Reading, Waveform)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -30,12 +33,20 @@ class Subscription:
     """One subscriber's queue. Iterate it with `async for`, or call `get()`."""
 
     def __init__(
-        self, bus: Bus, name: str, maxsize: int, kinds: tuple[type, ...] | None = None
+        self,
+        bus: Bus,
+        name: str,
+        maxsize: int,
+        kinds: tuple[type, ...] | None = None,
+        *,
+        waveforms: bool = False,
     ) -> None:
         self.name = name
         self.maxsize = maxsize
         #: Only events of these types are queued (None: every event).
         self.kinds = kinds
+        #: Whether this subscriber takes `Waveform` events (the console's pleth).
+        self.waveforms = waveforms
         self.dropped = 0
         #: Session times of the first and last reading dropped (None: none dropped yet).
         self.dropped_span: tuple[float, float] | None = None
@@ -52,7 +63,7 @@ class Subscription:
         if self.kinds is not None and not isinstance(event, self.kinds):
             return
         self.received += 1
-        if isinstance(event, Reading):
+        if isinstance(event, _DROPPABLE):
             if self._readings >= self.maxsize:
                 self._drop_oldest_reading()
             self._readings += 1
@@ -62,7 +73,7 @@ class Subscription:
     def _drop_oldest_reading(self) -> None:
         # Readings are nearly everything in the queue, so the scan stops within a few items.
         for i, item in enumerate(self._items):
-            if isinstance(item, Reading):
+            if isinstance(item, _DROPPABLE):
                 del self._items[i]
                 self._readings -= 1
                 self.dropped += 1
@@ -83,7 +94,7 @@ class Subscription:
         if not self._items:
             return None
         event = self._items.popleft()
-        if isinstance(event, Reading):
+        if isinstance(event, _DROPPABLE):
             self._readings -= 1
         return event
 
@@ -130,11 +141,17 @@ class Bus:
         self._subscriptions: list[Subscription] = []
 
     def subscribe(
-        self, name: str, *, maxsize: int = DEFAULT_MAXSIZE, kinds: tuple[type, ...] | None = None
+        self,
+        name: str,
+        *,
+        maxsize: int = DEFAULT_MAXSIZE,
+        kinds: tuple[type, ...] | None = None,
+        waveforms: bool = False,
     ) -> Subscription:
         """A new subscription that receives every event published from now on (of `kinds`
-        only, when given: a consumer of rare events never queues the readings)."""
-        sub = Subscription(self, name, maxsize, kinds)
+        only, when given: a consumer of rare events never queues the readings; `Waveform`s
+        only with `waveforms`)."""
+        sub = Subscription(self, name, maxsize, kinds, waveforms=waveforms)
         self._subscriptions.append(sub)
         return sub
 
@@ -144,6 +161,11 @@ class Bus:
 
     def publish(self, event: Event) -> None:
         """Hand `event` to every subscriber; never blocks."""
+        if isinstance(event, Waveform):
+            for sub in self._subscriptions:
+                if sub.waveforms:
+                    sub.put(event)
+            return
         for sub in self._subscriptions:
             sub.put(event)
 

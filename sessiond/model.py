@@ -41,6 +41,9 @@ PROBE_OFF = Quality.SENSOR_OFF | Quality.NO_SENSOR
 class Reading:
     """One record decoded from a valid device frame; `None` means the device sent no value.
 
+    A device that repeats its numerics many times a second (a Contec) gives one when a value
+    or flag changes and at least once a second (DESIGN §6); its pleth goes as a `Waveform`.
+
     Treat as immutable. It is not a frozen dataclass only because frozen construction costs
     2.5x more, and a reading is made for every frame (75 a second on a Nonin).
     """
@@ -67,6 +70,17 @@ class Reading:
             "dia": self.dia,
             "map": self.map,
         }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Waveform:
+    """Pleth samples of a device whose waveform runs apart from its readings (DESIGN §6: a
+    Contec gives a reading about once a second and 60 samples a second), as they arrived at
+    `t`. For the console's pleth, as a Nonin's Reading.pleth; not a reading, not recorded."""
+
+    t: float
+    device: str
+    pleth: tuple[int, ...]
 
 
 class Phase(enum.StrEnum):
@@ -380,6 +394,7 @@ class InfusionPrompt:
 
 Event = (
     Reading
+    | Waveform
     | SessionStarted
     | PhaseChanged
     | AlarmTransition

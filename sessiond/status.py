@@ -32,6 +32,7 @@ from sessiond.model import (
     RoomChanged,
     Route,
     SessionStarted,
+    Waveform,
 )
 from sessiond.wire import alarm_json, infusion_json, prompt_json, reading_json
 
@@ -107,8 +108,8 @@ class RoomStatus:
                 self._action(event)
             case DeviceStatus():
                 self.devices[event.device] = event
-            case RecordGap():
-                pass  # the record's concern, not the room's state
+            case RecordGap() | Waveform():
+                pass  # the record's concern / the console's pleth, not the room's state
             case InfusionPrompt():
                 self.prompt = event if event.active else None
             case _:

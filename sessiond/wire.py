@@ -26,6 +26,7 @@ from sessiond.model import (
     RecordGap,
     RoomChanged,
     SessionStarted,
+    Waveform,
 )
 
 _VALUE_KEYS = ("spo2", "pr", "pi", "sys", "dia", "map")
@@ -239,6 +240,9 @@ def event_json(event: Event) -> dict[str, Any]:  # noqa: C901, PLR0911, PLR0912 
             }
         case InfusionPrompt():
             return prompt_json(event)
+        case Waveform():
+            return {"t": _t(event.t), "type": "pleth", "device": event.device,
+                    "samples": list(event.pleth)}  # fmt: skip
         case RoomChanged():
             return {
                 "t": _t(event.t),

@@ -150,9 +150,16 @@ async def test_trends_and_pleth_in_the_page_survive_a_reload(tmp_path: Path) -> 
         await browser.close()
 
 
-async def test_a_nonin_df7_sends_its_pleth_to_the_console(tmp_path: Path) -> None:
-    """The simulator's Nonin DF7 on a pseudo-terminal, the daemon reading it: the console's
-    socket carries its 75 Hz waveform in batches."""
+@pytest.mark.parametrize(
+    ("decoder", "rate_hz"), [("nonin-df7", 75.0), ("contec-v7", 60.0)], ids=["df7", "contec"]
+)
+async def test_an_oximeter_sends_its_pleth_to_the_console(
+    tmp_path: Path, decoder: str, rate_hz: float
+) -> None:
+    """The simulator's oximeter on a pseudo-terminal, the daemon reading it: the console's
+    socket carries its waveform in batches. A Nonin DF7's pleth rides on its readings (3 a
+    second); a Contec's goes as a waveform of its own, with a reading about once a second
+    (DESIGN §6), and reaches the same batches."""
     config = parse_config(
         {
             "console": {
@@ -162,13 +169,13 @@ async def test_a_nonin_df7_sends_its_pleth_to_the_console(tmp_path: Path) -> Non
             "records": {"path": str(tmp_path / "record.sqlite")},
             "music": {"enabled": False},
             "alarm_audio": {"enabled": False},
-            "devices": {"spo2": {"decoder": "nonin-df7"}},
+            "devices": {"spo2": {"decoder": decoder}},
         },
         source="test",
     )
     clock = LoopClock()
     with Simulator(scenario=builtin_scenario("demo"), clock=clock,
-                   devices={"spo2": "nonin-df7"}) as simulator:  # fmt: skip
+                   devices={"spo2": decoder}) as simulator:  # fmt: skip
         simulator.start()
         daemon = Daemon(config=config, clock=clock,
                         device_paths={"spo2": simulator.ports["spo2"].path})  # fmt: skip
@@ -183,12 +190,21 @@ async def test_a_nonin_df7_sends_its_pleth_to_the_console(tmp_path: Path) -> Non
                 assert r.status == 200
                 async with http.ws_connect(f"{base}/ws") as ws:
                     samples: list[int] = []
+                    readings = 0
                     async with asyncio.timeout(15):
                         while len(samples) < 150:
-                            batch = await next_message(ws, "pleth")
-                            assert batch["rate_hz"] == 75.0
-                            assert len(batch["samples"]) <= server.PLETH_MAX_SAMPLES
-                            samples += batch["samples"]
+                            msg: dict[str, Any] = await ws.receive_json()
+                            if msg["type"] == "reading":
+                                readings += 1
+                                assert "pleth" not in msg
+                            if msg["type"] != "pleth":
+                                continue
+                            assert msg["rate_hz"] == rate_hz
+                            assert len(msg["samples"]) <= server.PLETH_MAX_SAMPLES
+                            samples += msg["samples"]
+            if decoder == "contec-v7":
+                # 150 samples are 2.5 s of pleth: a few readings, not one per packet.
+                assert readings <= 10
             assert len(set(samples)) > 10  # a waveform, not a constant
         finally:
             for task in tasks:

@@ -1,28 +1,37 @@
-"""contec-v7 and contec-legacy: captured and synthetic packets of reference/devices.md §1 and §7."""
+"""contec-v7 and contec-legacy: captured and synthetic packets of reference/devices.md §1 and §7.
+
+A Contec repeats its numerics 60 times a second: it gives a Reading when a value or flag
+changes and at least once a second otherwise (DESIGN §6), and its pleth is a waveform
+(`waveform()`), not readings.
+"""
 
 from __future__ import annotations
 
+import bisect
 import random
 
+import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sessiond.devices.contec import (
+    EMIT_EVERY_S,
     LEGACY_MAX_FRAME,
     V7_MAX_FRAME,
     ContecLegacyDecoder,
     ContecV7Decoder,
 )
-from sessiond.devices.decoder import Decoder, SerialSettings
+from sessiond.devices.decoder import Decoder, SendsWaveform, SerialSettings
 from sessiond.model import Quality, Reading
 
-Sample = tuple[int | None, int | None, float | None, Quality, int]
+Values = tuple[int | None, int | None, float | None, Quality]
 
 
-def expand(readings: list[Reading]) -> list[Sample]:
-    """One (spo2, pr, pi, flags, pleth) per packet, whatever the grouping into Readings."""
-    return [(r.spo2, r.pr, r.pi, r.flags, p) for r in readings for p in r.pleth]
+def values(readings: list[Reading]) -> list[Values]:
+    """What the Readings say, in order (a Contec Reading carries no pleth)."""
+    assert all(r.pleth == () for r in readings)
+    return [(r.spo2, r.pr, r.pi, r.flags) for r in readings]
 
 
 def chunked(stream: bytes, seed: int, largest: int = 40) -> list[bytes]:
@@ -78,14 +87,13 @@ FINGER_OUT = bytes.fromhex("01 E1 85 B3 96 C1 E1 FF FF")
 
 GOLDEN_V7 = [*HEADROTOR, MARKMLL, FINGER_OUT]
 OFF = Quality.SENSOR_OFF
-EXPECTED_V7: list[Sample] = [
-    (97, 65, None, Quality.NONE, 51),
-    (97, 65, None, Quality.NONE, 48),
-    (97, 65, None, Quality.NONE, 46),
-    (97, 65, None, Quality.NONE, 42),
-    (99, 61, None, Quality.NONE, 85),
-    (None, None, None, OFF, 51),
+#: The golden packets at one time: a Reading per change (the 4 headrotor packets agree).
+EXPECTED_V7: list[Values] = [
+    (97, 65, None, Quality.NONE),
+    (99, 61, None, Quality.NONE),
+    (None, None, None, OFF),
 ]
+EXPECTED_V7_PLETH = [51, 48, 46, 42, 85, 51]
 
 # The other replies of headrotor's trace (devices.md §1.2 table): framed by their OSCAR lengths.
 OTHER_REPLIES = [
@@ -99,11 +107,15 @@ OTHER_REPLIES = [
 ]
 
 
-def decode_v7(chunks: list[bytes]) -> tuple[list[Reading], ContecV7Decoder]:
+def decode_v7(chunks: list[bytes], t: float = 0.0) -> tuple[list[Reading], ContecV7Decoder]:
+    """The chunks fed at one time `t` (so only changes give Readings); `dec.pleth` collects
+    the waveform."""
     dec = ContecV7Decoder(device="spo2")
     out: list[Reading] = []
-    for i, chunk in enumerate(chunks):
-        out += dec.feed(chunk, float(i))
+    dec.pleth = []  # type: ignore[attr-defined]
+    for chunk in chunks:
+        out += dec.feed(chunk, t)
+        dec.pleth += dec.waveform()  # type: ignore[attr-defined]
     return out, dec
 
 
@@ -116,10 +128,11 @@ def test_v7_encoder_reproduces_the_captured_packets():
 
 
 def test_v7_golden_packets_decode_all_at_once():
-    """Captured and synthetic packets: equal values share one Reading, carrying all their pleth."""
+    """Captured and synthetic packets: a Reading per change; every packet's pleth sample in
+    the waveform."""
     readings, dec = decode_v7([b"".join(GOLDEN_V7)])
-    assert expand(readings) == EXPECTED_V7
-    assert [r.pleth for r in readings] == [(51, 48, 46, 42), (85,), (51,)]
+    assert values(readings) == EXPECTED_V7
+    assert list(dec.waveform()) == EXPECTED_V7_PLETH
     assert (dec.records, dec.frames_bad, dec.bytes_skipped, dec.frames_other) == (6, 0, 0, 0)
     assert {r.device for r in readings} == {"spo2"}
     assert all(r.t == 0.0 for r in readings)
@@ -128,16 +141,17 @@ def test_v7_golden_packets_decode_all_at_once():
 def test_v7_golden_packets_decode_byte_by_byte():
     stream = b"".join(GOLDEN_V7)
     readings, dec = decode_v7([stream[i : i + 1] for i in range(len(stream))])
-    assert expand(readings) == EXPECTED_V7
-    assert len(readings) == 6  # nothing is held back across calls
+    assert values(readings) == EXPECTED_V7
+    assert dec.pleth == EXPECTED_V7_PLETH  # type: ignore[attr-defined]
     assert (dec.frames_bad, dec.bytes_skipped) == (0, 0)
 
 
 @pytest.mark.parametrize("seed", range(8))
 def test_v7_golden_packets_decode_in_random_chunks(seed):
     readings, dec = decode_v7(chunked(b"".join(GOLDEN_V7) * 3, seed))
-    assert expand(readings) == EXPECTED_V7 * 3
-    assert dec.records == sum(len(r.pleth) for r in readings) == 18
+    assert values(readings) == EXPECTED_V7 * 3
+    assert dec.pleth == EXPECTED_V7_PLETH * 3  # type: ignore[attr-defined]
+    assert dec.records == 18
 
 
 def test_v7_reading_time_is_the_arrival_of_the_packet_end():
@@ -149,21 +163,22 @@ def test_v7_reading_time_is_the_arrival_of_the_packet_end():
     assert (r.t, r.spo2, r.pr) == (11.0, 97, 65)
 
 
-def test_v7_a_change_of_value_or_flag_starts_a_new_reading():
+def test_v7_a_change_of_value_or_flag_gives_a_reading():
     stream = (
         v7_packet(pleth=1)
-        + v7_packet(pleth=2, bar=9, signal=2)  # bar graph and signal are not kept: same Reading
+        + v7_packet(pleth=2, bar=9, signal=2)  # bar graph and signal are not kept: no change
         + v7_packet(pleth=3, pr=66)
         + v7_packet(pleth=4, pr=66, searching=True)
         + v7_packet(pleth=5)  # back to the first values: a new Reading, in order
     )
-    readings, _ = decode_v7([stream])
-    assert [(r.pr, r.flags, r.pleth) for r in readings] == [
-        (65, Quality.NONE, (1, 2)),
-        (66, Quality.NONE, (3,)),
-        (66, Quality.SEARCHING, (4,)),
-        (65, Quality.NONE, (5,)),
+    readings, dec = decode_v7([stream])
+    assert [(r.pr, r.flags) for r in readings] == [
+        (65, Quality.NONE),
+        (66, Quality.NONE),
+        (66, Quality.SEARCHING),
+        (65, Quality.NONE),
     ]
+    assert dec.waveform() == (1, 2, 3, 4, 5)
 
 
 def test_v7_high_bits_are_restored():
@@ -189,9 +204,17 @@ def test_v7_out_of_range_values_are_no_value(spo2, pr, expected):
 
 
 def test_v7_finger_out_withholds_the_numbers_and_keeps_the_pleth():
-    (r,), _ = decode_v7([v7_packet(finger_out=True, spo2=98, pr=70, pi_invalid=False, pi=300)])
+    (r,), dec = decode_v7([v7_packet(finger_out=True, spo2=98, pr=70, pi_invalid=False, pi=300)])
     assert (r.spo2, r.pr, r.pi, r.flags) == (None, None, None, Quality.SENSOR_OFF)
-    assert r.pleth == (51,)
+    assert dec.waveform() == (51,)
+
+
+def test_v7_finger_out_packets_with_other_numbers_are_no_change():
+    """Finger out withholds the numbers: packets that differ only in them say the same."""
+    stream = v7_packet(finger_out=True, pr=70) + v7_packet(finger_out=True, pr=90, spo2=50)
+    (r,), dec = decode_v7([stream])
+    assert r.flags == Quality.SENSOR_OFF
+    assert dec.records == 2
 
 
 @pytest.mark.parametrize(
@@ -223,25 +246,28 @@ def test_v7_perfusion_index(kwargs, pi):
 def test_v7_other_replies_are_skipped_by_their_length_without_counting_them_bad():
     stream = HEADROTOR[0] + b"".join(OTHER_REPLIES) + HEADROTOR[1]
     readings, dec = decode_v7([stream])
-    assert expand(readings) == EXPECTED_V7[:2]
-    assert (dec.frames_bad, dec.bytes_skipped, dec.frames_other) == (0, 0, 8)
+    assert values(readings) == EXPECTED_V7[:1]
+    assert (dec.records, dec.frames_bad, dec.bytes_skipped, dec.frames_other) == (2, 0, 0, 8)
     readings, dec = decode_v7([stream[i : i + 1] for i in range(len(stream))])
-    assert expand(readings) == EXPECTED_V7[:2]
+    assert values(readings) == EXPECTED_V7[:1]
+    assert dec.pleth == EXPECTED_V7_PLETH[:2]  # type: ignore[attr-defined]
     assert (dec.frames_bad, dec.bytes_skipped, dec.frames_other) == (0, 0, 8)
 
 
 def test_v7_a_packet_with_lost_bytes_is_bad_and_the_next_one_decodes():
     stream = HEADROTOR[0] + MARKMLL[:5] + HEADROTOR[1]
     readings, dec = decode_v7([stream])
-    assert expand(readings) == [EXPECTED_V7[0], EXPECTED_V7[1]]
-    assert (dec.frames_bad, dec.bytes_skipped) == (1, 5)
+    assert values(readings) == EXPECTED_V7[:1]
+    assert dec.waveform() == (51, 48)
+    assert (dec.records, dec.frames_bad, dec.bytes_skipped) == (2, 1, 5)
 
 
 def test_v7_garbage_before_between_and_after_resynchronises_and_counts():
     junk = bytes([0xFF, 0x80, 0x7F, 0xE1, 0x55])  # continuation bytes and unknown types
     stream = junk + HEADROTOR[0] + junk + MARKMLL + junk
     readings, dec = decode_v7([stream])
-    assert expand(readings) == [EXPECTED_V7[0], EXPECTED_V7[4]]
+    assert values(readings) == EXPECTED_V7[:2]
+    assert dec.waveform() == (51, 85)
     assert dec.bytes_skipped == 3 * len(junk)
     assert dec.frames_bad == 0
 
@@ -249,7 +275,7 @@ def test_v7_garbage_before_between_and_after_resynchronises_and_counts():
 def test_v7_connecting_mid_packet_skips_the_tail():
     stream = MARKMLL[4:] + HEADROTOR[0]
     readings, dec = decode_v7([stream])
-    assert expand(readings) == [EXPECTED_V7[0]]
+    assert values(readings) == EXPECTED_V7[:1]
     assert dec.bytes_skipped == 5
 
 
@@ -262,7 +288,8 @@ def test_v7_unparsed_bytes_are_bounded():
         assert len(dec._pending) < V7_MAX_FRAME
     dec.feed(b"\x01" + b"\xff" * 7, 200.0)
     assert len(dec._pending) == 8
-    assert expand(dec.feed(b"\xff" + HEADROTOR[0], 201.0))[-1] == EXPECTED_V7[0]
+    dec.feed(b"\xff" + HEADROTOR[0], 201.0)
+    assert dec.waveform()[-1] == 51
 
 
 def test_v7_commands():
@@ -299,9 +326,7 @@ def test_v7_arbitrary_bytes_never_raise(data, chunk):
         assert r.spo2 is None or 0 <= r.spo2 <= 100
         assert r.pr is None or 0 <= r.pr <= 254
         assert r.pi is None or 0.0 <= r.pi <= 100.0
-        assert r.pleth
-        assert all(0 <= p <= 127 for p in r.pleth)
-    assert dec.records == sum(len(r.pleth) for r in out)
+    assert len(out) <= dec.records
     assert dec.bytes_skipped + 9 * dec.records + len(dec._pending) <= len(data)
     assert len(dec._pending) < V7_MAX_FRAME
 
@@ -310,8 +335,9 @@ def test_v7_arbitrary_bytes_never_raise(data, chunk):
 def test_v7_valid_stream_after_garbage_decodes_completely(garbage, chunk):
     """Whatever came before, every packet of a good stream that follows is decoded."""
     stream = garbage + b"".join(GOLDEN_V7)
-    readings, _ = decode_v7([stream[i : i + chunk] for i in range(0, len(stream), chunk)])
-    assert expand(readings)[-len(EXPECTED_V7) :] == EXPECTED_V7
+    readings, dec = decode_v7([stream[i : i + chunk] for i in range(0, len(stream), chunk)])
+    assert values(readings)[-2:] == EXPECTED_V7[1:]
+    assert dec.pleth[-6:] == EXPECTED_V7_PLETH  # type: ignore[attr-defined]
 
 
 _v7_packets = st.builds(
@@ -331,11 +357,12 @@ _v7_packets = st.builds(
 
 @given(st.lists(_v7_packets, max_size=40), st.integers(min_value=1, max_value=100))
 def test_v7_chunking_never_changes_the_samples(packets, chunk):
-    """Whole or in pieces, the same packets give the same samples (only the grouping differs)."""
+    """Whole or in pieces at one time, the same packets give the same Readings and waveform."""
     stream = b"".join(packets)
     whole, dec = decode_v7([stream])
-    pieces, _ = decode_v7([stream[i : i + chunk] for i in range(0, len(stream), chunk)])
-    assert expand(pieces) == expand(whole)
+    pieces, dec2 = decode_v7([stream[i : i + chunk] for i in range(0, len(stream), chunk)])
+    assert values(pieces) == values(whole)
+    assert dec2.pleth == list(dec.waveform())  # type: ignore[attr-defined]
     assert (dec.records, dec.frames_bad, dec.bytes_skipped) == (len(packets), 0, 0)
 
 
@@ -367,18 +394,21 @@ GOLDEN_LEGACY = [
     bytes.fromhex("85 33 45 02 60"),  # PR 130: its bit 7 is bit 6 of byte 2
     bytes.fromhex("95 40 00 7F 7F"),  # finger out, 127s as values
 ]
-EXPECTED_LEGACY: list[Sample] = [
-    (97, 72, None, Quality.NONE, 64),
-    (96, 130, None, Quality.NONE, 0x33),
-    (None, None, None, OFF, 64),
+EXPECTED_LEGACY: list[Values] = [
+    (97, 72, None, Quality.NONE),
+    (96, 130, None, Quality.NONE),
+    (None, None, None, OFF),
 ]
+EXPECTED_LEGACY_PLETH = [64, 0x33, 64]
 
 
-def decode_legacy(chunks: list[bytes]) -> tuple[list[Reading], ContecLegacyDecoder]:
+def decode_legacy(chunks: list[bytes], t: float = 0.0) -> tuple[list[Reading], ContecLegacyDecoder]:
     dec = ContecLegacyDecoder(device="spo2")
     out: list[Reading] = []
-    for i, chunk in enumerate(chunks):
-        out += dec.feed(chunk, float(i))
+    dec.pleth = []  # type: ignore[attr-defined]
+    for chunk in chunks:
+        out += dec.feed(chunk, t)
+        dec.pleth += dec.waveform()  # type: ignore[attr-defined]
     return out, dec
 
 
@@ -390,27 +420,31 @@ def test_legacy_encoder_reproduces_the_vectors():
 
 def test_legacy_vectors_decode_all_at_once():
     readings, dec = decode_legacy([b"".join(GOLDEN_LEGACY)])
-    assert expand(readings) == EXPECTED_LEGACY
+    assert values(readings) == EXPECTED_LEGACY
+    assert list(dec.waveform()) == EXPECTED_LEGACY_PLETH
     assert (dec.records, dec.frames_bad, dec.bytes_skipped) == (3, 0, 0)
 
 
 def test_legacy_vectors_decode_byte_by_byte():
     stream = b"".join(GOLDEN_LEGACY)
     readings, dec = decode_legacy([stream[i : i + 1] for i in range(len(stream))])
-    assert expand(readings) == EXPECTED_LEGACY
+    assert values(readings) == EXPECTED_LEGACY
+    assert dec.pleth == EXPECTED_LEGACY_PLETH  # type: ignore[attr-defined]
     assert (dec.frames_bad, dec.bytes_skipped) == (0, 0)
 
 
 @pytest.mark.parametrize("seed", range(8))
 def test_legacy_vectors_decode_in_random_chunks(seed):
-    readings, _ = decode_legacy(chunked(b"".join(GOLDEN_LEGACY) * 4, seed, largest=12))
-    assert expand(readings) == EXPECTED_LEGACY * 4
+    readings, dec = decode_legacy(chunked(b"".join(GOLDEN_LEGACY) * 4, seed, largest=12))
+    assert values(readings) == EXPECTED_LEGACY * 4
+    assert dec.pleth == EXPECTED_LEGACY_PLETH * 4  # type: ignore[attr-defined]
 
 
-def test_legacy_equal_packets_share_a_reading():
+def test_legacy_equal_packets_give_one_reading():
     stream = b"".join(legacy_packet(pleth=p, bar=p % 16, beep=p == 3) for p in range(5))
     (r,), dec = decode_legacy([stream])
-    assert (r.spo2, r.pr, r.pleth) == (97, 72, (0, 1, 2, 3, 4))
+    assert (r.spo2, r.pr, r.pleth) == (97, 72, ())
+    assert dec.waveform() == (0, 1, 2, 3, 4)
     assert dec.records == 5
 
 
@@ -434,7 +468,7 @@ def test_legacy_sync_is_bit_7_of_byte_0_only():
     """Data bytes with bit 7 clear before the first sync are skipped; a sync inside breaks one."""
     stream = b"\x40\x07\x48\x61" + GOLDEN_LEGACY[0][:3] + GOLDEN_LEGACY[1] + b"\x00\x7f"
     readings, dec = decode_legacy([stream])
-    assert expand(readings) == [EXPECTED_LEGACY[1]]
+    assert values(readings) == [EXPECTED_LEGACY[1]]
     assert (dec.frames_bad, dec.bytes_skipped) == (1, 4 + 3 + 2)
 
 
@@ -463,5 +497,158 @@ def test_legacy_arbitrary_bytes_never_raise(data, chunk):
 @given(st.binary(max_size=600), st.integers(min_value=1, max_value=64))
 def test_legacy_valid_stream_after_garbage_decodes_completely(garbage, chunk):
     stream = garbage + b"".join(GOLDEN_LEGACY)
-    readings, _ = decode_legacy([stream[i : i + chunk] for i in range(0, len(stream), chunk)])
-    assert expand(readings)[-len(EXPECTED_LEGACY) :] == EXPECTED_LEGACY
+    readings, dec = decode_legacy([stream[i : i + chunk] for i in range(0, len(stream), chunk)])
+    assert values(readings)[-2:] == EXPECTED_LEGACY[1:]
+    assert dec.pleth[-3:] == EXPECTED_LEGACY_PLETH  # type: ignore[attr-defined]
+
+
+# --------------------------------------------------------------------------------------------
+# Readings on change and once a second; the same whatever the chunking (DESIGN §6)
+# --------------------------------------------------------------------------------------------
+
+RATE_HZ = 60
+
+
+def packets_of(kind: str, spec: list[tuple[int, bool]]) -> list[bytes]:
+    """One packet per (pr, finger_out), pleth counting up."""
+    make = v7_packet if kind == "v7" else legacy_packet
+    return [make(pr=pr, finger_out=off, pleth=k % 128) for k, (pr, off) in enumerate(spec)]
+
+
+def new_decoder(kind: str) -> ContecV7Decoder | ContecLegacyDecoder:
+    return ContecV7Decoder(device="ox") if kind == "v7" else ContecLegacyDecoder(device="ox")
+
+
+def seen(readings: list[Reading]) -> list[tuple[float, int | None, Quality]]:
+    return [(r.t, r.pr, r.flags) for r in readings]
+
+
+@pytest.mark.parametrize("kind", ["v7", "legacy"])
+def test_a_steady_stream_gives_a_reading_once_a_second_and_each_change_at_once(kind):
+    """3 s at 60 packets a second, one packet per read; PR 80 from 1.5 s."""
+    spec = [(72 if k < 90 else 80, False) for k in range(3 * RATE_HZ)]
+    dec = new_decoder(kind)
+    out: list[Reading] = []
+    pleth: list[int] = []
+    for k, packet in enumerate(packets_of(kind, spec)):
+        out += dec.feed(packet, k / RATE_HZ)
+        pleth += dec.waveform()
+    assert [(round(t, 3), pr) for t, pr, _ in seen(out)] == [
+        (0.0, 72), (1.0, 72), (1.5, 80), (2.5, 80),
+    ]  # fmt: skip
+    assert dec.records == len(pleth) == 3 * RATE_HZ  # every packet counts, and is in the pleth
+    assert pleth == [k % 128 for k in range(3 * RATE_HZ)]
+    assert EMIT_EVERY_S == 1.0
+
+
+@st.composite
+def timed_stream(draw: st.DrawFn) -> tuple[str, list[bytes], list[float]]:
+    """Packets one per read at 60 Hz with a gap now and then, values changing now and then."""
+    kind = draw(st.sampled_from(["v7", "legacy"]))
+    n = draw(st.integers(1, 400))
+    spec, pr, off = [], 72, False
+    for _ in range(n):
+        if draw(st.integers(0, 40)) == 0:
+            pr = draw(st.integers(40, 140))
+        if draw(st.integers(0, 80)) == 0:
+            off = not off
+        spec.append((pr, off))
+    times, t = [], 0.0
+    for _ in range(n):
+        times.append(round(t, 3))
+        t += draw(st.sampled_from([1 / RATE_HZ] * 20 + [0.0, 0.4, 1.0, 2.5]))
+    return kind, packets_of(kind, spec), times
+
+
+def chunkings(draw: st.DrawFn, size: int) -> list[int]:
+    """Cut points of a buffer of `size` bytes: chunks of 1 byte up to the whole."""
+    largest = draw(st.sampled_from([1, 2, 7, 40, 500, size]))
+    cuts, at = [], 0
+    while at < size:
+        at += draw(st.integers(1, max(1, largest)))
+        cuts.append(min(at, size))
+    return cuts
+
+
+@settings(max_examples=60, deadline=None)
+@given(timed_stream(), st.data())
+def test_readings_do_not_depend_on_the_chunking(stream, data):
+    """Each byte keeps the time its packet arrived at; cut the bytes anywhere (1 byte to the
+    whole capture), fed one by one or many pieces at once (`feed_timed`): the same Readings,
+    the same counts, the same waveform."""
+    kind, packets, times = stream
+    reference = new_decoder(kind)
+    expected: list[Reading] = []
+    pleth: list[int] = []
+    for packet, t in zip(packets, times, strict=True):
+        expected += reference.feed(packet, t)
+        pleth += reference.waveform()
+    # The bytes with their times, cut anywhere: a piece never spans two arrival times.
+    joined = b"".join(packets)
+    byte_times = [t for packet, t in zip(packets, times, strict=True) for _ in packet]
+    cuts = sorted(set(chunkings(data.draw, len(joined))) | {
+        sum(len(p) for p in packets[: k + 1]) for k in range(len(packets) - 1)
+        if times[k] != times[k + 1]
+    })  # fmt: skip
+    starts = [0, *cuts[:-1]]
+    one_by_one = new_decoder(kind)
+    got: list[Reading] = []
+    got_pleth: list[int] = []
+    for a, b in zip(starts, cuts, strict=True):
+        got += one_by_one.feed(joined[a:b], byte_times[b - 1])
+        got_pleth += one_by_one.waveform()
+    assert seen(got) == seen(expected)
+    assert got_pleth == pleth
+    # The same pieces, in groups of any size, through feed_timed.
+    in_bulk = new_decoder(kind)
+    bulk: list[Reading] = []
+    group = data.draw(st.integers(1, len(cuts)))
+    for g in range(0, len(cuts), group):
+        ends = np.array(cuts[g : g + group], dtype=np.int64)
+        base = starts[g]
+        t = np.array([byte_times[b - 1] for b in cuts[g : g + group]])
+        timed = in_bulk.feed_timed(joined[base : int(ends[-1])], ends - base, t)
+        assert [t[p] for p in timed.pieces] == [r.t for r in timed.readings]
+        bulk += timed.readings
+    assert seen(bulk) == seen(expected)
+    for dec in (one_by_one, in_bulk):
+        assert (dec.records, dec.frames_bad, dec.bytes_skipped) == (
+            reference.records, reference.frames_bad, reference.bytes_skipped,
+        )  # fmt: skip
+    # A Reading at least once a second while the device sends: no packet arrives a second
+    # or more after the last Reading before it.
+    reading_times = [r.t for r in expected]
+    for t in times:
+        last = reading_times[bisect.bisect_right(reading_times, t) - 1]
+        assert t - last < EMIT_EVERY_S
+
+
+def test_the_contec_decoders_send_a_waveform():
+    assert isinstance(ContecV7Decoder(device="ox"), SendsWaveform)
+    assert isinstance(ContecLegacyDecoder(device="ox"), SendsWaveform)
+
+
+@pytest.mark.parametrize("kind", ["v7", "legacy"])
+def test_bulk_framing_of_a_long_buffer_is_the_same_as_short_calls(kind):
+    """A buffer long enough for numpy framing (noise, other replies and runs mixed) decodes as
+    the same bytes fed in short calls."""
+    rng = random.Random(11)
+    parts: list[bytes] = []
+    for k in range(600):
+        roll = rng.random()
+        if roll < 0.05:
+            parts.append(rng.randbytes(rng.randint(1, 12)))
+        elif roll < 0.08 and kind == "v7":
+            parts.append(rng.choice(OTHER_REPLIES))
+        else:
+            parts += packets_of(kind, [(70 + k // 50, k % 97 == 0)])
+    stream = b"".join(parts)
+    whole = new_decoder(kind)
+    readings = whole.feed(stream, 5.0)
+    small = new_decoder(kind)
+    pieces: list[Reading] = []
+    for i in range(0, len(stream), 17):
+        pieces += small.feed(stream[i : i + 17], 5.0)
+    assert seen(readings) == seen(pieces)
+    counts = [(d.records, d.frames_bad, d.bytes_skipped) for d in (whole, small)]
+    assert counts[0] == counts[1]

@@ -573,3 +573,25 @@ def test_ascii_valid_line_after_garbage_and_a_line_end_decodes(pieces):
     stream = b"".join(pieces) + b"\r\n" + ASCII_STREAM
     readings, _ = decode(NoninAsciiDecoder(device="ox"), random_chunks(stream, 1))
     assert [numbers(r) for r in readings[-len(ASCII_LINES) :]] == ASCII_EXPECTED
+
+
+_STATUSES = st.sampled_from(
+    [0, 0x20, 0x10, 0x40, 0x08, [0x04] * 12 + [0] * 13, [0x02] * 12 + [0] * 13, [0x06] * 25]
+)
+_DF7_PACKETS = st.builds(
+    df7_packet,
+    hr=st.sampled_from([72, 130, 0, 321, 322, 511, 400]),
+    spo2=st.sampled_from([97, 100, 101, 127, 0]),
+    status=_STATUSES,
+)
+
+
+@given(st.lists(_DF7_PACKETS, min_size=64, max_size=160))
+def test_df7_many_packets_at_once_are_the_packets_one_by_one(packets):
+    """A long run (a capture block: decoded by numpy, the perfusion carried across packets)
+    gives exactly what the packets give one by one (a live link)."""
+    stream = b"".join(packets)
+    whole, dec = decode(NoninDf7Decoder(device="ox"), [stream])
+    one_by_one, dec1 = decode(NoninDf7Decoder(device="ox"), packets)
+    assert [values(r) for r in whole] == [values(r) for r in one_by_one]
+    assert counters(dec) == counters(dec1)

@@ -228,3 +228,23 @@ def test_replay_a_cut_frame_before_a_result_does_not_delay_it(tmp_path):
     assert bp == [(10.0, 118), (61.1, 128)]
     summary = events[-1]
     assert (summary["readings"], summary["frames_bad"], summary["bytes_skipped"]) == (2, 1, 2)
+
+
+def test_a_contec_gives_a_reading_a_second_and_its_frames_keep_the_device(tmp_path):
+    """60 equal packets a second for 10 s, then nothing: a reading once a second, and
+    `device_lost` 5 s after the last frame, not after the last reading (DESIGN §5, §6)."""
+    good = bytes.fromhex("01E085B396C1E1FFFF")  # PR 65, SpO2 97 (headrotor capture)
+    cap = tmp_path / "contec.cap"
+    writer = CaptureWriter(cap, {"ox": "contec-v7"})
+    last = 0.0
+    for k in range(600):
+        last = k / 60
+        writer.write(last, "ox", "<", good)
+    writer.write(30.0, "ox", "<", good)
+    writer.close()
+    events = run_replay(cap, "--readings")
+    readings = [e for e in events if e["type"] == "reading"]
+    assert [r["t"] for r in readings] == [float(s) for s in range(10)] + [30.0]
+    lost = [(e["t"], e["state"]) for e in events if e.get("id") == "device_lost"]
+    assert lost[0] == (pytest.approx(round(last, 3) + 5.0), "active")
+    assert events[-1]["readings"] == 601  # every packet is a record

@@ -29,7 +29,7 @@ from yarl import URL
 
 from sessiond.console.auth import TOKEN_TTL_S, LoginThrottle, Sessions, verify_password
 from sessiond.console.settings import ConsoleConfig
-from sessiond.model import DoseUnit, NurseAction, Phase, Reading, Route
+from sessiond.model import DoseUnit, NurseAction, Phase, Reading, Route, Waveform
 from sessiond.session.commands import (
     CommandRejected,
     ConsoleControl,
@@ -332,7 +332,9 @@ class _Console:
                 logger.exception("console: the watcher count could not be reported")
 
     def subscribe_socket(self) -> Subscription:
-        return self.bus.subscribe(f"console.ws{next(self._ws_ids)}", maxsize=WS_QUEUE_READINGS)
+        return self.bus.subscribe(
+            f"console.ws{next(self._ws_ids)}", maxsize=WS_QUEUE_READINGS, waveforms=True
+        )
 
 
 def _nibp_schedule(nibp: NibpConfig) -> dict[str, Any]:
@@ -950,7 +952,7 @@ def _live_json(event: Event) -> dict[str, Any]:
     return event_json(event)
 
 
-async def _pump(  # noqa: C901  (one loop: ticks, events and pleth batches)
+async def _pump(  # noqa: C901, PLR0912  (one loop: ticks, events and pleth batches)
     ws: web.WebSocketResponse,
     *,
     sub: Subscription,
@@ -994,10 +996,12 @@ async def _pump(  # noqa: C901  (one loop: ticks, events and pleth batches)
             except EOFError:  # the bus closed: the daemon is stopping
                 await ws.close(code=WSCloseCode.GOING_AWAY)
                 return
-            if isinstance(event, Reading) and event.pleth:
+            if isinstance(event, Reading | Waveform) and event.pleth:
                 buffer = pleth.setdefault(event.device, collections.deque(maxlen=PLETH_MAX_SAMPLES))
                 buffer.extend(event.pleth)
                 pleth_t[event.device] = event.t
+                if isinstance(event, Waveform):
+                    continue  # sent in the pleth batches only
             await ws.send_json(_live_json(event))
             sent += 1
             if sent % _YIELD_EVERY == 0:

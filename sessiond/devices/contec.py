@@ -11,37 +11,48 @@ Two incompatible protocols by model and firmware (reference/devices.md §1):
 Neither has a checksum: framing rests on the bit-7 pattern alone, so a packet is only taken
 when all its bytes have the pattern, and a sync byte inside a packet breaks it.
 
-Readings: the packets decoded by one `feed()` call that carry the same values and quality
-flags become one `Reading`, stamped with the call's arrival time, whose `pleth` holds one
-sample per packet. Nothing is held back across calls: no added latency, and `t` is the true
-arrival time of every sample it carries. How many packets a Reading carries is therefore set
-by how the link reads the port (a link that reads every ~100 ms gets ~6 per Reading; one
-that wakes for every USB transfer gets ~1), and a change of value or flag always starts a
-new Reading. `records` counts packets, so `records == sum(len(r.pleth) for r in readings)`.
+Readings (DESIGN §6): the device repeats its numerics 60 times a second, so a packet gives a
+`Reading` only when its values or flags differ from the last Reading's, or when at least
+`EMIT_EVERY_S` has passed since it (and nothing changed): a change is reported at once, and
+the values are restated about once a second. The pleth is a waveform, not readings: every
+packet's sample goes to `waveform()` (the link publishes it for the console), and Readings
+carry none. `records` counts every packet decoded from a valid frame, emitted or not.
 
-The work per call is done by run: a regular expression (in C) finds a whole run of
-back-to-back valid packets, strided slices and `bytes.translate` pull out and mask each field's
-column, and Python touches each packet only to compare its key fields with the previous
-packet's. Measured: a few million packets/s on 4 KiB chunks, ~150 000/s when every call brings
-a single packet (2500x the device's rate). numpy was tried for the run: 1.3x faster on 4 KiB
-chunks, but 3x slower on 10-packet chunks and 5x on single packets (its per-call overhead),
-which is what a live link and a replayed capture deliver, so it is not used.
+Time: `feed(data, t)` stamps what it decodes with `t`; `feed_timed` takes many pieces at once,
+each with its own arrival time, and stamps a packet with the time of the piece its last byte
+came in. Either way a Reading's `t` is the arrival of the packet that gave it, and the
+Readings do not depend on how the bytes were cut into calls.
+
+The work per call is done by run of back-to-back valid packets. What a live link reads (a
+few packets) is framed with regular expressions, the key fields pulled out by strided slices
+and `bytes.translate` and interleaved into one string in which a backreference pattern finds
+the stretches of equal packets. A long buffer (a capture block) is framed with numpy, a
+window of packets at a time, and each packet's key read as one machine word, so that the
+stretches are where consecutive words differ. Either way Python touches only the packets
+that give a Reading (about one a second), found by bisecting the arrival times.
 """
 
 from __future__ import annotations
 
+import math
 import re
-from typing import TYPE_CHECKING, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from sessiond.devices.decoder import DecoderCounters, SerialSettings
+import numpy as np
+
+from sessiond.devices.decoder import Arrivals, DecoderCounters, SerialSettings, Timed
 from sessiond.model import Quality, Reading
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Sequence
+
+    import numpy.typing as npt
 
 #: SpO2, PR, PI and flags, as a Reading carries them.
 _Values = tuple[int | None, int | None, float | None, Quality]
-_K = TypeVar("_K")
+
+#: With nothing changing, a Reading at least this often (DESIGN §6: "at least once a second").
+EMIT_EVERY_S = 1.0
 
 _MAX_SPO2 = 100  # both protocols: > 100 is the device's "no value" (127 is the usual one)
 _MAX_PR = 254  # V7.0: "> 254 invalid"; the legacy PR has the same 8 bits, 255 = all ones
@@ -92,6 +103,11 @@ _MASK_LOW7 = _mask_table(_LOW7)
 _MASK_HB_KEY = _mask_table(_HB_KEY)
 _MASK_D0_KEY = _mask_table(_D0_SEARCH_TOO_LONG)
 _MASK_D2_KEY = _mask_table(_D2_PI_INVALID)
+#: The key of a live packet as one little-endian word of its wire bytes 1..8.
+_V7_KEY_MASK = int.from_bytes(
+    bytes((_HB_KEY, _D0_SEARCH_TOO_LONG, 0, _D2_PI_INVALID, 0xFF, 0xFF, 0xFF, 0xFF)), "little"
+)
+_HIGH_BITS_8 = 0x8080808080808080
 
 
 def _flag_table(*bit_flags: Quality) -> tuple[Quality, ...]:
@@ -122,12 +138,11 @@ def _v7_command(cmd: int) -> bytes:
 _V7_START = _v7_command(_V7_CMD_START_LIVE)
 _V7_STOP = _v7_command(_V7_CMD_STOP_LIVE)
 
-_V7Key = tuple[int, int, int, int, int, int, int]
 
-
-def _v7_values(key: _V7Key) -> _Values:
-    """SpO2, PR, PI and flags of a live packet from its key fields (wire values, masked)."""
-    hb, d0_bit4, d2_bit4, pr_w, spo2_w, pi_lo_w, pi_hi_w = key
+def _v7_values(key: bytes) -> _Values:
+    """SpO2, PR, PI and flags of a live packet from its key: wire bytes 1..8, masked (the
+    pleth byte to 0)."""
+    hb, d0_bit4, _, d2_bit4, pr_w, spo2_w, pi_lo_w, pi_hi_w = key
     flags = _V7_FLAGS[(hb & (_HB_FINGER_OUT | _HB_SEARCHING)) | (d0_bit4 >> 2)]  # 0x10 → 4
     if hb & _HB_FINGER_OUT:
         # Probe error or finger out: whatever numbers the packet holds are not the patient's.
@@ -159,10 +174,180 @@ def _pr(pr: int) -> int | None:
     return pr if pr <= _MAX_PR else None
 
 
-class ContecV7Decoder(DecoderCounters):
+class _ContecDecoder(DecoderCounters):
+    """What both Contec streams share: Readings on change and once a second, the waveform."""
+
+    #: Bytes in a live packet, and in its key (the fields a Reading depends on).
+    _size: ClassVar[int]
+    _key_width: ClassVar[int]
+    _stretches: ClassVar[re.Pattern[bytes]]
+
+    def __init__(self, *, device: str) -> None:
+        super().__init__(device=device)
+        self._last_key = b""
+        self._last_values: _Values | None = None
+        #: A packet at or after this time gives a Reading even when nothing changed.
+        self._next_emit = -math.inf
+        self._pleth: list[bytes] = []
+
+    def waveform(self) -> tuple[int, ...]:
+        """The pleth samples of every packet the last `feed` decoded, oldest first."""
+        return tuple(b"".join(self._pleth))
+
+    def feed(self, data: bytes, t: float) -> list[Reading]:
+        self._pleth = []
+        out: list[Reading] = []
+        self._decode(data, Arrivals(t), out)
+        return out
+
+    def feed_timed(
+        self, data: bytes, ends: npt.NDArray[np.int64], times: npt.NDArray[np.float64]
+    ) -> Timed:
+        self._pleth = []
+        out: list[Reading] = []
+        if not len(ends):
+            return Timed(out, [], np.empty(0, dtype=np.intp))
+        clock = Arrivals(0.0, len(self._pending), ends, times)
+        self._decode(data, clock, out)
+        return clock.timed(out)
+
+    def _decode(self, data: bytes, clock: Arrivals, out: list[Reading]) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def _values(key: bytes) -> _Values:
+        """SpO2, PR, PI and flags of a packet from its key."""
+        raise NotImplementedError
+
+    def _emit(self, keys: bytes, s: int, count: int, clock: Arrivals, out: list[Reading]) -> None:
+        """Readings for the `count` packets at buffer offset `s`, whose keys are `keys`."""
+        w = self._key_width
+        if count == 1:
+            self._emit_stretches([0, 1], [keys], s, clock, out)
+            return
+        starts = [m.start() // w for m in self._stretches.finditer(keys)]
+        self._emit_stretches([*starts, count], [keys[a * w : a * w + w] for a in starts], s,
+                             clock, out)  # fmt: skip
+
+    def _emit_words(
+        self,
+        words: npt.NDArray[np.unsignedinteger[Any]],
+        width: int,
+        s: int,
+        clock: Arrivals,
+        out: list[Reading],
+    ) -> None:
+        """`_emit` with the keys as one word per packet (the bulk path)."""
+        starts = [0, *(np.flatnonzero(words[1:] != words[:-1]) + 1).tolist()]
+        keys = [k.to_bytes(width, "little") for k in words[starts].tolist()]
+        self._emit_stretches([*starts, len(words)], keys, s, clock, out)
+
+    def _emit_stretches(
+        self, bounds: list[int], keys: list[bytes], s: int, clock: Arrivals, out: list[Reading]
+    ) -> None:
+        """Readings for stretches of equal packets: stretch i is packets bounds[i] to
+        bounds[i+1] - 1 of the run at buffer offset `s`, with key `keys[i]`."""
+        size = self._size
+        for i, key in enumerate(keys):
+            a, end = bounds[i], bounds[i + 1]
+            if key != self._last_key:
+                self._last_key = key
+                values = self._values(key)
+                if values != self._last_values:
+                    self._last_values = values
+                    self._reading(values, clock.at(s + size * (a + 1)), out)
+                    a += 1
+            values_now = self._last_values
+            assert values_now is not None
+            while a < end:
+                k = clock.first(self._next_emit, s, size, a)
+                if k >= end:
+                    break
+                self._reading(values_now, clock.at(s + size * (k + 1)), out)
+                a = k + 1
+
+    def _reading(self, values: _Values, t: float, out: list[Reading]) -> None:
+        spo2, pr, pi, flags = values
+        out.append(Reading(t=t, device=self.device, spo2=spo2, pr=pr, pi=pi, flags=flags))
+        # A microsecond of slack: capture times are rounded to the millisecond.
+        self._next_emit = t + EMIT_EVERY_S - 1e-6
+
+
+#: A buffer this long is framed with numpy; a shorter one (what a live link reads) with
+#: regular expressions, which cost less per call.
+_BULK_BYTES = 2048
+#: Rows checked at a time when looking for the end of a run in bulk.
+_BULK_ROWS = 4096
+
+
+def _words(
+    buf: bytes | npt.NDArray[np.uint8], start: int, count: int, step: int, dtype: np.dtype[Any]
+) -> npt.NDArray[np.unsignedinteger[Any]]:
+    """One little-endian word of `dtype.itemsize` bytes from `buf[start + k*step]`, per k."""
+    view: npt.NDArray[np.unsignedinteger[Any]] = np.ndarray(
+        (count,), dtype=dtype, buffer=buf, offset=start, strides=(step,)
+    )
+    return view.copy()
+
+
+def _v7_rows_ok(a: npt.NDArray[np.uint8], s: int, rows: int) -> npt.NDArray[np.bool_]:
+    """Which of `rows` 9-byte packets from `a[s]` are live packets (type 1, then 8 bytes with
+    bit 7 set)."""
+    e = s + rows * _V7_LIVE_SIZE
+    high = _words(a, s + 1, rows, _V7_LIVE_SIZE, np.dtype("<u8"))
+    ok: npt.NDArray[np.bool_] = (high & np.uint64(_HIGH_BITS_8)) == np.uint64(_HIGH_BITS_8)
+    ok &= a[s:e:_V7_LIVE_SIZE] == 1
+    return ok
+
+
+def _legacy_rows_ok(a: npt.NDArray[np.uint8], s: int, rows: int) -> npt.NDArray[np.bool_]:
+    """Which of `rows` 5-byte packets from `a[s]` are packets (bit 7 set in byte 0 only)."""
+    e = s + rows * _LEGACY_SIZE
+    low = _words(a, s + 1, rows, _LEGACY_SIZE, np.dtype("<u4"))
+    ok: npt.NDArray[np.bool_] = (low & np.uint32(_HIGH_BITS_4)) == 0
+    ok &= a[s:e:_LEGACY_SIZE] >= 0x80  # noqa: PLR2004
+    return ok
+
+
+def _bulk_run_end(
+    a: npt.NDArray[np.uint8],
+    s: int,
+    size: int,
+    rows_ok: Callable[[npt.NDArray[np.uint8], int, int], npt.NDArray[np.bool_]],
+) -> int:
+    """Where the run of back-to-back packets starting at `s` ends (`s`: none starts there);
+    what `(?:PACKET)+` matches, found with numpy a window at a time."""
+    e = s
+    while True:
+        rows = min((len(a) - e) // size, _BULK_ROWS)
+        if rows <= 0:
+            return e
+        ok = rows_ok(a, e, rows)
+        bad = int(ok.argmin())
+        if not ok[bad]:
+            return e + bad * size
+        e += rows * size
+
+
+def _interleave(columns: Sequence[bytes], count: int) -> bytes:
+    """The packets' key fields side by side: packet i's key is `out[i*w : i*w + w]`."""
+    w = len(columns)
+    if count == 1:
+        return bytes(c[0] for c in columns)
+    out = bytearray(count * w)
+    for k, column in enumerate(columns):
+        out[k::w] = column
+    return bytes(out)
+
+
+class ContecV7Decoder(_ContecDecoder):
     """Decoder for `contec-v7`: live type-0x01 packets; other replies are framed and skipped."""
 
     protocol: ClassVar[str] = "contec-v7"
+    _size: ClassVar[int] = _V7_LIVE_SIZE
+    _key_width: ClassVar[int] = 8
+    _stretches: ClassVar[re.Pattern[bytes]] = re.compile(rb"(.{8})\1*", re.DOTALL)
+    _values = staticmethod(_v7_values)
     serial: ClassVar[SerialSettings] = SerialSettings(baudrate=115200)
     streaming: ClassVar[bool] = True
     # 60 packets a second, so 0.5 s is 30 missing packets: far beyond USB and loop jitter, and
@@ -196,10 +381,10 @@ class ContecV7Decoder(DecoderCounters):
         """`7D 81 A2 ...`: stop the live stream (polite before closing; not required)."""
         return _V7_STOP
 
-    def feed(self, data: bytes, t: float) -> list[Reading]:
+    def _decode(self, data: bytes, clock: Arrivals, out: list[Reading]) -> None:
         buf = self._pending + data if self._pending else data
         n = len(buf)
-        out: list[Reading] = []
+        bulk = np.frombuffer(buf, dtype=np.uint8) if n >= _BULK_BYTES else None
         i = 0
         while i < n:
             sync = _V7_TYPE_BYTE.search(buf, i)
@@ -209,10 +394,14 @@ class ContecV7Decoder(DecoderCounters):
                 break
             s = sync.start()
             self.bytes_skipped += s - i
-            run = _V7_LIVE_RUN.match(buf, s)
-            if run is not None:
-                i = run.end()
-                self._live_run(buf, s, i, t, out)
+            if bulk is not None:
+                end = _bulk_run_end(bulk, s, _V7_LIVE_SIZE, _v7_rows_ok)
+            else:
+                run = _V7_LIVE_RUN.match(buf, s)
+                end = s if run is None else run.end()
+            if end > s:
+                i = end
+                self._live_run(buf, s, i, clock, out, bulk=bulk)
                 continue
             size = _V7_SIZES[buf[s]]
             if not size:
@@ -232,24 +421,38 @@ class ContecV7Decoder(DecoderCounters):
             self.frames_other += 1
             i = s + size
         self._pending = bytes(buf[i:])
-        return out
 
-    def _live_run(self, buf: bytes, s: int, e: int, t: float, out: list[Reading]) -> None:
+    def _live_run(
+        self,
+        buf: bytes,
+        s: int,
+        e: int,
+        clock: Arrivals,
+        out: list[Reading],
+        *,
+        bulk: npt.NDArray[np.uint8] | None,
+    ) -> None:
         """Decode the back-to-back live packets in `buf[s:e]` into `out`."""
         step = _V7_LIVE_SIZE
-        keys: Iterable[_V7Key] = zip(
+        count = (e - s) // step
+        self._pleth.append(buf[s + 3 : e : step].translate(_MASK_LOW7))
+        self.records += count
+        clock.run(s, e, step)
+        if bulk is not None:
+            words = _words(buf, s + 1, count, step, np.dtype("<u8")) & np.uint64(_V7_KEY_MASK)
+            self._emit_words(words, 8, s, clock, out)
+            return
+        columns = (
             buf[s + 1 : e : step].translate(_MASK_HB_KEY),
             buf[s + 2 : e : step].translate(_MASK_D0_KEY),
+            bytes(count),
             buf[s + 4 : e : step].translate(_MASK_D2_KEY),
             buf[s + 5 : e : step],
             buf[s + 6 : e : step],
             buf[s + 7 : e : step],
             buf[s + 8 : e : step],
-            strict=True,
         )
-        pleth = buf[s + 3 : e : step].translate(_MASK_LOW7)
-        self.records += len(pleth)
-        _emit_groups(keys, pleth, _v7_values, device=self.device, t=t, out=out)
+        self._emit(_interleave(columns, count), s, count, clock, out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -270,15 +473,18 @@ _B2_PR_MSB = 0x40
 _B2_SEARCHING = 0x20
 _B2_PROBE_ERROR = 0x10
 _MASK_B0_KEY = _mask_table(_B0_FINGER_OUT)
-_MASK_B2_KEY = _mask_table(_B2_PR_MSB | _B2_SEARCHING | _B2_PROBE_ERROR)
+_B2_KEY = _B2_PR_MSB | _B2_SEARCHING | _B2_PROBE_ERROR
+_MASK_B2_KEY = _mask_table(_B2_KEY)
+#: The key of a legacy packet as one little-endian word of its bytes 1..4 (pleth masked out,
+#: byte 0's finger-out bit put in its place).
+_LEGACY_KEY_MASK = int.from_bytes(bytes((0, _B2_KEY, 0xFF, 0xFF)), "little")
+_HIGH_BITS_4 = 0x80808080
 
 # Index: 1 finger out, 2 searching for pulse, 4 probe / sensor error.
 _LEGACY_FLAGS = _flag_table(Quality.SENSOR_OFF, Quality.SEARCHING, Quality.NO_SENSOR)
 
-_LegacyKey = tuple[int, int, int, int]
 
-
-def _legacy_values(key: _LegacyKey) -> _Values:
+def _legacy_values(key: bytes) -> _Values:
     """SpO2, PR, (no) PI and flags of a legacy packet from its key fields."""
     b0_bit4, b2, b3, b4 = key
     flags = _LEGACY_FLAGS[
@@ -290,10 +496,14 @@ def _legacy_values(key: _LegacyKey) -> _Values:
     return _checked(b4, pr, None, flags)
 
 
-class ContecLegacyDecoder(DecoderCounters):
+class ContecLegacyDecoder(_ContecDecoder):
     """Decoder for `contec-legacy`: 5-byte live packets, synchronised on bit 7 of byte 0."""
 
     protocol: ClassVar[str] = "contec-legacy"
+    _size: ClassVar[int] = _LEGACY_SIZE
+    _key_width: ClassVar[int] = 4
+    _stretches: ClassVar[re.Pattern[bytes]] = re.compile(rb"(.{4})\1*", re.DOTALL)
+    _values = staticmethod(_legacy_values)
     # XON/XOFF stays off: 0x11 and 0x13 occur in the binary data (devices.md §1.1).
     serial: ClassVar[SerialSettings] = SerialSettings(baudrate=19200, parity="O")
     streaming: ClassVar[bool] = True
@@ -301,10 +511,10 @@ class ContecLegacyDecoder(DecoderCounters):
     # has to tell a dead cable from jitter; 1 s (60 missing packets) does, without flapping.
     silence_timeout_s: ClassVar[float] = 1.0
 
-    def feed(self, data: bytes, t: float) -> list[Reading]:
+    def _decode(self, data: bytes, clock: Arrivals, out: list[Reading]) -> None:
         buf = self._pending + data if self._pending else data
         n = len(buf)
-        out: list[Reading] = []
+        bulk = np.frombuffer(buf, dtype=np.uint8) if n >= _BULK_BYTES else None
         i = 0
         while i < n:
             sync = _LEGACY_SYNC.search(buf, i)
@@ -314,10 +524,14 @@ class ContecLegacyDecoder(DecoderCounters):
                 break
             s = sync.start()
             self.bytes_skipped += s - i
-            run = _LEGACY_RUN.match(buf, s)
-            if run is not None:
-                i = run.end()
-                self._run(buf, s, i, t, out)
+            if bulk is not None:
+                end = _bulk_run_end(bulk, s, _LEGACY_SIZE, _legacy_rows_ok)
+            else:
+                run = _LEGACY_RUN.match(buf, s)
+                end = s if run is None else run.end()
+            if end > s:
+                i = end
+                self._run(buf, s, i, clock, out, bulk=bulk)
                 continue
             broken = _LEGACY_SYNC.search(buf, s + 1, s + _LEGACY_SIZE)
             if broken is not None:
@@ -328,44 +542,31 @@ class ContecLegacyDecoder(DecoderCounters):
             i = s  # a partial packet: kept for the next call
             break
         self._pending = bytes(buf[i:])
-        return out
 
-    def _run(self, buf: bytes, s: int, e: int, t: float, out: list[Reading]) -> None:
+    def _run(
+        self,
+        buf: bytes,
+        s: int,
+        e: int,
+        clock: Arrivals,
+        out: list[Reading],
+        *,
+        bulk: npt.NDArray[np.uint8] | None,
+    ) -> None:
         step = _LEGACY_SIZE
-        keys: Iterable[_LegacyKey] = zip(
+        count = (e - s) // step
+        self._pleth.append(buf[s + 1 : e : step])  # bit 7 is clear in every byte but the first
+        self.records += count
+        clock.run(s, e, step)
+        if bulk is not None:
+            words = _words(buf, s + 1, count, step, np.dtype("<u4")) & np.uint32(_LEGACY_KEY_MASK)
+            words |= bulk[s:e:step] & np.uint8(_B0_FINGER_OUT)
+            self._emit_words(words, 4, s, clock, out)
+            return
+        columns = (
             buf[s:e:step].translate(_MASK_B0_KEY),
             buf[s + 2 : e : step].translate(_MASK_B2_KEY),
             buf[s + 3 : e : step],
             buf[s + 4 : e : step],
-            strict=True,
         )
-        pleth = buf[s + 1 : e : step]  # bit 7 is clear in every byte but the first
-        self.records += len(pleth)
-        _emit_groups(keys, pleth, _legacy_values, device=self.device, t=t, out=out)
-
-
-def _emit_groups(
-    keys: Iterable[_K],
-    pleth: bytes,
-    values: Callable[[_K], _Values],
-    *,
-    device: str,
-    t: float,
-    out: list[Reading],
-) -> None:
-    """One Reading per stretch of packets with equal keys, carrying their pleth samples."""
-    start = 0
-    prev: _K | None = None
-    for index, key in enumerate(keys):
-        if key != prev:
-            if prev is not None:
-                out.append(_reading(values(prev), pleth[start:index], device, t))
-            prev = key
-            start = index
-    if prev is not None:
-        out.append(_reading(values(prev), pleth[start:], device, t))
-
-
-def _reading(vals: _Values, pleth: bytes, device: str, t: float) -> Reading:
-    spo2, pr, pi, flags = vals
-    return Reading(t=t, device=device, spo2=spo2, pr=pr, pi=pi, pleth=tuple(pleth), flags=flags)
+        self._emit(_interleave(columns, count), s, count, clock, out)

@@ -22,7 +22,8 @@ import serial
 import serial_asyncio_fast
 
 from sessiond.devices.contec import ContecV7Decoder
-from sessiond.model import DeviceStatus
+from sessiond.devices.decoder import SendsWaveform
+from sessiond.model import DeviceStatus, Waveform
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -92,6 +93,8 @@ class SerialLink:
         silence_timeout_s: float | None = None,
         on_open: Callable[[], None] | None = None,
         on_fed: Callable[[], None] | None = None,
+        on_frames: Callable[[str, float], None] | None = None,
+        on_waveform: Callable[[Waveform], None] | None = None,
     ) -> None:
         self.name = name
         self.path = path
@@ -107,6 +110,10 @@ class SerialLink:
         self._last_rx = 0.0
         self.on_open = on_open
         self.on_fed = on_fed
+        #: Valid frames that gave no reading (they repeat the last one) arrived at `t`.
+        self._on_frames = on_frames
+        self._on_waveform = on_waveform
+        self._waveform = decoder.waveform if isinstance(decoder, SendsWaveform) else None
         self._transport: asyncio.Transport | None = None
         self._reported = False
         self._down: asyncio.Future[str] | None = None
@@ -117,11 +124,21 @@ class SerialLink:
         self._last_rx = t
         if self._on_bytes is not None:
             self._on_bytes(t, self.name, "<", data)
-        readings = self.decoder.feed(data, t)
+        decoder = self.decoder
+        before = decoder.records
+        readings = decoder.feed(data, t)
+        fresh = decoder.records != before
+        if fresh and decoder.streaming and not self.connected:
+            self._set_connected(connected=True, detail=self.path)
         if readings:
-            if self.decoder.streaming and not self.connected:
-                self._set_connected(connected=True, detail=self.path)
             self._on_readings(readings)
+        elif fresh and decoder.streaming and self._on_frames is not None:
+            # Frames that repeat the last reading (a Contec between its readings).
+            self._on_frames(self.name, t)
+        if self._waveform is not None and self._on_waveform is not None:
+            samples = self._waveform()
+            if samples:
+                self._on_waveform(Waveform(t=t, device=self.name, pleth=samples))
         if self.on_fed is not None:
             self.on_fed()
 

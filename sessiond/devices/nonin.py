@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from sessiond.devices.decoder import DecoderCounters, SerialSettings
+from sessiond.devices.decoder import Arrivals, DecoderCounters, SerialSettings, Timed
 from sessiond.devices.lines import LineDecoder
 from sessiond.model import Quality, Reading
 
@@ -82,6 +82,12 @@ _MAX_SPO2 = 100
 _MAX_PR = 321
 
 _LATER_FRAMES = np.arange(FRAME_LEN, PACKET_LEN, FRAME_LEN)  # frames 2..25 of a packet
+#: Where the first packets of a run in step end (beyond `_MANY`, computed).
+_MANY = 64
+#: Packets decoded together by numpy from this many (fewer: one by one, which costs less).
+_VECTOR_PACKETS = 64
+_PACKET_ENDS = np.arange(PACKET_LEN, (_MANY + 1) * PACKET_LEN, PACKET_LEN)
+_PACKET_LEN_STEPS = np.arange(0, 1 << 20, PACKET_LEN)  # offsets of up to 128 MiB of packets
 _PACKET_BYTES = np.arange(PACKET_LEN)
 #: SYNC on the first frame of a packet only, as a row and as bytes.
 _SYNC_ROW = np.array([_SYNC] + [0] * (FRAMES_PER_PACKET - 1), dtype=np.uint8)
@@ -107,6 +113,7 @@ def _flag_table() -> tuple[tuple[Quality, bool], ...]:
 
 
 _FLAG_TABLE = _flag_table()
+_FLAGS_ONLY = tuple(flags for flags, _ in _FLAG_TABLE)
 
 
 class _NoninBinaryDecoder(DecoderCounters):
@@ -169,24 +176,35 @@ class _NoninBinaryDecoder(DecoderCounters):
     # --- feeding ---
 
     def feed(self, data: bytes, t: float) -> list[Reading]:
+        out: list[Reading] = []
+        self._feed(data, Arrivals(t), out)
+        return out
+
+    def feed_timed(
+        self, data: bytes, ends: npt.NDArray[np.int64], times: npt.NDArray[np.float64]
+    ) -> Timed:
+        out: list[Reading] = []
+        clock = Arrivals(0.0, len(self._pending), ends, times)
+        self._feed(data, clock, out)
+        return clock.timed(out)
+
+    def _feed(self, data: bytes, clock: Arrivals, out: list[Reading]) -> None:
         buf = self._pending + data if self._pending else data
         n = len(buf)
         if n < PACKET_LEN:
             self._pending = bytes(buf)
-            return []
-        out: list[Reading] = []
+            return
         pos = 0
         if self._in_step:
             if n < 2 * PACKET_LEN:
-                pos = self._one_packet(buf, t, out)
+                pos = self._one_packet(buf, clock, out)
             else:
-                pos = self._run(np.frombuffer(buf, dtype=np.uint8), t, out)
+                pos = self._run(np.frombuffer(buf, dtype=np.uint8), clock, out)
         if n - pos >= PACKET_LEN:
-            pos = self._search(buf, pos, t, out)
+            pos = self._search(buf, pos, clock, out)
         self._pending = bytes(buf[pos:])
-        return out
 
-    def _one_packet(self, buf: bytes, t: float, out: list[Reading]) -> int:
+    def _one_packet(self, buf: bytes, clock: Arrivals, out: list[Reading]) -> int:
         """The packet at the start of `buf` with bytes slices; bytes used (0 or a packet)."""
         cks = buf[4:PACKET_LEN:FRAME_LEN]
         for b0, b1, b2, b3, ck in zip(
@@ -210,12 +228,15 @@ class _NoninBinaryDecoder(DecoderCounters):
             bits |= s
         beats = status.translate(_PERFUSION_OF).rstrip(b"\x00")
         beat = beats[-1] if beats else 0
+        t = clock.t if clock.ends_array is None else -1.0
         reading = self._reading(bits & _STATUS_FLAG_BITS, beat, buf[3:14:FRAME_LEN], pleth, t)
         if reading is not None:
+            if clock.ends_array is not None:
+                reading.t = clock.at(PACKET_LEN)
             out.append(reading)
         return PACKET_LEN
 
-    def _run(self, a: npt.NDArray[np.uint8], t: float, out: list[Reading]) -> int:
+    def _run(self, a: npt.NDArray[np.uint8], clock: Arrivals, out: list[Reading]) -> int:
         """The whole packets in step from the start of `a`, as one array; bytes used."""
         m = len(a) // PACKET_LEN
         f = a[: m * PACKET_LEN].reshape(m, FRAMES_PER_PACKET, FRAME_LEN)
@@ -224,7 +245,8 @@ class _NoninBinaryDecoder(DecoderCounters):
         whole = ok.all(axis=1)
         run = m if whole.all() else int(whole.argmin())
         if run:
-            self._packets(f[:run], t, out)
+            ends = _PACKET_ENDS[:run] if run < _MANY else _PACKET_LEN_STEPS[:run] + PACKET_LEN
+            self._packets(f[:run], ends, clock, out)
         return run * PACKET_LEN
 
     def _frames_ok(self, f: npt.NDArray[np.uint8]) -> npt.NDArray[np.bool_]:
@@ -235,7 +257,7 @@ class _NoninBinaryDecoder(DecoderCounters):
         ok &= self._framing_ok(f)
         return ok
 
-    def _search(self, buf: bytes, pos: int, t: float, out: list[Reading]) -> int:
+    def _search(self, buf: bytes, pos: int, clock: Arrivals, out: list[Reading]) -> int:
         """Find whole packets at any offset from `pos`; account for the bytes between them.
 
         A packet is taken at the first offset that starts one (SYNC, then 24 good frames
@@ -265,8 +287,10 @@ class _NoninBinaryDecoder(DecoderCounters):
             self._gap(frame_flags, at, limit)
             at = limit
         if chosen:
-            base = np.array(chosen, dtype=np.intp)[:, None] + _PACKET_BYTES
-            self._packets(a[base].reshape(-1, FRAMES_PER_PACKET, FRAME_LEN), t, out)
+            starts = np.array(chosen, dtype=np.intp)
+            base = starts[:, None] + _PACKET_BYTES
+            f = a[base].reshape(-1, FRAMES_PER_PACKET, FRAME_LEN)
+            self._packets(f, pos + starts + PACKET_LEN, clock, out)
         return pos + at
 
     def _gap(self, frame_flags: bytes, start: int, end: int) -> None:
@@ -290,21 +314,74 @@ class _NoninBinaryDecoder(DecoderCounters):
 
     # --- decoding ---
 
-    def _packets(self, f: npt.NDArray[np.uint8], t: float, out: list[Reading]) -> None:
-        """Decode packets `f` (packets, 25, 5), all of whose frames are valid."""
+    def _packets(
+        self,
+        f: npt.NDArray[np.uint8],
+        ends: npt.NDArray[np.intp],
+        clock: Arrivals,
+        out: list[Reading],
+    ) -> None:
+        """Decode packets `f` (packets, 25, 5), all of whose frames are valid, that end at
+        buffer offsets `ends`."""
+        n = len(f)
         status = f[:, :, self._status_at]
-        bits = (np.bitwise_or.reduce(status, axis=1) & _STATUS_FLAG_BITS).tolist()
+        bits = np.bitwise_or.reduce(status, axis=1) & _STATUS_FLAG_BITS
         # The last beat's perfusion in each packet (0 when the packet holds no beat).
         perf = (status >> 1) & 0x03
         beat = perf != 0
         last = FRAMES_PER_PACKET - 1 - beat[:, ::-1].argmax(axis=1)
-        beats = np.where(beat.any(axis=1), perf[np.arange(len(f)), last], 0).tolist()
-        values = f[:, :3, 3].tolist()
-        reading = self._reading
-        for b, p, v, pleth in zip(bits, beats, values, self._pleth_rows(f), strict=True):
-            r = reading(b, p, v, pleth, t)
-            if r is not None:
-                out.append(r)
+        beats = np.where(beat.any(axis=1), perf[np.arange(n), last], 0).astype(np.int64)
+        times, pieces = clock.stamp(ends)
+        if n < _VECTOR_PACKETS:
+            # A few packets (what a link reads): numpy's cost per call is more than a loop's.
+            rows = zip(bits.tolist(), beats.tolist(), f[:, :3, 3].tolist(),
+                       self._pleth_rows(f), times, strict=True)  # fmt: skip
+            for k, (b, p, v, pleth, t) in enumerate(rows):
+                r = self._reading(b, p, v, pleth, t)
+                if r is not None:
+                    out.append(r)
+                    if pieces:
+                        clock.pieces.append(pieces[k])
+            return
+        # The perfusion held from packet to packet (see `_reading`): set by a beat, cleared
+        # without a tracked pulse, else carried; carried in from the last call.
+        event = np.where((bits & _NO_PULSE) != 0, 0, np.where(beats != 0, beats, -1))
+        setter = np.maximum.accumulate(np.where(event >= 0, np.arange(n), -1))
+        held = np.where(setter >= 0, event[np.maximum(setter, 0)], self._perfusion)
+        self._perfusion = int(held[-1])
+        keys = (bits | np.where(held == _PERF_RED, _RED_KEY, 0)).tolist()
+        withhold = (bits & _WITHHOLD) != 0
+        hr = ((f[:, 0, 3].astype(np.int64) & 0x03) << 7) | (f[:, 1, 3] & 0x7F)
+        spo2 = f[:, 2, 3].astype(np.int64)
+        bad = ~withhold & (
+            ((spo2 > _MAX_SPO2) & (spo2 != _NO_SPO2)) | ((hr > _MAX_PR) & (hr < _NO_HR))
+        )
+        spo2 = np.where(withhold | (spo2 == _NO_SPO2), -1, spo2)
+        hr = np.where(withhold | (hr == _NO_HR), -1, hr)
+        bad_count = int(bad.sum())
+        self.frames_bad += bad_count
+        self.records += n - bad_count
+        flag_table = _FLAGS_ONLY
+        device = self.device
+        packets = zip(
+            bad.tolist(), keys, spo2.tolist(), hr.tolist(), self._pleth_rows(f), times,
+            strict=True,
+        )  # fmt: skip
+        for k, (is_bad, key, s, p, pleth, t) in enumerate(packets):
+            if is_bad:
+                continue
+            out.append(
+                Reading(
+                    t=t,
+                    device=device,
+                    spo2=None if s < 0 else s,
+                    pr=None if p < 0 else p,
+                    pleth=pleth,
+                    flags=flag_table[key],
+                )
+            )
+            if pieces:
+                clock.pieces.append(pieces[k])
 
     def _reading(
         self, bits: int, beat: int, values: Sequence[int], pleth: tuple[int, ...], t: float

@@ -4,31 +4,42 @@ Virtual time is the capture's clock: deadlines fire at the `t` they are due (DES
 Output is JSON Lines in time order; the keys are a contract read by outside checks. Nothing
 is sent; a `>` line only tells a command/response decoder (NIBP) that a command went out,
 which ends a reply cut short before it, as on the live link.
+
+The capture is read in blocks (`CaptureReader.blocks`), each port's bytes of a block go to
+its decoder in one `feed_timed` call, and the monitor is driven in line order by the
+readings: the result is the same as feeding line by line, as the daemon does, with the
+monitor called once per reading and per deadline rather than once per line. Frames that
+gave no reading (a Contec repeating its numerics) reach the monitor as `on_frames`, the
+last before each deadline or reading and each one the monitor asks for (`repeat_due`).
 """
 
 from __future__ import annotations
 
 import functools
 import json
+import math
+from bisect import bisect_left
 from typing import TYPE_CHECKING, Any
 
 from sessiond.devices import make_decoder
 from sessiond.devices.decoder import AnswersCommands
-from sessiond.model import Route
-from sessiond.records.capture import FROM_DEVICE, CaptureReader
+from sessiond.model import Quality, Reading, Route
 from sessiond.session.monitor import Monitor
 from sessiond.wire import event_json, reading_json
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from sessiond.devices.decoder import Decoder
     from sessiond.model import Event
+    from sessiond.records.capture import CaptureBlock, CaptureReader
     from sessiond.session.settings import SessionConfig
 
 #: The user and source recorded for the session start and dose that replay performs.
 REPLAY_USER = "replay"
 
 _PUBLIC_TYPES = frozenset({"phase", "alarm", "nibp_request", "discharge_ready", "infusion_prompt"})
+_INF = math.inf
 
 
 def replay(
@@ -53,10 +64,6 @@ def replay(
     decoders = {name: make_decoder(proto, device=name) for name, proto in reader.ports.items()}
     streaming = [name for name, d in decoders.items() if d.streaming]
     nibp = [name for name, d in decoders.items() if not d.streaming]
-    # A command in the capture ends what the module was saying, as on the live link.
-    commanded = {
-        name: d.discard_partial for name, d in decoders.items() if isinstance(d, AnswersCommands)
-    }
     monitor = Monitor(config=config, streaming=streaming, nibp=nibp, start=0.0)
     # Strict JSON: a NaN or infinity is a bug to raise, never a line consumers cannot parse.
     dumps = functools.partial(json.dumps, allow_nan=False)
@@ -72,27 +79,18 @@ def replay(
             0.0, session_id="replay", route=route, user=REPLAY_USER, source="replay"
         )
     )
-    dose_if_due = _Doses(monitor, emit, dose_at=dose_at, infusion_end=infusion_end).due
-    last_t = 0.0
-    for record in reader:
-        t = record.t
-        if end_at is not None and t > end_at:
-            break
-        last_t = t
-        if record.direction != FROM_DEVICE:
-            discard = commanded.get(record.port)
-            if discard is not None:
-                discard()
-            continue
-        dose_if_due(t)
-        emit(monitor.advance(t))
-        for reading in decoders[record.port].feed(record.data, t):
-            if readings:
-                write(dumps(reading_json(reading)) + "\n")
-            emit(monitor.on_reading(reading))
-    end = last_t if end_at is None else end_at
-    dose_if_due(end)
-    emit(monitor.advance(end))
+    run = _Run(
+        monitor,
+        emit,
+        decoders,
+        dose_at=dose_at,
+        infusion_end=infusion_end,
+        write=write if readings else None,
+    )
+    for block in reader.blocks(until=end_at):
+        run.block(block)
+    end = run.last_t if end_at is None else end_at
+    run.upto(end)
     summary = {
         "readings": sum(d.records for d in decoders.values()),
         "frames_bad": sum(d.frames_bad for d in decoders.values()),
@@ -102,40 +100,212 @@ def replay(
     return summary
 
 
-class _Doses:
-    """The dose, and an infusion's stop, marked when the capture's clock reaches them."""
+class _Frames:
+    """The frames one streaming port's decoder found in a block that the monitor has not been
+    told of: their block lines and times, from index `told + 1` on."""
+
+    __slots__ = ("lines", "times", "told")
+
+    def __init__(self, lines: list[int], times: list[float]) -> None:
+        self.lines = lines
+        self.times = times
+        self.told = -1
+
+
+class _Run:
+    """The monitor driven by the readings of a capture, block after block."""
 
     def __init__(
         self,
         monitor: Monitor,
         emit: Callable[[list[Event]], None],
+        decoders: dict[str, Decoder],
         *,
         dose_at: float | None,
         infusion_end: float | None,
+        write: Callable[[str], Any] | None,
     ) -> None:
-        self._monitor, self._emit = monitor, emit
-        self._dose_at, self._infusion_end = dose_at, infusion_end
+        self.monitor = monitor
+        self.emit = emit
+        self.decoders = decoders
+        self.write = write
+        self.last_t = 0.0
+        # A command in the capture ends what the module was saying, as on the live link.
+        self.commanded = {
+            name: d.discard_partial
+            for name, d in decoders.items()
+            if isinstance(d, AnswersCommands)
+        }
+        self.dose_at, self.infusion_end = dose_at, infusion_end
+        self.frames: dict[str, _Frames] = {}
+        self.due = monitor.next_due()
+        self.evaluations = monitor.evaluations
+        self.line = _ReadingLine()
 
-    def due(self, t: float) -> None:
-        monitor, emit = self._monitor, self._emit
-        dose_at = self._dose_at
-        if dose_at is not None and dose_at <= t:
-            self._dose_at = None
-            emit(monitor.advance(dose_at))
-            # The capture already happened: a closed dose gate is overridden, not refused.
-            why = "dose time given to replay"
-            if self._infusion_end is None:
-                emit(monitor.mark_dose(dose_at, user=REPLAY_USER, source="replay", reason=why))
-            else:
-                emit(
-                    monitor.start_infusion(
-                        dose_at, amount=None, unit=None, planned_min=None, user=REPLAY_USER,
-                        source="replay", reason=why,
-                    )
-                )  # fmt: skip
-        end = self._infusion_end
-        if self._dose_at is None and end is not None and end <= t:
-            self._infusion_end = None
-            emit(monitor.advance(end))
-            emit(monitor.stop_infusion(end, amount=None, unit=None, user=REPLAY_USER,
-                                       source="replay"))  # fmt: skip
+    def block(self, block: CaptureBlock) -> None:
+        """Decode a block's bytes port by port, then drive the monitor in line order."""
+        times = block.times
+        found: list[tuple[int, int, Reading]] = []
+        self.frames = {}
+        for name, pieces in block.pieces.items():
+            decoder = self.decoders[name]
+            if name in self.commanded:
+                found += self._commanded(block, name)
+                continue
+            timed = decoder.feed_timed(pieces.data, pieces.ends, times[pieces.lines])
+            lines = pieces.lines[timed.pieces].tolist() if timed.pieces else []
+            found += [(line, 0, r) for line, r in zip(lines, timed.readings, strict=True)]
+            if decoder.streaming and len(timed.frames) > len(set(timed.pieces)):
+                frame_lines = pieces.lines[timed.frames]
+                self.frames[name] = _Frames(frame_lines.tolist(), times[frame_lines].tolist())
+        for name in block.sent.keys() - block.pieces.keys():
+            if name in self.commanded:
+                found += self._commanded(block, name)
+        if len(block.pieces) > 1:
+            found.sort(key=lambda item: item[:2])
+        write, line_of = self.write, self.line
+        monitor = self.monitor
+        for line, _, reading in found:
+            self.upto(reading.t, line)
+            if write is not None:
+                write(line_of(reading))
+            self.emit(monitor.on_reading(reading))
+            if monitor.evaluations != self.evaluations:
+                self.evaluations = monitor.evaluations
+                self.due = monitor.next_due()
+        if len(times):
+            self.last_t = float(times[-1])
+            self.upto(self.last_t, len(times))
+        self.frames = {}
+
+    def _commanded(self, block: CaptureBlock, name: str) -> list[tuple[int, int, Reading]]:
+        """A command/response port line by line: `>` ends a partial reply (`discard_partial`)."""
+        decoder, discard = self.decoders[name], self.commanded[name]
+        pieces = block.pieces.get(name)
+        steps: list[tuple[int, bytes | None]] = list(block.sent.get(name, []))
+        steps = [(line, None) for line, _ in steps]
+        if pieces is not None:
+            starts = [0, *pieces.ends[:-1].tolist()]
+            ends = pieces.ends.tolist()
+            lines = pieces.lines.tolist()
+            steps += [
+                (line, pieces.data[a:b]) for line, a, b in zip(lines, starts, ends, strict=True)
+            ]
+        steps.sort(key=lambda step: step[0])
+        times = block.times
+        out: list[tuple[int, int, Reading]] = []
+        for line, data in steps:
+            if data is None:
+                discard()
+                continue
+            out += [(line, k, r) for k, r in enumerate(decoder.feed(data, float(times[line])))]
+        return out
+
+    def upto(self, now: float, line: int | None = None) -> None:
+        """Bring the monitor up to `now`, just before block line `line` (None: the end): the
+        dose, every deadline, and the frames before them, in time order."""
+        dose_at = self.dose_at
+        if dose_at is not None and dose_at <= now:
+            self._advance(dose_at)
+            self._tell_frames(before_t=dose_at, before_line=None)
+            self._dose(dose_at)
+        end = self.infusion_end
+        if self.dose_at is None and end is not None and end <= now:
+            self.infusion_end = None
+            self._advance(end)
+            self._tell_frames(before_t=end, before_line=None)
+            self.emit(self.monitor.stop_infusion(end, amount=None, unit=None, user=REPLAY_USER,
+                                                 source="replay"))  # fmt: skip
+            self._refresh()
+        self._advance(now)
+        if self.frames:
+            self._tell_frames(before_t=_INF, before_line=line)
+
+    def _advance(self, now: float) -> None:
+        """Every deadline up to `now`, each after the frames that came before it."""
+        monitor = self.monitor
+        while self.due <= now:
+            due = self.due
+            if self.frames:
+                self._tell_frames(before_t=due, before_line=None)
+                if self.due != due:
+                    continue
+            self.emit(monitor.advance(due))
+            self._refresh()
+
+    def _tell_frames(self, *, before_t: float, before_line: int | None) -> None:
+        """Tell the monitor of the frames (without readings) before `before_t` and line
+        `before_line`: each one it asks to evaluate, and then the last."""
+        monitor = self.monitor
+        for name, frames in self.frames.items():
+            stop = bisect_left(frames.times, before_t)
+            if before_line is not None:
+                stop = min(stop, bisect_left(frames.lines, before_line))
+            last = stop - 1
+            while frames.told < last:
+                due = monitor.repeat_due(name)
+                j = max(frames.told + 1, bisect_left(frames.times, due))
+                if j > last:
+                    break
+                self.emit(monitor.on_frames(name, frames.times[j]))
+                frames.told = j
+                self._refresh()
+            if frames.told < last:
+                # Noted, not evaluated (unless the monitor wants it): the deadlines stand.
+                self.emit(monitor.on_frames(name, frames.times[last]))
+                frames.told = last
+                if monitor.evaluations != self.evaluations:
+                    self._refresh()
+
+    def _refresh(self) -> None:
+        monitor = self.monitor
+        self.evaluations = monitor.evaluations
+        self.due = monitor.next_due()
+
+    def _dose(self, dose_at: float) -> None:
+        self.dose_at = None
+        monitor = self.monitor
+        # The capture already happened: a closed dose gate is overridden, not refused.
+        why = "dose time given to replay"
+        if self.infusion_end is None:
+            events = monitor.mark_dose(dose_at, user=REPLAY_USER, source="replay", reason=why)
+        else:
+            events = monitor.start_infusion(
+                dose_at, amount=None, unit=None, planned_min=None, user=REPLAY_USER,
+                source="replay", reason=why,
+            )  # fmt: skip
+        self.emit(events)
+        self._refresh()
+
+
+class _ReadingLine:
+    """A reading as its JSON line, as `json.dumps(reading_json(r))` writes it, built from
+    strings: the same keys in the same order, numbers as `json` formats them (`repr`)."""
+
+    def __init__(self) -> None:
+        self._devices: dict[str, str] = {}
+        self._flags: dict[Quality, str] = {}
+
+    def __call__(self, r: Reading) -> str:
+        device = self._devices.get(r.device)
+        if device is None:
+            device = self._devices[r.device] = json.dumps(r.device)
+        flags = self._flags.get(r.flags)
+        if flags is None:
+            flags = self._flags[r.flags] = json.dumps(r.flags.names())
+        parts = ['{"t": ', repr(round(r.t, 3)), ', "type": "reading", "device": ', device]
+        for key, value in (
+            ("spo2", r.spo2), ("pr", r.pr), ("pi", r.pi), ("sys", r.sys), ("dia", r.dia),
+            ("map", r.map),
+        ):  # fmt: skip
+            if value is None:
+                continue
+            kind = type(value)
+            if kind is int:
+                parts += (', "', key, '": ', int.__repr__(value))
+            elif kind is float and math.isfinite(value):
+                parts += (', "', key, '": ', float.__repr__(value))
+            else:  # anything else (a NaN raises): as json writes it
+                return json.dumps(reading_json(r), allow_nan=False) + "\n"
+        parts += (', "flags": ', flags, "}\n")
+        return "".join(parts)

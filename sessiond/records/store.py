@@ -34,6 +34,7 @@ from sessiond.model import (
     PhaseChanged,
     Reading,
     SessionStarted,
+    Waveform,
 )
 from sessiond.records.history import load_open_session
 from sessiond.wire import event_json
@@ -228,7 +229,7 @@ def _prepare(db: sqlite3.Connection, path: Path) -> sqlite3.Connection:
 
 
 def _critical(event: Event) -> bool:
-    return not isinstance(event, Reading)
+    return not isinstance(event, Reading | Waveform)
 
 
 class Recorder:
@@ -531,6 +532,8 @@ class Recorder:
                     self._session_id = None
                     return [action, (_END, (event.t, wall, sid))]
                 return [action]
+            case Waveform():
+                return []  # the console's pleth: the record keeps values, not waveforms
             case DeviceStatus():
                 return [
                     (

@@ -36,6 +36,11 @@ class Baseline:
         self.captured = None
 
     @property
+    def next_sample_t(self) -> float:
+        """A valid oximeter reading from this time on is sampled."""
+        return self._next_sample
+
+    @property
     def collecting(self) -> bool:
         return self.captured is None
 

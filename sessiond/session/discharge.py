@@ -92,6 +92,11 @@ class DischargeCheck:
         """Whether a reading at `t` should re-evaluate (at most once a second)."""
         return self._earliest is not None and t >= self._next_eval
 
+    @property
+    def next_eval_t(self) -> float:
+        """A reading from this time on re-evaluates (INF before the dose)."""
+        return self._next_eval if self._earliest is not None else INF
+
     def next_due(self) -> float:
         """When a criterion may next change without a reading (None of them once ready)."""
         if self._earliest is None or self.ready or self.broken:

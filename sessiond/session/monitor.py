@@ -4,11 +4,25 @@ discharge readiness, driven by readings and time.
 Pure: time comes in with each call. The daemon and `sessiond replay` drive it the same way
 (`advance(t)` up to each reading's time, then `on_reading`, and `advance` at `next_due()`
 when nothing arrives); only their clocks differ.
+
+Repeats. An oximeter restates the same values many times a second (a Contec's 60 packets, a
+Nonin's 3 packets in each second of values). A frame that repeats the device's last reading
+(`on_frames`, or a reading with the same values and flags) changes nothing in the rules but
+the time they last heard from the device, and only what the last repeat says about that time
+can matter (a silence, how long a value stands). So a repeat is noted, not evaluated, and the
+last one noted is evaluated when it could matter: before a deadline after it fires, before the
+device's next reading when that reading would not restart every such time itself, before
+another device's reading and before a nurse's command. A repeat that would do more is
+evaluated at once: one that comes `hold_s` or more after the last evaluated reading (a device
+lost and back), the first after a command, and one due for the baseline's or readiness's
+once-a-second sampling (`repeat_due`). The alarms, the baseline and readiness are therefore
+the same as if every repeat were evaluated, at the cost of about one evaluation a second.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from sessiond.model import (
@@ -49,6 +63,31 @@ _RECENT_BP = 5
 
 def _minutes(seconds: float) -> float:
     return round(seconds / 60.0, 1)
+
+
+def _same_values(a: Reading, b: Reading) -> bool:
+    """The same values and flags: `a` repeats `b` (an oximeter's values; not the pleth)."""
+    return (
+        a.spo2 == b.spo2
+        and a.pr == b.pr
+        and a.pi == b.pi
+        and a.flags == b.flags
+        and a.sys == b.sys
+        and a.dia == b.dia
+        and a.map == b.map
+    )
+
+
+def _restarts(reading: Reading, last: Reading, hold_until: float) -> bool:
+    """Whether evaluating `reading` restarts everything a repeat of `last` would refresh:
+    it is valid, comes within the hold, and has every value `last` had."""
+    return (
+        reading.t <= hold_until
+        and not reading.flags & INVALID_FOR_ALARMS
+        and (last.spo2 is None or reading.spo2 is not None)
+        and (last.pr is None or reading.pr is not None)
+        and (last.pi is None or reading.pi is not None)
+    )
 
 
 #: The device name of a BP a nurse took by hand: recorded and shown (trends, console) as a
@@ -95,6 +134,19 @@ class Monitor:
         self._bp_recent: deque[tuple[float, float, float]] = deque(maxlen=_RECENT_BP)
         #: The pre-dose checklist's unconfirmed item ids; None until it is submitted.
         self.predose_missing: tuple[str, ...] | None = None
+        # Repeats (see the module docstring), per streaming device: its last reading, when a
+        # reading of it was last evaluated, the last repeat noted and not evaluated, and the
+        # devices whose next frame is evaluated whatever it says (after a command).
+        self._streaming = frozenset(streaming)
+        self._last: dict[str, Reading] = {}
+        self._evaluated: dict[str, float] = {}
+        self._repeat: dict[str, float] = {}
+        self._eager: set[str] = set()
+        #: A repeat this long after the last evaluation is evaluated (a lost device is back).
+        self.hold_s = config.alarms.device_lost.medium_after_s
+        #: Readings evaluated (not noted as repeats): a caller's cached `next_due` is stale
+        #: only when this changed.
+        self.evaluations = 0
 
     @property
     def phase(self) -> Phase | None:
@@ -120,6 +172,10 @@ class Monitor:
         """Everything due up to `now`, each event stamped with the time it was due."""
         out: list[Event] = []
         while (due := self._due_by(now)) <= now:
+            if self._repeat and min(self._repeat.values()) < due:
+                # Frames that came before the deadline count for it: evaluate the last ones.
+                out += self._evaluate_repeats(before=due)
+                continue
             if self.schedule is not None:
                 # Before the phase change: a reading due at a boundary is not skipped by the
                 # next phase's longer interval.
@@ -138,8 +194,92 @@ class Monitor:
         self.alarms.faults.append((part, exc))
         return self.alarms.report(t, "monitor_fault", active=True)
 
+    def on_frames(self, device: str, t: float) -> list[Event]:
+        """Valid frames of `device` that repeat its last reading arrived at `t` (a device that
+        gives a reading only when its values change); call `advance(t)` first."""
+        last = self._last.get(device)
+        if last is None or t <= self._evaluated[device]:
+            return []
+        if device in self._eager or t >= self.repeat_due(device):
+            return self._evaluate(replace(last, t=t))
+        self._repeat[device] = t
+        return []
+
+    def repeat_due(self, device: str) -> float:
+        """From when a frame repeating `device`'s last reading must be evaluated at once: the
+        first after a command, `hold_s` after the last evaluation, and when the baseline
+        (once a second before the dose) or readiness (once a second after it) samples."""
+        last = self._last.get(device)
+        if last is None:
+            return INF
+        if device in self._eager:
+            return -INF
+        due = self._evaluated[device] + self.hold_s
+        alarms = self.alarms
+        if (
+            not alarms.dosed
+            and alarms.phase is Phase.BASELINE
+            and not last.flags & INVALID_FOR_ALARMS
+        ):
+            due = min(due, alarms.baseline.next_sample_t)
+        if self.discharge.active:
+            due = min(due, self.discharge.next_eval_t)
+        return due
+
     def on_reading(self, reading: Reading) -> list[Event]:
         """Evaluate a reading; call `advance(reading.t)` first so that earlier deadlines fire."""
+        device = reading.device
+        if device in self._streaming:
+            last = self._last.get(device)
+            if last is not None and _same_values(reading, last):
+                return self.on_frames(device, reading.t)
+            out = self._evaluate_repeats(before=INF, reading=reading) if self._repeat else []
+            return out + self._evaluate(reading)
+        out = self._evaluate_repeats(before=INF) if self._repeat else []
+        return out + self._evaluate(reading)
+
+    def _evaluate_repeats(self, *, before: float, reading: Reading | None = None) -> list[Event]:
+        """Evaluate the repeats noted before `before`, oldest first; for `reading`'s own device
+        only when its evaluation would not restart all that the repeat refreshes (it comes
+        `hold_s` or more after the last evaluation, is invalid, or lacks a value)."""
+        out: list[Event] = []
+        for device, t in sorted(self._repeat.items(), key=lambda item: item[1]):
+            if t >= before:
+                continue
+            del self._repeat[device]
+            if (
+                reading is not None
+                and device == reading.device
+                and _restarts(reading, self._last[device], self._evaluated[device] + self.hold_s)
+            ):
+                continue
+            out += self._evaluate(replace(self._last[device], t=t))
+        return out
+
+    def _settle(self) -> list[Event]:
+        """Before a command: evaluate the repeats noted so far; the next frame of each device
+        is evaluated in full (the command may have reset what a repeat would find)."""
+        out = self._evaluate_repeats(before=INF) if self._repeat else []
+        self._eager.update(self._last)
+        return out
+
+    def _evaluate(self, reading: Reading) -> list[Event]:
+        device = reading.device
+        if device in self._streaming:
+            self._last[device] = reading
+            self._evaluated[device] = reading.t
+            self._eager.discard(device)
+            self._repeat.pop(device, None)
+        self.evaluations += 1
+        faults = len(self.alarms.faults)
+        out = self._evaluate_rules(reading)
+        if len(self.alarms.faults) != faults:
+            # A rule failed on it: the next frame is evaluated in full (what a repeat finds
+            # depends on rules that may have been skipped).
+            self._eager.add(device)
+        return out
+
+    def _evaluate_rules(self, reading: Reading) -> list[Event]:
         t = reading.t
         bp = reading.device in self.nibp_devices and reading.sys is not None
         if bp and reading.dia is not None and not reading.flags & INVALID_FOR_ALARMS:
@@ -171,6 +311,7 @@ class Monitor:
         if self.running:
             msg = "a session is already running; end it first"
             raise CommandRejected(msg)
+        settled = self._settle()
         self.session_id = session_id
         self.predose_missing = None
         self.alarms.start(t)
@@ -179,7 +320,10 @@ class Monitor:
         self._bp_recent.clear()
         if self.schedule is not None:
             self.schedule.infusion(infusing=False)
-        out: list[Event] = [SessionStarted(t=t, session_id=session_id, route=route, user=user)]
+        out: list[Event] = [
+            *settled,
+            SessionStarted(t=t, session_id=session_id, route=route, user=user),
+        ]
         out.append(
             NurseAction(
                 t=t, action="session_start", user=user, source=source, detail={"route": route.value}
@@ -195,6 +339,7 @@ class Monitor:
         schedule from the last reading, and the gap in monitoring is written to the record.
         The phase changes that fell while the daemon was down are not replayed as events.
         """
+        self._eager.update(self._last)
         self.session_id = session.session_id
         self.predose_missing = session.predose_missing
         alarms = self.alarms
@@ -287,10 +432,11 @@ class Monitor:
             msg = "the infusion is already paused"
             raise CommandRejected(msg)
         why = check_reason(reason, what="a pause", required=True)
+        out = self._settle()
         self.infusion = infusion.paused_at(t)
         detail = {"reason": why, "infused_min": _minutes(infusion.infused_s(t))}
-        out: list[Event] = [NurseAction(t=t, action="infusion_pause", user=user, source=source,
-                                        detail=detail)]  # fmt: skip
+        out.append(NurseAction(t=t, action="infusion_pause", user=user, source=source,
+                               detail=detail))  # fmt: skip
         return out + self._prompt(t)
 
     def resume_infusion(self, t: float, *, reason: str, user: str, source: str) -> list[Event]:
@@ -299,10 +445,11 @@ class Monitor:
             msg = "the infusion is not paused"
             raise CommandRejected(msg)
         why = check_reason(reason, what="a resume", required=True)
+        out = self._settle()
         self.infusion = infusion.resumed_at(t)
         detail = {"reason": why, "paused_min": _minutes(t - infusion.pauses[-1][0])}
-        out: list[Event] = [NurseAction(t=t, action="infusion_resume", user=user, source=source,
-                                        detail=detail)]  # fmt: skip
+        out.append(NurseAction(t=t, action="infusion_resume", user=user, source=source,
+                               detail=detail))  # fmt: skip
         return out + self._prompt(t)
 
     def stop_infusion(
@@ -320,6 +467,7 @@ class Monitor:
         unit = unit or infusion.unit
         check_amount(amount, unit, what="amount given")
         why = check_reason(reason, what="a stop", required=False)
+        settled = self._settle()
         done = self.infusion = infusion.stopped_at(t, amount, unit)
         detail: dict[str, Any] = {
             "given_amount": amount,
@@ -331,8 +479,8 @@ class Monitor:
         }
         if why is not None:
             detail["reason"] = why
-        out: list[Event] = [NurseAction(t=t, action="infusion_stop", user=user, source=source,
-                                        detail=detail)]  # fmt: skip
+        out: list[Event] = [*settled, NurseAction(t=t, action="infusion_stop", user=user,
+                                                  source=source, detail=detail)]  # fmt: skip
         self.timeline.infusion_stopped(t)
         out += self._infusion_dependents(t)
         return out + self._prompt(t)
@@ -371,8 +519,8 @@ class Monitor:
             detail["checklist_missing"] = list(missing)
         if plan is not None:
             detail["infusion"] = True
-        out: list[Event] = [NurseAction(t=t, action="dose", user=user, source=source,
-                                        detail=detail)]  # fmt: skip
+        out = self._settle()
+        out.append(NurseAction(t=t, action="dose", user=user, source=source, detail=detail))
         if plan is not None:
             out.append(NurseAction(t=t, action="infusion_start", user=user, source=source,
                                    detail=plan))  # fmt: skip
@@ -490,7 +638,8 @@ class Monitor:
         if self.infusion is not None and not self.infusion.stopped:
             msg = "the infusion is still running: stop it first, with the amount given"
             raise CommandRejected(msg)
-        out: list[Event] = [NurseAction(t=t, action="session_end", user=user, source=source)]
+        out = self._settle()
+        out.append(NurseAction(t=t, action="session_end", user=user, source=source))
         out += self._phase_events(self.timeline.end(t))
         out += self.alarms.end_session(t)
         self.discharge.reset()
@@ -501,9 +650,9 @@ class Monitor:
         if shown is None:
             msg = f"{alarm_id} is not active"
             raise CommandRejected(msg)
-        out: list[Event] = [NurseAction(t=t, action="ack", user=user, source=source,
-                                        detail={"alarm_id": alarm_id,
-                                                "priority": shown[0].label})]  # fmt: skip
+        out = self._settle()
+        detail = {"alarm_id": alarm_id, "priority": shown[0].label}
+        out.append(NurseAction(t=t, action="ack", user=user, source=source, detail=detail))
         return out + self._after_alarms(self.alarms.acknowledge(t, alarm_id))
 
     def pause_audio(self, t: float, *, user: str, source: str) -> list[Event]:
