@@ -157,9 +157,8 @@ class Monitor:
         return self.session_id is not None and self.phase is not Phase.ENDED
 
     def next_due(self) -> float:
-        due = self.timeline.next_due()
-        due = min(INF if due is None else due, self.alarms.next_due(), self.discharge.next_due())
-        return due if self.schedule is None else min(due, self.schedule.next_due())
+        """The next deadline, exactly (nothing is after INF)."""
+        return self._due_by(INF)
 
     def _due_by(self, now: float) -> float:
         """`next_due` if it is at or before `now`; else some time after `now` (the alarm
