@@ -138,7 +138,8 @@ class _Run:
         }
         self.dose_at, self.infusion_end = dose_at, infusion_end
         self.frames: dict[str, _Frames] = {}
-        self.due = monitor.next_due()
+        #: No deadline comes before this (-INF: unknown, asked of the monitor when reached).
+        self.due = -_INF
         self.evaluations = monitor.evaluations
         self.line = _ReadingLine()
 
@@ -172,7 +173,7 @@ class _Run:
             self.emit(monitor.on_reading(reading))
             if monitor.evaluations != self.evaluations:
                 self.evaluations = monitor.evaluations
-                self.due = monitor.next_due()
+                self.due = -_INF
         if len(times):
             self.last_t = float(times[-1])
             self.upto(self.last_t, len(times))
@@ -225,7 +226,10 @@ class _Run:
         """Every deadline up to `now`, each after the frames that came before it."""
         monitor = self.monitor
         while self.due <= now:
-            due = self.due
+            # Exact when at or before `now`; else a bound that holds until an evaluation.
+            due = self.due = monitor.due_by(now)
+            if due > now:
+                return
             if self.frames:
                 self._tell_frames(before_t=due, before_line=None)
                 if self.due != due:
@@ -258,9 +262,8 @@ class _Run:
                     self._refresh()
 
     def _refresh(self) -> None:
-        monitor = self.monitor
-        self.evaluations = monitor.evaluations
-        self.due = monitor.next_due()
+        self.evaluations = self.monitor.evaluations
+        self.due = -_INF
 
     def _dose(self, dose_at: float) -> None:
         self.dose_at = None

@@ -158,11 +158,12 @@ class Monitor:
 
     def next_due(self) -> float:
         """The next deadline, exactly (nothing is after INF)."""
-        return self._due_by(INF)
+        return self.due_by(INF)
 
-    def _due_by(self, now: float) -> float:
-        """`next_due` if it is at or before `now`; else some time after `now` (the alarm
-        engine then need not work out its exact next deadline, once per reading)."""
+    def due_by(self, now: float) -> float:
+        """`next_due` if it is at or before `now`; else some time after `now` that no
+        deadline comes before until the next evaluation (the alarm engine then need not work
+        out its exact next deadline, once per reading)."""
         due = self.timeline.next_due()
         due = min(INF if due is None else due, self.alarms.due_by(now), self.discharge.next_due())
         return due if self.schedule is None else min(due, self.schedule.next_due())
@@ -170,7 +171,7 @@ class Monitor:
     def advance(self, now: float) -> list[Event]:
         """Everything due up to `now`, each event stamped with the time it was due."""
         out: list[Event] = []
-        while (due := self._due_by(now)) <= now:
+        while (due := self.due_by(now)) <= now:
             if self._repeat and min(self._repeat.values()) < due:
                 # Frames that came before the deadline count for it: evaluate the last ones.
                 out += self._evaluate_repeats(before=due)
