@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from sessiond.config import Config, RouteTimeline, TimelineConfig
@@ -187,3 +189,32 @@ def test_ending_the_session_ends_its_alarms():
                 and e.alarm_id.startswith("bp")]  # fmt: skip
     run(m.start_session(6000.0, session_id="s2", route=Route.IV, user="ana", source="console"))
     assert "bp_high" not in status.alarms
+
+
+def test_a_reading_that_changes_only_the_pi_is_a_repeat():
+    """No rule reads the PI: a stream whose PI wanders gives the events of the same stream
+    with a steady PI, and its readings are not evaluated any more often."""
+    rng = random.Random(7)
+    steady, wandering = (
+        Monitor(config=Config(), streaming=["spo2"], nibp=[], start=0.0) for _ in range(2)
+    )
+    got: dict[int, list[object]] = {id(steady): [], id(wandering): []}
+    for m in (steady, wandering):
+        got[id(m)] += m.start_session(0.0, session_id="s", route=Route.IV, user="a", source="t")
+    t, spo2, pr = 0.0, 97, 72
+    for k in range(3000):
+        t += rng.choice([1 / 60, 0.25, 1.0, 3.0])
+        if rng.random() < 0.05:
+            spo2 = rng.choice([80, 86, 91, 97])
+            pr = rng.choice([38, 72, 130])
+        if k == 1500:
+            for m in (steady, wandering):
+                got[id(m)] += m.advance(t) + m.mark_dose(t, user="a", source="t", reason="test")
+        for m, pi in ((steady, 2.5), (wandering, round(rng.uniform(0.2, 9.9), 2))):
+            reading = Reading(t=t, device="spo2", spo2=spo2, pr=pr, pi=pi)
+            got[id(m)] += m.advance(t) + m.on_reading(reading)
+    for m in (steady, wandering):
+        got[id(m)] += m.advance(t + 600.0)
+    assert got[id(steady)] == got[id(wandering)]
+    assert any(isinstance(e, AlarmTransition) for e in got[id(steady)])
+    assert wandering.evaluations == steady.evaluations < 3000

@@ -1,24 +1,24 @@
 """Masimo "ASCII 1" serial output (Radical-7, Rad-8, Rad-87, Root): one text line a second.
 
 `MM/DD/YY HH:MM:SS` then space-separated `KEY=value` tokens, CR LF. Token sets differ by
-model and firmware, so fields are read by key, never by column (reference/devices.md §2).
-Missing values are dashes; the EXC hex word carries the quality bits.
+model and firmware, so fields are found by key, never by a fixed column (reference/devices.md
+§2). Missing values are dashes; the EXC hex word carries the quality bits.
+
+One pass per line, whatever the chunk: a line whose shape (its digits masked) was seen
+before is read at the places its keys were found in the first line of that shape; the
+first line of a shape, and any line the layout cannot vouch for, goes through the full
+rules (`_line`).
 """
 
 from __future__ import annotations
 
 import re
-from datetime import datetime
-from typing import TYPE_CHECKING, ClassVar
-
-import numpy as np
+from datetime import datetime, timedelta
+from typing import ClassVar, NamedTuple
 
 from sessiond.devices.decoder import SerialSettings
 from sessiond.devices.lines import LineDecoder
 from sessiond.model import PROBE_OFF, Quality, Reading
-
-if TYPE_CHECKING:
-    import numpy.typing as npt
 
 #: A line longer than this without a terminator is noise: the longest rainbow line is ~200.
 MAX_LINE = 512
@@ -51,19 +51,13 @@ _FLAG_CACHE_SIZE = 256
 _PROBE_OFF = int(PROBE_OFF)  # plain int: IntFlag operators are ~6x slower on the hot path
 
 
-#: Lines of one length decoded by columns when at least this many share a layout (below,
-#: numpy's cost per call is more than it saves: a live link reads a line or two at a time).
-_COLUMN_LINES = 128
-_STAMP_WIDTH = 18  # `MM/DD/YY HH:MM:SS `
-_STAMP_DIGITS = [0, 1, 3, 4, 6, 7, 9, 10, 12, 13, 15, 16]
-_DIGIT_0, _DIGIT_9, _DOT, _DASH, _PERCENT, _SPACE = 48, 57, 46, 45, 37, 32
-_DAYS = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31])
-#: Hex digit values by byte (-1: not a hex digit).
-_HEX = np.full(256, -1, dtype=np.int64)
-_HEX[np.frombuffer(b"0123456789", np.uint8)] = np.arange(10)
-_HEX[np.frombuffer(b"abcdef", np.uint8)] = np.arange(10, 16)
-_HEX[np.frombuffer(b"ABCDEF", np.uint8)] = np.arange(10, 16)
-_MAX_HEX_DIGITS = 15
+#: A line's shape: its digits masked. Lines of one shape have their values in the same places
+#: and of the same kind (digits, dashes), so a layout learnt from one line reads the others.
+_SHAPE = bytes.maketrans(b"0123456789", b"##########")
+#: Shapes remembered (a device has a handful; noise must not grow the table without bound).
+_MAX_LAYOUTS = 64
+_MAX_MINUTES = 1024
+_SECONDS = {b"%02d" % s: timedelta(seconds=s) for s in range(60)}
 
 
 class _BadField(ValueError):
@@ -110,6 +104,11 @@ class MasimoAscii1Decoder(LineDecoder):
     def __init__(self, *, device: str) -> None:
         super().__init__(device=device)
         self._flag_cache: dict[int, Quality] = {}
+        self._layouts: dict[bytes, _Layout] = {}
+        #: Flags, and whether they withhold the numbers, by EXC field.
+        self._excs: dict[bytes, tuple[Quality, bool]] = {}
+        #: The device clock's minutes (`MM/DD/YY HH:MM:`), None where it is no time.
+        self._minutes: dict[bytes, datetime | None] = {}
 
     def _line(self, line: bytes, t: float) -> Reading | None:
         stamp = _STAMP.search(line)
@@ -151,93 +150,91 @@ class MasimoAscii1Decoder(LineDecoder):
         )
 
     def _lines(self, lines: list[bytes], times: list[float]) -> list[Reading | None]:
-        """Lines that share a length and a layout (the same keys in the same places: one
-        device's output) are decoded by columns with numpy; the rest one by one. The same
-        readings and counts as `_line` on each: a row whose fields are anything but plain
-        digits or dashes is left to `_line`."""
-        if len(lines) < _COLUMN_LINES:
-            return super()._lines(lines, times)
-        by_length: dict[int, list[int]] = {}
-        for i, line in enumerate(lines):
-            by_length.setdefault(len(line), []).append(i)
-        out: dict[int, Reading | None] = {}
-        for rows in by_length.values():
-            if len(rows) >= _COLUMN_LINES:
-                self._columns([lines[i] for i in rows], rows, times, out)
-        line_fn = self._line
-        return [
-            out[i] if i in out else line_fn(line, t)
-            for i, (line, t) in enumerate(zip(lines, times, strict=True))
-        ]
-
-    def _columns(
-        self,
-        lines: list[bytes],
-        rows: list[int],
-        times: list[float],
-        out: dict[int, Reading | None],
-    ) -> None:
-        """Decode equal-length `lines` (rows `rows` of the call) into `out` by columns."""
-        head = lines[0]
-        size = len(head)
-        spans = {key: _span(head, key) for key in (b" SPO2=", b" BPM=", b" PI=", b" EXC=")}
-        if _STAMP.match(head) is None or spans[b" SPO2="] is None or spans[b" BPM="] is None:
-            return
-        m = np.frombuffer(b"".join(lines), dtype=np.uint8).reshape(len(lines), size)
-        # The same layout as the first line: spaces, keys and stamp separators in place.
-        same = ((m == _SPACE) == (m[0] == _SPACE)).all(axis=1)
-        fixed = _fixed_columns(head)
-        same &= (m[:, fixed] == m[0, fixed]).all(axis=1)
-        stamp = m[:, _STAMP_DIGITS].astype(np.int64) - _DIGIT_0
-        same &= ((stamp >= 0) & (stamp <= 9)).all(axis=1)  # noqa: PLR2004
-        spo2, spo2_none, spo2_ok, spo2_bad = _int_column(m, spans[b" SPO2="], _MAX_SPO2)
-        pr, pr_none, pr_ok, pr_bad = _int_column(m, spans[b" BPM="], _MAX_PR)
-        bad = spo2_bad | pr_bad
-        same &= spo2_ok & pr_ok
-        pi_span = spans[b" PI="]
-        if pi_span is None:
-            pi = np.zeros(len(lines))
-            pi_none = np.ones(len(lines), dtype=np.bool_)
-        else:
-            pi, pi_none, pi_ok, pi_bad = _pi_column(m, pi_span)
-            same &= pi_ok
-            bad |= pi_bad
-        exc_span = spans[b" EXC="]
-        if exc_span is None:
-            exc = np.zeros(len(lines), dtype=np.int64)
-        else:
-            exc, exc_ok = _hex_column(m, exc_span)
-            same &= exc_ok
-        stamps = _device_times(stamp)
-        flags_of = {v: self._flags(v) for v in set(exc[same].tolist())} if exc_span else {}
-        device = self.device
-        for k, row, ok, is_bad, s2, s2n, p, pn, pv, pvn, e, when in zip(
-            range(len(lines)), rows, same.tolist(), bad.tolist(), spo2.tolist(),
-            spo2_none.tolist(), pr.tolist(), pr_none.tolist(), pi.tolist(), pi_none.tolist(),
-            exc.tolist(), stamps, strict=True,
-        ):  # fmt: skip
-            del k
-            if not ok:
-                continue  # left to `_line`
-            if is_bad:
-                self.frames_bad += 1
-                out[row] = None
+        """Each line by the layout of its shape when one is known: the same readings and
+        counts as `_line` gives, without searching for keys; `_line` otherwise (and the
+        shape is learnt from it)."""
+        layouts, minutes, excs = self._layouts, self._minutes, self._excs
+        device, line_fn, none = self.device, self._line, Quality.NONE
+        out: list[Reading | None] = []
+        append = out.append
+        records = skipped = 0
+        for line, t in zip(lines, times, strict=True):
+            layout = layouts.get(line.translate(_SHAPE))
+            if layout is None:
+                append(self._learn(line, t))
                 continue
-            flags = flags_of[e] if exc_span else Quality.NONE
-            if int(flags) & _PROBE_OFF:
-                reading = Reading(t=times[row], device=device, flags=flags, device_time=when)
+            checks, spo2_at, pr_at, pi_at, exc_at, minute_at, second_at, before = layout
+            for at, key in checks:
+                if line[at] != key:
+                    layout = _LINE_BY_LINE
+            if layout is _LINE_BY_LINE:
+                append(line_fn(line, t))
+                continue
+            spo2 = None if spo2_at is None else int(line[spo2_at])
+            pr = None if pr_at is None else int(line[pr_at])
+            pi = None if pi_at is None else float(line[pi_at])
+            if (
+                (spo2 is not None and spo2 > _MAX_SPO2)
+                or (pr is not None and pr > _MAX_PR)
+                or (pi is not None and pi > _MAX_PI)
+            ):
+                append(line_fn(line, t))  # counted there as a bad frame
+                continue
+            if exc_at is None:
+                flags, off = none, False
             else:
-                reading = Reading(
-                    t=times[row],
+                raw = line[exc_at]
+                known = excs.get(raw)
+                if known is None:
+                    known = self._exc(raw)
+                flags, off = known
+            minute = minutes.get(line[minute_at], _UNSEEN)
+            if minute is _UNSEEN:
+                minute = self._minute(line[minute_at])
+            second = _SECONDS.get(line[second_at])
+            skipped += before
+            records += 1
+            if off:
+                # The device says there is no patient signal: never report its numbers.
+                spo2 = pr = None
+                pi = None
+            append(
+                Reading(
+                    t=t,
                     device=device,
-                    spo2=None if s2n else s2,
-                    pr=None if pn else p,
-                    pi=None if pvn else pv,
+                    spo2=spo2,
+                    pr=pr,
+                    pi=pi,
                     flags=flags,
-                    device_time=when,
+                    device_time=None if minute is None or second is None else minute + second,
                 )
-            self.records += 1
-            out[row] = reading
+            )
+        self.records += records
+        self.bytes_skipped += skipped
+        return out
+
+    def _exc(self, raw: bytes) -> tuple[Quality, bool]:
+        """The flags of an EXC field of plain hex digits, and whether they withhold values."""
+        flags = self._flags(int(raw, 16))
+        known = flags, bool(int(flags) & _PROBE_OFF)
+        if len(self._excs) < _FLAG_CACHE_SIZE:
+            self._excs[raw] = known
+        return known
+
+    def _minute(self, raw: bytes) -> datetime | None:
+        """The device clock's minute (`MM/DD/YY HH:MM:`), None where it is no time."""
+        if len(self._minutes) >= _MAX_MINUTES:
+            self._minutes.clear()
+        minute = self._minutes[raw] = _device_time(raw + b"00 ", 0)
+        return minute
+
+    def _learn(self, line: bytes, t: float) -> Reading | None:
+        """`_line`, and the layout of the line's shape for the next lines of that shape."""
+        layouts = self._layouts
+        if len(layouts) >= _MAX_LAYOUTS:
+            layouts.clear()  # noise filled it: the device's few shapes come back at once
+        layouts[line.translate(_SHAPE)] = _layout(line) or _LINE_BY_LINE
+        return self._line(line, t)
 
     def _flags(self, exc: int) -> Quality:
         flags = self._flag_cache.get(exc)
@@ -273,119 +270,72 @@ def _device_time(line: bytes, at: int) -> datetime | None:
         return None
 
 
-def _span(line: bytes, key: bytes) -> tuple[int, int] | None:
-    """Where the value of ` KEY=value` is in `line` (as `_field` finds it), or None."""
-    i = line.find(key)
-    if i < 0:
+class _Layout(NamedTuple):
+    """Where the values are in every line of one shape, and what `_line` would find there:
+    a slice of digits to read, or None for no value (dashes; for EXC, no such key)."""
+
+    #: Keys with digits in them (`SPO2=`) are masked in the shape: their bytes, checked.
+    checks: tuple[tuple[slice, bytes], ...]
+    spo2: slice | None
+    pr: slice | None
+    pi: slice | None
+    exc: slice | None
+    minute: slice
+    second: slice
+    #: Bytes before the timestamp, skipped.
+    skipped: int
+
+
+#: The layout of a shape `_line` decodes without the layout (one it would count as bad).
+_LINE_BY_LINE = _Layout((), None, None, None, None, slice(0), slice(0), 0)
+#: Not in the minutes table yet (a device clock says 2000-2099).
+_UNSEEN = datetime.min  # noqa: DTZ901  (a sentinel, never a time)
+
+
+def _layout(line: bytes) -> _Layout | None:
+    """The layout of `line`'s shape, or None where a line of that shape may need `_line`'s
+    full rules (no timestamp or key, a value that is neither plain digits nor dashes)."""
+    stamp = _STAMP.search(line)
+    if stamp is None:
         return None
-    i += len(key)
-    j = line.find(b" ", i)
-    return i, len(line) if j < 0 else j
-
-
-def _fixed_columns(line: bytes) -> npt.NDArray[np.intp]:
-    """The columns that make a line's layout: the stamp's separators and, in every token
-    after it, the key up to its `=` (a token without one, whole)."""
-    fixed = [2, 5, 8, 11, 14, 17]
-    at = _STAMP_WIDTH
-    for token in line[_STAMP_WIDTH:].split(b" "):
-        eq = token.find(b"=")
-        fixed += range(at, at + (len(token) if eq < 0 else eq + 1))
-        at += len(token) + 1
-    return np.array(fixed, dtype=np.intp)
-
-
-def _digits_value(
-    cols: npt.NDArray[np.uint8], count: npt.NDArray[np.intp], base: int = 10
-) -> npt.NDArray[np.int64]:
-    """The number the first `count[i]` digit columns of row i spell (base 10)."""
-    value = np.zeros(len(cols), dtype=np.int64)
-    for j in range(cols.shape[1]):
-        take = j < count
-        value = np.where(take, value * base + (cols[:, j].astype(np.int64) - _DIGIT_0), value)
-    return value
-
-
-def _int_column(
-    m: npt.NDArray[np.uint8], span: tuple[int, int] | None, maximum: int
-) -> tuple[
-    npt.NDArray[np.int64], npt.NDArray[np.bool_], npt.NDArray[np.bool_], npt.NDArray[np.bool_]
-]:
-    """`_int_field` by rows: value, no value (dashes), plain (digits, then `%`s), out of range."""
-    assert span is not None
-    v = m[:, span[0] : span[1]]
-    n, w = v.shape
-    dashes = (
-        ((v[:, :-1] == _DASH) & (v[:, 1:] == _DASH)).any(axis=1) if w > 1 else np.zeros(n, bool)
+    at = stamp.start()
+    shape = line.translate(_SHAPE)
+    checks: list[tuple[slice, bytes]] = []
+    spans: list[slice | None] = []
+    for key, kind in ((b" SPO2=", "int"), (b" BPM=", "int"), (b" PI=", "float"), (b" EXC=", "hex")):
+        i = line.find(key, at)
+        if i < 0:
+            if kind == "int":
+                return None
+            spans.append(None)
+            continue
+        # Where the masked key could also be, up to where `_line` finds it: the same bytes.
+        masked = key.translate(_SHAPE)
+        if masked != key:
+            j = shape.find(masked, at)
+            while 0 <= j <= i:
+                checks.append((slice(j, j + len(key)), line[j : j + len(key)]))
+                j = shape.find(masked, j + 1)
+        start = i + len(key)
+        end = line.find(b" ", start)
+        end = len(line) if end < 0 else end
+        raw = line[start:end]
+        if kind == "hex":
+            try:
+                int(raw, 16)
+            except ValueError:
+                return None
+            spans.append(slice(start, end))
+            continue
+        if b"--" in raw:
+            spans.append(None)
+            continue
+        digits = raw.rstrip(b"%")
+        plain = digits.isdigit() if kind == "int" else digits.replace(b".", b"", 1).isdigit()
+        if not plain:
+            return None
+        spans.append(slice(start, start + len(digits)))
+    spo2, pr, pi, exc = spans
+    return _Layout(
+        tuple(checks), spo2, pr, pi, exc, slice(at, at + 15), slice(at + 15, at + 17), at
     )
-    is_digit = (v >= _DIGIT_0) & (v <= _DIGIT_9)
-    lead = np.where(is_digit.all(axis=1), w, (~is_digit).argmax(axis=1))
-    tail_pct = ((np.arange(w) < lead[:, None]) | (v == _PERCENT)).all(axis=1)
-    plain = (lead >= 1) & tail_pct
-    value = _digits_value(v, lead)
-    ok = dashes | plain
-    return value, dashes, ok, ~dashes & plain & (value > maximum)
-
-
-def _pi_column(
-    m: npt.NDArray[np.uint8], span: tuple[int, int]
-) -> tuple[
-    npt.NDArray[np.float64], npt.NDArray[np.bool_], npt.NDArray[np.bool_], npt.NDArray[np.bool_]
-]:
-    """`_pi_field` by rows: value, no value, plain (digits with one dot, then `%`s), range."""
-    v = m[:, span[0] : span[1]]
-    n, w = v.shape
-    dashes = (
-        ((v[:, :-1] == _DASH) & (v[:, 1:] == _DASH)).any(axis=1) if w > 1 else np.zeros(n, bool)
-    )
-    is_digit = (v >= _DIGIT_0) & (v <= _DIGIT_9)
-    is_dot = v == _DOT
-    number = is_digit | is_dot
-    lead = np.where(number.all(axis=1), w, (~number).argmax(axis=1))
-    inside = np.arange(w) < lead[:, None]
-    plain = (inside | (v == _PERCENT)).all(axis=1)
-    dots = (is_dot & inside).sum(axis=1)
-    digits = (is_digit & inside).sum(axis=1)
-    plain &= (dots <= 1) & (digits >= 1) & (digits <= _MAX_HEX_DIGITS)
-    n_value = np.zeros(n, dtype=np.int64)
-    frac = np.zeros(n, dtype=np.int64)
-    seen_dot = np.zeros(n, dtype=np.bool_)
-    for j in range(w):
-        d = is_digit[:, j] & inside[:, j]
-        n_value = np.where(d, n_value * 10 + (v[:, j].astype(np.int64) - _DIGIT_0), n_value)
-        frac += d & seen_dot
-        seen_dot |= is_dot[:, j] & inside[:, j]
-    # N / 10**k: the correctly rounded value, as float() reads the digits.
-    value = n_value / 10.0 ** np.minimum(frac, _MAX_HEX_DIGITS)
-    ok = dashes | plain
-    return value, dashes, ok, ~dashes & plain & (value > _MAX_PI)
-
-
-def _hex_column(
-    m: npt.NDArray[np.uint8], span: tuple[int, int]
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
-    """`int(raw, 16)` by rows, and which rows are plain hex digits."""
-    v = _HEX[m[:, span[0] : span[1]]]
-    ok = (v >= 0).all(axis=1) & (0 < v.shape[1] <= _MAX_HEX_DIGITS)
-    value = np.zeros(len(v), dtype=np.int64)
-    for j in range(v.shape[1]):
-        value = value * 16 + np.maximum(v[:, j], 0)
-    return value, ok
-
-
-def _device_times(stamp: npt.NDArray[np.int64]) -> list[datetime | None]:
-    """`_device_time` by rows from the stamp's 12 digits (None where it is no date)."""
-    d = stamp
-    month, day, year = d[:, 0] * 10 + d[:, 1], d[:, 2] * 10 + d[:, 3], d[:, 4] * 10 + d[:, 5]
-    hour, minute, second = d[:, 6] * 10 + d[:, 7], d[:, 8] * 10 + d[:, 9], d[:, 10] * 10 + d[:, 11]
-    leap = (year % 4 == 0) & (month == 2)  # noqa: PLR2004  (2000-2099: every 4th year)
-    valid = (month >= 1) & (month <= 12) & (day >= 1)  # noqa: PLR2004
-    valid &= day <= _DAYS[np.clip(month, 0, 12)] + leap
-    valid &= (hour < 24) & (minute < 60) & (second < 60)  # noqa: PLR2004
-    months = np.where(valid, (2000 + year - 1970) * 12 + month - 1, 0).astype("datetime64[M]")
-    seconds = (hour * 3600 + minute * 60 + second).astype("timedelta64[s]")
-    when = months.astype("datetime64[D]") + (np.where(valid, day, 1) - 1).astype("timedelta64[D]")
-    stamps = (when + seconds).astype("datetime64[s]")
-    stamps[~valid] = np.datetime64("NaT")
-    out: list[datetime | None] = stamps.tolist()
-    return out

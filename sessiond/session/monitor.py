@@ -66,11 +66,11 @@ def _minutes(seconds: float) -> float:
 
 
 def _same_values(a: Reading, b: Reading) -> bool:
-    """The same values and flags: `a` repeats `b` (an oximeter's values; not the pleth)."""
+    """The same values and flags for the rules: `a` repeats `b` (no rule reads the PI or the
+    pleth, so a reading that changes only those changes nothing here)."""
     return (
         a.spo2 == b.spo2
         and a.pr == b.pr
-        and a.pi == b.pi
         and a.flags == b.flags
         and a.sys == b.sys
         and a.dia == b.dia
@@ -86,7 +86,6 @@ def _restarts(reading: Reading, last: Reading, hold_until: float) -> bool:
         and not reading.flags & INVALID_FOR_ALARMS
         and (last.spo2 is None or reading.spo2 is not None)
         and (last.pr is None or reading.pr is not None)
-        and (last.pi is None or reading.pi is not None)
     )
 
 
