@@ -9,8 +9,10 @@ The capture is read in blocks (`CaptureReader.blocks`), each port's bytes of a b
 its decoder in one `feed_timed` call, and the monitor is driven in line order by the
 readings: the result is the same as feeding line by line, as the daemon does, with the
 monitor called once per reading and per deadline rather than once per line. Frames that
-gave no reading (a Contec repeating its numerics) reach the monitor as `on_frames`, the
-last before each deadline or reading and each one the monitor asks for (`repeat_due`).
+gave no reading (a Contec or a Nonin binary repeating its numerics) reach the monitor as
+`on_frames`, the last before each deadline or reading and each one the monitor asks for
+(`repeat_due`). The next deadline is kept as a bound (`Monitor.due_by`), worked out exactly
+only when time reaches it.
 """
 
 from __future__ import annotations
@@ -138,7 +140,8 @@ class _Run:
         }
         self.dose_at, self.infusion_end = dose_at, infusion_end
         self.frames: dict[str, _Frames] = {}
-        self.due = monitor.next_due()
+        #: No deadline comes before this (`Monitor.due_by`: a bound, exact once reached).
+        self.due = monitor.due_by(-_INF)
         self.evaluations = monitor.evaluations
         self.line = _ReadingLine()
 
@@ -172,7 +175,7 @@ class _Run:
             self.emit(monitor.on_reading(reading))
             if monitor.evaluations != self.evaluations:
                 self.evaluations = monitor.evaluations
-                self.due = monitor.next_due()
+                self.due = monitor.due_by(-_INF)
         if len(times):
             self.last_t = float(times[-1])
             self.upto(self.last_t, len(times))
@@ -225,7 +228,9 @@ class _Run:
         """Every deadline up to `now`, each after the frames that came before it."""
         monitor = self.monitor
         while self.due <= now:
-            due = self.due
+            due = self.due = monitor.due_by(now)  # exact when at or before `now`
+            if due > now:
+                break
             if self.frames:
                 self._tell_frames(before_t=due, before_line=None)
                 if self.due != due:
@@ -238,7 +243,7 @@ class _Run:
         `before_line`: each one it asks to evaluate, and then the last."""
         monitor = self.monitor
         for name, frames in self.frames.items():
-            stop = bisect_left(frames.times, before_t)
+            stop = len(frames.times) if before_t == _INF else bisect_left(frames.times, before_t)
             if before_line is not None:
                 stop = min(stop, bisect_left(frames.lines, before_line))
             last = stop - 1
@@ -260,7 +265,7 @@ class _Run:
     def _refresh(self) -> None:
         monitor = self.monitor
         self.evaluations = monitor.evaluations
-        self.due = monitor.next_due()
+        self.due = monitor.due_by(-_INF)
 
     def _dose(self, dose_at: float) -> None:
         self.dose_at = None
@@ -293,6 +298,20 @@ class _ReadingLine:
         flags = self._flags.get(r.flags)
         if flags is None:
             flags = self._flags[r.flags] = json.dumps(r.flags.names())
+        spo2, pr = r.spo2, r.pr
+        if (
+            r.pi is None
+            and r.sys is None
+            and r.dia is None
+            and r.map is None
+            and (spo2 is None or type(spo2) is int)
+            and (pr is None or type(pr) is int)
+        ):
+            # An oximeter without PI (a Nonin, most Contec readings), in one piece.
+            sat = "" if spo2 is None else f', "spo2": {spo2}'
+            rate = "" if pr is None else f', "pr": {pr}'
+            head = f'{{"t": {round(r.t, 3)!r}, "type": "reading", "device": {device}'
+            return f'{head}{sat}{rate}, "flags": {flags}}}\n'
         parts = ['{"t": ', repr(round(r.t, 3)), ', "type": "reading", "device": ', device]
         for key, value in (
             ("spo2", r.spo2), ("pr", r.pr), ("pi", r.pi), ("sys", r.sys), ("dia", r.dia),

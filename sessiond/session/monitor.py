@@ -61,6 +61,10 @@ MAX_NOTE_CHARS = 2000
 _RECENT_BP = 5
 
 
+#: `INVALID_FOR_ALARMS` as a plain int: IntFlag's `&` is slow on the repeat path.
+_INVALID = int(INVALID_FOR_ALARMS)
+
+
 def _minutes(seconds: float) -> float:
     return round(seconds / 60.0, 1)
 
@@ -83,7 +87,7 @@ def _restarts(reading: Reading, last: Reading, hold_until: float) -> bool:
     it is valid, comes within the hold, and has every value `last` had."""
     return (
         reading.t <= hold_until
-        and not reading.flags & INVALID_FOR_ALARMS
+        and not int(reading.flags) & _INVALID  # a plain int: IntFlag's & is slow
         and (last.spo2 is None or reading.spo2 is not None)
         and (last.pr is None or reading.pr is not None)
         and (last.pi is None or reading.pi is not None)
@@ -158,11 +162,13 @@ class Monitor:
 
     def next_due(self) -> float:
         """The next deadline, exactly (nothing is after INF)."""
-        return self._due_by(INF)
+        return self.due_by(INF)
 
-    def _due_by(self, now: float) -> float:
-        """`next_due` if it is at or before `now`; else some time after `now` (the alarm
-        engine then need not work out its exact next deadline, once per reading)."""
+    def due_by(self, now: float) -> float:
+        """`next_due` if it is at or before `now`; else some time after `now` and not after
+        `next_due` (the alarm engine then need not work out its exact next deadline, once
+        per reading). A caller may keep that as a bound and ask again once time reaches it;
+        `due_by(-INF)` is such a bound, at no cost when the engine's own bound holds."""
         due = self.timeline.next_due()
         due = min(INF if due is None else due, self.alarms.due_by(now), self.discharge.next_due())
         return due if self.schedule is None else min(due, self.schedule.next_due())
@@ -170,7 +176,7 @@ class Monitor:
     def advance(self, now: float) -> list[Event]:
         """Everything due up to `now`, each event stamped with the time it was due."""
         out: list[Event] = []
-        while (due := self._due_by(now)) <= now:
+        while (due := self.due_by(now)) <= now:
             if self._repeat and min(self._repeat.values()) < due:
                 # Frames that came before the deadline count for it: evaluate the last ones.
                 out += self._evaluate_repeats(before=due)
@@ -215,11 +221,7 @@ class Monitor:
             return -INF
         due = self._evaluated[device] + self.hold_s
         alarms = self.alarms
-        if (
-            not alarms.dosed
-            and alarms.phase is Phase.BASELINE
-            and not last.flags & INVALID_FOR_ALARMS
-        ):
+        if not alarms.dosed and alarms.phase is Phase.BASELINE and not int(last.flags) & _INVALID:
             due = min(due, alarms.baseline.next_sample_t)
         if self.discharge.active:
             due = min(due, self.discharge.next_eval_t)
@@ -242,7 +244,10 @@ class Monitor:
         only when its evaluation would not restart all that the repeat refreshes (it comes
         `hold_s` or more after the last evaluation, is invalid, or lacks a value)."""
         out: list[Event] = []
-        for device, t in sorted(self._repeat.items(), key=lambda item: item[1]):
+        noted = list(self._repeat.items())
+        if len(noted) > 1:
+            noted.sort(key=lambda item: item[1])
+        for device, t in noted:
             if t >= before:
                 continue
             del self._repeat[device]
