@@ -5,8 +5,9 @@
 Builds a synthetic DF7 stream (75 frames/s: HR crossing 128, no-value stretches, beats with
 green and red perfusion, artifact, out-of-track and sensor-off spells), then times the
 bulk decoder against a plain reference decoder (one frame at a time in a Python loop, the
-way most open-source Nonin readers do it) on the same chunks, and checks that both give the
-same readings.
+way most open-source Nonin readers do it) on the same chunks, each stamped with the time
+its last byte was sent, and checks that both give the same readings (on change and once a
+second, DESIGN §6) and the same pleth waveform.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 
 import numpy as np
 
+from sessiond.devices.decoder import EMIT_EVERY_S
 from sessiond.devices.nonin import NoninDf7Decoder
 from sessiond.model import Quality, Reading
 
@@ -30,10 +32,17 @@ class ReferenceDf7:
         self.buf = bytearray()
         self.frames: list[tuple[int, int, int]] | None = None
         self.perfusion = 0
+        self.last: tuple[int | None, int | None, Quality] | None = None
+        self.next_emit = -1e300
+        self.pleth: list[int] = []
+
+    def waveform(self) -> tuple[int, ...]:
+        return tuple(self.pleth)
 
     def feed(self, data: bytes, t: float) -> list[Reading]:
         buf = self.buf
         buf += data
+        self.pleth = []
         out: list[Reading] = []
         i, n = 0, len(buf)
         while n - i >= 5:
@@ -49,14 +58,21 @@ class ReferenceDf7:
                 continue
             self.frames.append((s, (pm << 8) | pl, v))
             if len(self.frames) == 25:
-                reading = self.packet(self.frames, t)
+                values = self.packet(self.frames)
+                if values is not None:
+                    self.pleth += [p for _, p, _ in self.frames]
+                    # A Reading on a change, or a second after the last one.
+                    if values != self.last or t >= self.next_emit:
+                        spo2, pr, flags = values
+                        out.append(Reading(t=t, device=self.device, spo2=spo2, pr=pr, flags=flags))
+                        self.last, self.next_emit = values, t + EMIT_EVERY_S - 1e-6
                 self.frames = None
-                if reading is not None:
-                    out.append(reading)
         del buf[:i]
         return out
 
-    def packet(self, frames: list[tuple[int, int, int]], t: float) -> Reading | None:
+    def packet(
+        self, frames: list[tuple[int, int, int]]
+    ) -> tuple[int | None, int | None, Quality] | None:
         bits = beat = 0
         for s, _, _ in frames:
             bits |= s
@@ -88,8 +104,7 @@ class ReferenceDf7:
                 return None
             spo2 = None if spo2 == 127 else spo2
             pr = None if hr == 511 else hr
-        pleth = tuple(p for _, p, _ in frames)
-        return Reading(t=t, device=self.device, spo2=spo2, pr=pr, pleth=pleth, flags=flags)
+        return spo2, pr, flags
 
 
 def df7_stream(hours: float) -> tuple[bytes, int]:
@@ -134,21 +149,31 @@ def main() -> None:
     print(f"stream: {args.hours:g} h of DF7, {n:,} frames, {len(stream) / 1e6:.2f} MB, "
           f"{args.chunk} B chunks")  # fmt: skip
 
+    # Each chunk arrives when its last byte was sent (9600 baud: 960 bytes a second).
+    times = [min(len(stream), (i + 1) * args.chunk) / 960 for i in range(len(chunks))]
     dec = NoninDf7Decoder(device="spo2")
     start = time.perf_counter()
-    out = [r for chunk in chunks for r in dec.feed(chunk, 0.0)]
+    out = [r for chunk, t in zip(chunks, times, strict=True) for r in dec.feed(chunk, t)]
     dec_s = time.perf_counter() - start
     ref = ReferenceDf7(device="spo2")
     start = time.perf_counter()
-    ref_out = [r for chunk in chunks for r in ref.feed(chunk, 0.0)]
+    ref_out = [r for chunk, t in zip(chunks, times, strict=True) for r in ref.feed(chunk, t)]
     ref_s = time.perf_counter() - start
+    # The waveforms, call by call (not timed).
+    dec2, ref2 = NoninDf7Decoder(device="spo2"), ReferenceDf7(device="spo2")
+    same_pleth = all(
+        dec2.feed(chunk, t) is not None
+        and ref2.feed(chunk, t) is not None
+        and dec2.waveform() == ref2.waveform()
+        for chunk, t in zip(chunks, times, strict=True)
+    )
 
     print(f"bulk decoder:      {n / dec_s:12,.0f} frames/s ({len(out):,} readings, "
           f"{dec_s * 1e3:,.0f} ms)")  # fmt: skip
     print(f"reference (loop):  {n / ref_s:12,.0f} frames/s ({len(ref_out):,} readings, "
           f"{ref_s * 1e3:,.0f} ms)")  # fmt: skip
-    print(f"speed-up: {ref_s / dec_s:.1f}x; same readings: {out == ref_out}; "
-          f"counters: records {dec.records}, frames_bad {dec.frames_bad}, "
+    print(f"speed-up: {ref_s / dec_s:.1f}x; same readings: {out == ref_out}; same pleth: "
+          f"{same_pleth}; counters: records {dec.records}, frames_bad {dec.frames_bad}, "
           f"bytes_skipped {dec.bytes_skipped}")  # fmt: skip
 
 

@@ -41,11 +41,12 @@ PROBE_OFF = Quality.SENSOR_OFF | Quality.NO_SENSOR
 class Reading:
     """One record decoded from a valid device frame; `None` means the device sent no value.
 
-    A device that repeats its numerics many times a second (a Contec) gives one when a value
-    or flag changes and at least once a second (DESIGN §6); its pleth goes as a `Waveform`.
+    A device that repeats its numerics many times a second (a Contec, a Nonin binary) gives
+    one when a value or flag changes and at least once a second (DESIGN §6); its pleth goes
+    as a `Waveform`.
 
     Treat as immutable. It is not a frozen dataclass only because frozen construction costs
-    2.5x more, and a reading is made for every frame (75 a second on a Nonin).
+    2.5x more, and a reading is made for every change of an oximeter's values.
     """
 
     t: float
@@ -56,7 +57,6 @@ class Reading:
     sys: int | None = None
     dia: int | None = None
     map: int | None = None
-    pleth: tuple[int, ...] = ()
     flags: Quality = Quality.NONE
     device_time: datetime | None = None
 
@@ -75,8 +75,8 @@ class Reading:
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Waveform:
     """Pleth samples of a device whose waveform runs apart from its readings (DESIGN §6: a
-    Contec gives a reading about once a second and 60 samples a second), as they arrived at
-    `t`. For the console's pleth, as a Nonin's Reading.pleth; not a reading, not recorded."""
+    Contec gives a reading about once a second and 60 samples a second, a Nonin binary 75),
+    as they arrived at `t`. For the console's pleth; not a reading, not recorded."""
 
     t: float
     device: str

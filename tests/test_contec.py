@@ -16,21 +16,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from sessiond.devices.contec import (
-    EMIT_EVERY_S,
     LEGACY_MAX_FRAME,
     V7_MAX_FRAME,
     ContecLegacyDecoder,
     ContecV7Decoder,
 )
-from sessiond.devices.decoder import Decoder, SendsWaveform, SerialSettings
+from sessiond.devices.decoder import EMIT_EVERY_S, Decoder, SendsWaveform, SerialSettings
 from sessiond.model import Quality, Reading
 
 Values = tuple[int | None, int | None, float | None, Quality]
 
 
 def values(readings: list[Reading]) -> list[Values]:
-    """What the Readings say, in order (a Contec Reading carries no pleth)."""
-    assert all(r.pleth == () for r in readings)
+    """What the Readings say, in order (the pleth is the waveform, not in them)."""
     return [(r.spo2, r.pr, r.pi, r.flags) for r in readings]
 
 
@@ -443,7 +441,7 @@ def test_legacy_vectors_decode_in_random_chunks(seed):
 def test_legacy_equal_packets_give_one_reading():
     stream = b"".join(legacy_packet(pleth=p, bar=p % 16, beep=p == 3) for p in range(5))
     (r,), dec = decode_legacy([stream])
-    assert (r.spo2, r.pr, r.pleth) == (97, 72, ())
+    assert (r.spo2, r.pr) == (97, 72)
     assert dec.waveform() == (0, 1, 2, 3, 4)
     assert dec.records == 5
 

@@ -1,16 +1,27 @@
-"""nonin-df2/df7/ascii: the vectors of reference/devices.md §3, whole, byte by byte, in chunks."""
+"""nonin-df2/df7/ascii: the vectors of reference/devices.md §3, whole, byte by byte, in chunks.
+
+A Nonin binary restates its numerics 3 times a second: it gives a Reading when SpO2, PR or
+the flags change and at least once a second otherwise (DESIGN §6), every packet counts in
+`records`, and the pleth is a waveform (`waveform()`), not readings. The ASCII output gives a
+Reading per line (one a second).
+"""
 
 from __future__ import annotations
 
+import bisect
 import random
+import sys
+import weakref
 from typing import TypeVar
 
+import numpy as np
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sessiond.devices.decoder import Decoder
+from sessiond.devices.decoder import EMIT_EVERY_S, Decoder, SendsWaveform
 from sessiond.devices.nonin import (
+    BULK_BYTES,
     MAX_LINE,
     MAX_PENDING,
     PACKET_LEN,
@@ -22,12 +33,13 @@ from sessiond.model import Quality, Reading
 
 # --- helpers ------------------------------------------------------------------------------
 
-Values = tuple[int | None, int | None, Quality, tuple[int, ...]]
-D = TypeVar("D", NoninDf2Decoder, NoninDf7Decoder, NoninAsciiDecoder)
+Values = tuple[int | None, int | None, Quality]
+D = TypeVar("D", bound=Decoder)
+Binary = NoninDf2Decoder | NoninDf7Decoder
 
 
 def values(r: Reading) -> Values:
-    return (r.spo2, r.pr, r.flags, r.pleth)
+    return (r.spo2, r.pr, r.flags)
 
 
 def numbers(r: Reading) -> tuple[int | None, int | None, Quality]:
@@ -38,10 +50,33 @@ def counters(dec: NoninDf2Decoder | NoninDf7Decoder) -> tuple[int, int, int, int
     return (dec.records, dec.frames_bad, dec.bytes_skipped, dec.packets_incomplete)
 
 
-def decode(dec: D, chunks: list[bytes]) -> tuple[list[Reading], D]:
+#: The waveform a binary decoder gave in `decode` (`pleth_of`).
+_PLETH: weakref.WeakKeyDictionary[Decoder, list[int]] = weakref.WeakKeyDictionary()
+
+
+def decode(dec: D, chunks: list[bytes], t: float = 0.0) -> tuple[list[Reading], D]:
+    """The chunks fed at one time `t` (a binary decoder: Readings on change only); its
+    waveform is then `pleth_of(dec)`."""
     out: list[Reading] = []
-    for i, chunk in enumerate(chunks):
-        out += dec.feed(chunk, float(i))
+    pleth: list[int] = []
+    sends: object = dec
+    for chunk in chunks:
+        out += dec.feed(chunk, t)
+        if isinstance(sends, SendsWaveform):
+            pleth += sends.waveform()
+    _PLETH[dec] = pleth
+    return out, dec
+
+
+def pleth_of(dec: Decoder) -> list[int]:
+    return _PLETH[dec]
+
+
+def one_a_second(dec: D, packets: list[bytes]) -> tuple[list[Reading], D]:
+    """One packet per read, a second apart: every packet gives a Reading."""
+    out: list[Reading] = []
+    for i, packet in enumerate(packets):
+        out += dec.feed(packet, float(i))
     return out, dec
 
 
@@ -57,6 +92,10 @@ def random_chunks(stream: bytes, seed: int, biggest: int = 40) -> list[bytes]:
 
 def bytewise(stream: bytes) -> list[bytes]:
     return [stream[i : i + 1] for i in range(len(stream))]
+
+
+def chunked(stream: bytes, size: int) -> list[bytes]:
+    return [stream[i : i + size] for i in range(0, len(stream), size)]
 
 
 def splits(stream: bytes) -> list[list[bytes]]:
@@ -96,7 +135,8 @@ PUFFERFISH = hexframes(
     + "01 80 01 48 CA | 01 80 01 00 82 | 01 80 01 48 CA | "
     + "01 80 01 00 82 | " * 2
 )
-PUFFERFISH_VALUES: Values = (97, 72, Quality.NONE, (1,) * 25)
+PUFFERFISH_VALUES: Values = (97, 72, Quality.NONE)
+PUFFERFISH_PLETH = (1,) * 25
 
 
 def test_pufferfish_packet_is_125_bytes_of_valid_frames():
@@ -107,9 +147,11 @@ def test_pufferfish_packet_is_125_bytes_of_valid_frames():
 
 @pytest.mark.parametrize("chunks", splits(PUFFERFISH * 3), ids=["whole", "bytes", "r0", "r1", "r2"])
 def test_df2_pufferfish_packet_decodes_to_hr_72_spo2_97(chunks):
+    """Three equal packets at one time: one Reading, three records, 75 pleth samples."""
     readings, dec = decode(NoninDf2Decoder(device="spo2"), chunks)
-    assert [values(r) for r in readings] == [PUFFERFISH_VALUES] * 3
+    assert [values(r) for r in readings] == [PUFFERFISH_VALUES]
     assert counters(dec) == (3, 0, 0, 0)
+    assert pleth_of(dec) == list(PUFFERFISH_PLETH * 3)
     assert readings[0].device == "spo2"
     assert readings[0].pi is None
     assert readings[0].device_time is None
@@ -119,7 +161,8 @@ def test_df2_pufferfish_packet_decodes_to_hr_72_spo2_97(chunks):
 def test_df2_captured_frames_decode_the_one_whole_packet(chunks):
     """Frames before the first SYNC are skipped; the packet decodes; the next SYNC waits."""
     readings, dec = decode(NoninDf2Decoder(device="spo2"), chunks)
-    assert [values(r) for r in readings] == [(96, 74, Quality.NONE, CAPTURED_PLETH)]
+    assert [values(r) for r in readings] == [(96, 74, Quality.NONE)]
+    assert pleth_of(dec) == list(CAPTURED_PLETH)
     assert counters(dec) == (1, 0, 4 * 5, 0)
     assert dec._pending == CAPTURED_DF2[-5:]
 
@@ -145,7 +188,7 @@ def test_df2_missing_frames_drop_the_packet_and_decoding_resumes_at_the_next_syn
     """pufferfish `missed_data`: whole frames lost; what is left of the packet is skipped."""
     short = PUFFERFISH[:50] + PUFFERFISH[65:]  # frames 10..12 lost
     readings, dec = decode(NoninDf2Decoder(device="spo2"), [short + PUFFERFISH + PUFFERFISH])
-    assert [values(r) for r in readings] == [PUFFERFISH_VALUES] * 2
+    assert [values(r) for r in readings] == [PUFFERFISH_VALUES]  # the second repeats it
     # Frames lost whole leave every frame good: nothing rejected, one packet incomplete.
     assert counters(dec) == (2, 0, len(short), 1)
 
@@ -167,7 +210,8 @@ def test_df2_garbage_before_between_and_after_resynchronises_and_counts(seed):
     stream = DF2_JUNK + PUFFERFISH + DF2_JUNK + PUFFERFISH + DF2_JUNK
     for chunks in ([stream], bytewise(stream), random_chunks(stream, seed)):
         readings, dec = decode(NoninDf2Decoder(device="spo2"), chunks)
-        assert [values(r) for r in readings] == [PUFFERFISH_VALUES] * 2
+        assert [values(r) for r in readings] == [PUFFERFISH_VALUES]
+        assert pleth_of(dec) == list(PUFFERFISH_PLETH * 2)
         # Junk before is hunting (nothing was due); junk between breaks a due frame; the
         # trailing junk is shorter than a packet and waits for more.
         assert counters(dec) == (2, 1, 2 * len(DF2_JUNK), 0)
@@ -208,9 +252,11 @@ PLETH = tuple(30000 + 1400 * k for k in range(25))  # crosses 0x8000: MSBs with 
 
 
 def test_df7_packet_decodes_values_and_16_bit_pleth():
-    (r,) = NoninDf7Decoder(device="ox").feed(df7_packet(), 3.0)
-    assert values(r) == (97, 72, Quality.NONE, PLETH)
-    assert (r.t, r.device) == (3.0, "ox")
+    dec = NoninDf7Decoder(device="ox")
+    (r,) = dec.feed(df7_packet(), 3.0)
+    assert values(r) == (97, 72, Quality.NONE)
+    assert (r.t, r.device, r.pi) == (3.0, "ox", None)
+    assert dec.waveform() == PLETH
 
 
 @pytest.mark.parametrize("hr", [0, 1, 127, 128, 129, 200, 255, 256, 300, 321])
@@ -282,17 +328,30 @@ def test_df7_perfusion_holds_between_beats_until_the_next_beat_or_sensor_loss():
             df7_packet(),
         ]
     )
-    readings, _ = decode(NoninDf7Decoder(device="ox"), [stream])
-    low = [bool(r.flags & Quality.LOW_PERFUSION) for r in readings]
-    assert low == [True, True, False, False, True, False, False]
+    for chunks in (
+        [stream],
+        [stream[i : i + PACKET_LEN] for i in range(0, len(stream), PACKET_LEN)],
+    ):
+        # One packet a second: a Reading each.
+        readings, _ = one_a_second(NoninDf7Decoder(device="ox"), chunks)
+        if len(chunks) == 1:
+            # All at once: a Reading at each change (red, green, red, sensor alarm, green).
+            assert [r.flags for r in readings] == [
+                Quality.LOW_PERFUSION, Quality.NONE, Quality.LOW_PERFUSION, Quality.NO_SENSOR,
+                Quality.NONE,
+            ]  # fmt: skip
+            continue
+        low = [bool(r.flags & Quality.LOW_PERFUSION) for r in readings]
+        assert low == [True, True, False, False, True, False, False]
 
 
 @pytest.mark.parametrize(("hr", "spo2"), [(72, 101), (72, 126), (72, 128), (72, 255), (322, 97)])
 def test_df7_impossible_values_reject_the_packet(hr, spo2):
     stream = df7_packet(hr=hr, spo2=spo2) + df7_packet()
     readings, dec = decode(NoninDf7Decoder(device="ox"), [stream])
-    assert [values(r) for r in readings] == [(97, 72, Quality.NONE, PLETH)]
+    assert [values(r) for r in readings] == [(97, 72, Quality.NONE)]
     assert counters(dec) == (1, 1, 0, 0)
+    assert pleth_of(dec) == list(PLETH)  # not the rejected packet's
 
 
 def test_df7_impossible_values_under_sensor_off_are_not_read():
@@ -309,12 +368,13 @@ DF7_SERIES = [
     df7_packet(hr=60, spo2=99, status=0x40),
 ]
 DF7_EXPECTED: list[Values] = [
-    (97, 72, Quality.NONE, PLETH),
-    (96, 128, Quality.ARTIFACT, PLETH),
-    (None, None, Quality.SEARCHING, PLETH),
-    (88, 300, Quality.NONE, (0xFFFF, 0x8181, 0x0101) + (0x8000,) * 22),
-    (None, None, Quality.SENSOR_OFF, PLETH),
+    (97, 72, Quality.NONE),
+    (96, 128, Quality.ARTIFACT),
+    (None, None, Quality.SEARCHING),
+    (88, 300, Quality.NONE),
+    (None, None, Quality.SENSOR_OFF),
 ]
+DF7_PLETH = [*PLETH, *PLETH, *PLETH, 0xFFFF, 0x8181, 0x0101, *(0x8000,) * 22, *PLETH]
 DF7_STREAM = b"".join(DF7_SERIES)
 DF7_JUNK = bytes([0x00, 0x7F, 0x13, 0x01, 0x55, 0x7E, 0x40])  # bit 7 low: no frame start
 
@@ -323,6 +383,7 @@ DF7_JUNK = bytes([0x00, 0x7F, 0x13, 0x01, 0x55, 0x7E, 0x40])  # bit 7 low: no fr
 def test_df7_series_decodes_whole_byte_by_byte_and_in_chunks(chunks):
     readings, dec = decode(NoninDf7Decoder(device="ox"), chunks)
     assert [values(r) for r in readings] == DF7_EXPECTED
+    assert pleth_of(dec) == DF7_PLETH
     assert counters(dec) == (5, 0, 0, 0)
     assert dec._pending == b""
 
@@ -333,6 +394,7 @@ def test_df7_garbage_before_between_and_after_resynchronises_and_counts(seed):
     for chunks in ([stream], bytewise(stream), random_chunks(stream, seed, 300)):
         readings, dec = decode(NoninDf7Decoder(device="ox"), chunks)
         assert [values(r) for r in readings] == DF7_EXPECTED
+        assert pleth_of(dec) == DF7_PLETH
         assert counters(dec) == (5, 1, 2 * len(DF7_JUNK), 0)
 
 
@@ -340,8 +402,10 @@ def test_df7_reading_time_is_the_arrival_of_the_packet_end():
     dec = NoninDf7Decoder(device="ox")
     packet = df7_packet()
     assert dec.feed(packet[:100], 10.0) == []
+    assert dec.waveform() == ()
     (r,) = dec.feed(packet[100:], 10.3)
     assert r.t == 10.3
+    assert dec.waveform() == PLETH
 
 
 def test_df7_frame_lost_mid_packet_by_a_byte_slip():
@@ -382,8 +446,9 @@ def test_df7_endless_noise_is_bounded():
 def test_big_chunks_keep_less_than_a_packet():
     dec = NoninDf7Decoder(device="ox")
     readings = dec.feed(DF7_STREAM * 40 + DF7_SERIES[0][:124], 0.0)
-    assert len(readings) == 200
+    assert len(readings) == 200  # consecutive packets differ: a Reading each
     assert dec._pending == DF7_SERIES[0][:124]
+    assert len(dec.waveform()) == 200 * 25
 
 
 def test_decoders_declare_their_link():
@@ -399,6 +464,262 @@ def test_decoders_declare_their_link():
         assert (dec.records, dec.frames_bad, dec.bytes_skipped) == (0, 0, 0)
     assert NoninDf7Decoder.silence_timeout_s == NoninDf2Decoder.silence_timeout_s == 1.0
     assert NoninAsciiDecoder.silence_timeout_s == 2.5
+    # The binary formats send their pleth as a waveform; the ASCII output has none.
+    assert isinstance(NoninDf7Decoder(device="ox"), SendsWaveform)
+    assert isinstance(NoninDf2Decoder(device="ox"), SendsWaveform)
+    assert not isinstance(NoninAsciiDecoder(device="ox"), SendsWaveform)
+
+
+# --- Readings on change and once a second; repeats are frames (DESIGN §6) ---------------
+
+
+def df2_frame(status: int, pleth: int, value: int) -> bytes:
+    head = [0x01, 0x80 | status, pleth & 0xFF, value]
+    return bytes([*head, sum(head) & 0xFF])
+
+
+def df2_packet(
+    *, hr: int = 72, spo2: int = 97, status: int | list[int] = 0, pleth: list[int] | None = None
+) -> bytes:
+    """One DF2 packet: the DF7 packet's VALUE table, 8-bit pleth after the status byte."""
+    table = [0] * 25
+    table[0], table[1], table[2], table[3] = (hr >> 7) & 0x03, hr & 0x7F, spo2, 48
+    statuses = status if isinstance(status, list) else [status] * 25
+    samples = pleth if pleth is not None else [40 + 7 * k for k in range(25)]
+    return b"".join(
+        df2_frame(statuses[k] | (0x01 if k == 0 else 0), samples[k], table[k]) for k in range(25)
+    )
+
+
+PACKETS_PER_S = 3
+MAKERS = {"df7": (NoninDf7Decoder, df7_packet), "df2": (NoninDf2Decoder, df2_packet)}
+
+
+def new_binary(kind: str) -> Binary:
+    dec: Binary = NoninDf7Decoder(device="ox") if kind == "df7" else NoninDf2Decoder(device="ox")
+    return dec
+
+
+def packet_of(kind: str, k: int, **kw) -> bytes:
+    """Packet number `k` of a stream, its pleth counting up (to tell the packets apart)."""
+    samples = [(25 * k + j) % 256 for j in range(25)]
+    return MAKERS[kind][1](pleth=samples, **kw)
+
+
+def seen(readings: list[Reading]) -> list[tuple[float, int | None, int | None, Quality]]:
+    return [(round(r.t, 6), r.spo2, r.pr, r.flags) for r in readings]
+
+
+@pytest.mark.parametrize("kind", ["df7", "df2"])
+def test_a_steady_stream_gives_a_reading_once_a_second_and_each_change_at_once(kind):
+    """4 s at 3 packets a second, one packet per read; PR 80 from 2 s, artifact at 3 1/3 s."""
+    dec = new_binary(kind)
+    out: list[Reading] = []
+    pleth: list[int] = []
+    for k in range(4 * PACKETS_PER_S):
+        status = 0x20 if k == 10 else 0
+        out += dec.feed(packet_of(kind, k, hr=72 if k < 6 else 80, status=status), k / 3)
+        pleth += dec.waveform()
+    assert [(round(t, 3), pr, flags) for t, _, pr, flags in seen(out)] == [
+        (0.0, 72, Quality.NONE), (1.0, 72, Quality.NONE), (2.0, 80, Quality.NONE),
+        (3.0, 80, Quality.NONE), (3.333, 80, Quality.ARTIFACT), (3.667, 80, Quality.NONE),
+    ]  # fmt: skip
+    assert dec.records == 12  # every packet counts, and is in the pleth
+    assert pleth == [(25 * k + j) % 256 for k in range(12) for j in range(25)]
+    assert EMIT_EVERY_S == 1.0
+
+
+@pytest.mark.parametrize("kind", ["df7", "df2"])
+def test_repeats_are_reported_as_frames(kind):
+    """`feed_timed`: every packet's piece is a frame; only the Readings' pieces have one."""
+    packets = [packet_of(kind, k, spo2=97 if k < 5 else 95) for k in range(9)]
+    ends = np.cumsum([len(p) for p in packets]).astype(np.int64)
+    times = np.arange(9) / PACKETS_PER_S
+    timed = new_binary(kind).feed_timed(b"".join(packets), ends, times)
+    # The first, its restatement a second later, the change, and its restatement.
+    assert [(r.t, r.spo2) for r in timed.readings] == [
+        (times[0], 97), (times[3], 97), (times[5], 95), (times[8], 95),
+    ]  # fmt: skip
+    assert timed.pieces == [0, 3, 5, 8]
+    assert timed.frames.tolist() == list(range(9))
+
+
+@pytest.mark.parametrize("kind", ["df7", "df2"])
+async def test_a_link_tells_the_monitor_of_repeats_and_publishes_the_pleth(kind):
+    """The live link: a repeat is `on_frames`, the pleth a `Waveform` per read."""
+    from sessiond.clock import LoopClock  # noqa: PLC0415
+    from sessiond.devices.link import SerialLink  # noqa: PLC0415
+    from sessiond.model import DeviceStatus, Waveform  # noqa: PLC0415
+
+    readings: list[Reading] = []
+    frames: list[str] = []
+    waves: list[Waveform] = []
+    status: list[DeviceStatus] = []
+    link = SerialLink(name="spo2", path="/dev/null", decoder=new_binary(kind), clock=LoopClock(),
+                      on_readings=readings.extend, on_status=status.append,
+                      on_frames=lambda device, _t: frames.append(device),
+                      on_waveform=waves.append)  # fmt: skip
+    for k in range(3):
+        link.received(packet_of(kind, k))
+    link.received(packet_of(kind, 3)[:60])  # half a packet: no frame, no samples yet
+    assert [values(r) for r in readings] == [(97, 72, Quality.NONE)]
+    assert frames == ["spo2", "spo2"]
+    assert [w.pleth for w in waves] == [
+        tuple((25 * k + j) % 256 for j in range(25)) for k in range(3)
+    ]
+    assert [s.connected for s in status] == [True]
+
+
+@st.composite
+def timed_stream(draw: st.DrawFn) -> tuple[str, list[bytes], list[float]]:
+    """Packets one per read at 3 a second with a gap now and then, values and flags changing
+    now and then, and now and then a read of noise or a broken packet."""
+    kind = draw(st.sampled_from(["df7", "df2"]))
+    n = draw(st.integers(1, 80))
+    reads: list[bytes] = []
+    spo2, hr, status = 97, 72, 0
+    for k in range(n):
+        if draw(st.integers(0, 6)) == 0:
+            spo2 = draw(st.sampled_from([90, 95, 97, 127, 101]))
+        if draw(st.integers(0, 6)) == 0:
+            hr = draw(st.sampled_from([60, 72, 130, 300, 511, 400]))
+        if draw(st.integers(0, 8)) == 0:
+            status = draw(st.sampled_from([0, 0x20, 0x10, 0x40, 0x08, 0x04, 0x02]))
+        packet = packet_of(kind, k, spo2=spo2, hr=hr, status=status)
+        roll = draw(st.integers(0, 30))
+        if roll == 0:
+            reads.append(draw(st.binary(min_size=1, max_size=30)))
+        elif roll == 1:
+            packet = packet[: draw(st.integers(1, PACKET_LEN - 1))]
+        reads.append(packet)
+    times, t = [], 0.0
+    for _ in reads:
+        times.append(round(t, 3))
+        t += draw(st.sampled_from([1 / PACKETS_PER_S] * 10 + [0.0, 0.4, 1.0, 2.5]))
+    return kind, reads, times
+
+
+def chunkings(draw: st.DrawFn, size: int) -> list[int]:
+    """Cut points of a buffer of `size` bytes: chunks of 1 byte up to 4 KiB or the whole."""
+    largest = draw(st.sampled_from([1, 2, 7, 40, 200, 400, 4096, size]))
+    cuts, at = [], 0
+    while at < size:
+        at += draw(st.integers(1, max(1, largest)))
+        cuts.append(min(at, size))
+    return cuts
+
+
+@settings(max_examples=80, deadline=None)
+@given(timed_stream(), st.data())
+def test_readings_do_not_depend_on_the_chunking(stream, data):
+    """Each byte keeps the time its read arrived at; cut the bytes anywhere (1 byte to the
+    whole stream), fed one by one or many pieces at once (`feed_timed`): the same Readings,
+    the same counts, the same waveform, and the frames in the same pieces."""
+    kind, reads, times = stream
+    reference = new_binary(kind)
+    expected: list[Reading] = []
+    pleth: list[int] = []
+    for read, t in zip(reads, times, strict=True):
+        expected += reference.feed(read, t)
+        pleth += reference.waveform()
+    joined = b"".join(reads)
+    byte_times = [t for read, t in zip(reads, times, strict=True) for _ in read]
+    cuts = sorted(set(chunkings(data.draw, len(joined))) | {
+        sum(len(r) for r in reads[: k + 1]) for k in range(len(reads) - 1)
+        if times[k] != times[k + 1]
+    })  # fmt: skip
+    starts = [0, *cuts[:-1]]
+    one_by_one = new_binary(kind)
+    got: list[Reading] = []
+    got_pleth: list[int] = []
+    frame_cuts: list[int] = []  # the cuts (by index) in which packets ended
+    for i, (a, b) in enumerate(zip(starts, cuts, strict=True)):
+        records = one_by_one.records
+        got += one_by_one.feed(joined[a:b], byte_times[b - 1])
+        got_pleth += one_by_one.waveform()
+        if one_by_one.records != records:
+            frame_cuts.append(i)
+    assert seen(got) == seen(expected)
+    assert got_pleth == pleth
+    # The same pieces, in groups of any size, through feed_timed.
+    in_bulk = new_binary(kind)
+    bulk: list[Reading] = []
+    bulk_pleth: list[int] = []
+    bulk_frames: list[int] = []
+    group = data.draw(st.integers(1, len(cuts)))
+    for g in range(0, len(cuts), group):
+        ends = np.array(cuts[g : g + group], dtype=np.int64)
+        base = starts[g]
+        t = np.array([byte_times[b - 1] for b in cuts[g : g + group]])
+        timed = in_bulk.feed_timed(joined[base : int(ends[-1])], ends - base, t)
+        assert [t[p] for p in timed.pieces] == [r.t for r in timed.readings]
+        bulk += timed.readings
+        bulk_pleth += in_bulk.waveform()
+        bulk_frames += (timed.frames + g).tolist()
+    assert seen(bulk) == seen(expected)
+    assert bulk_pleth == pleth
+    assert bulk_frames == frame_cuts
+    for dec in (one_by_one, in_bulk):
+        assert counters(dec) == counters(reference)
+        assert dec._pending == reference._pending
+    # A Reading at least once a second while the device sends: no valid packet arrives a
+    # second or more after the last Reading before it (the first one gives a Reading).
+    reading_times = [r.t for r in expected]
+    for i in frame_cuts:
+        t = byte_times[cuts[i] - 1]
+        last = reading_times[bisect.bisect_right(reading_times, t) - 1]
+        assert t - last < EMIT_EVERY_S
+
+
+@pytest.mark.parametrize("kind", ["df7", "df2"])
+@pytest.mark.parametrize("size", [1, 7, 40, PACKET_LEN, 4096, None])
+def test_any_chunk_size_gives_the_same_readings_counts_and_waveform(kind, size):
+    """A long stream with noise, a broken packet and bad values, all at one time and one
+    packet a second: the same whatever the read size (1 byte to 4 KiB, or all at once)."""
+    rng = random.Random(3)
+    parts: list[bytes] = []
+    for k in range(300):
+        roll = rng.random()
+        if roll < 0.03:
+            parts.append(rng.randbytes(rng.randint(1, 60)))
+        elif roll < 0.05:
+            parts.append(packet_of(kind, k)[: rng.randint(1, PACKET_LEN - 1)])
+        elif roll < 0.07:
+            parts.append(packet_of(kind, k, spo2=120))  # impossible: rejected
+        parts.append(packet_of(kind, k, spo2=90 + k // 40, status=0x20 if k % 50 == 7 else 0))
+    stream = b"".join(parts)
+    reference, ref = decode(new_binary(kind), [stream])
+    chunks = [stream] if size is None else chunked(stream, size)
+    readings, dec = decode(new_binary(kind), chunks)
+    assert seen(readings) == seen(reference)
+    assert pleth_of(dec) == pleth_of(ref)
+    assert counters(dec) == counters(ref)
+    assert ref.records == 300
+    assert ref.frames_bad > 0
+    assert ref.bytes_skipped > 0
+
+
+@pytest.mark.parametrize("kind", ["df7", "df2"])
+def test_a_live_link_never_needs_numpy(kind, monkeypatch):
+    """What a live link reads (a packet or less a call) is decoded without numpy, hunting
+    included; numpy is for long buffers (replay's blocks, 4 KiB reads)."""
+    rng = random.Random(5)
+    parts = []
+    for k in range(40):
+        if k % 9 == 4:
+            parts.append(rng.randbytes(20))
+        parts.append(
+            packet_of(kind, k, hr=60 + k // 5, status=[0x04] * 12 + [0] * 13 if k % 7 else 0)
+        )
+    stream = b"".join(parts)
+    expected, ref = decode(new_binary(kind), [stream])  # numpy: all at once
+    monkeypatch.setitem(sys.modules, "numpy", None)  # `import numpy` now fails
+    for chunks in (parts, bytewise(stream), random_chunks(stream, 1), chunked(stream, PACKET_LEN)):
+        assert all(len(c) + MAX_PENDING < BULK_BYTES for c in chunks)
+        readings, dec = decode(new_binary(kind), chunks)
+        assert [values(r) for r in readings] == [values(r) for r in expected]
+        assert pleth_of(dec) == pleth_of(ref)
+        assert counters(dec) == counters(ref)
 
 
 # --- ASCII (devices.md §3.1) -------------------------------------------------------------
@@ -427,7 +748,7 @@ def test_ascii_vectors_decode(chunks):
     readings, dec = decode(NoninAsciiDecoder(device="ox"), chunks)
     assert [numbers(r) for r in readings] == ASCII_EXPECTED
     assert (dec.records, dec.frames_bad, dec.bytes_skipped) == (6, 0, 0)
-    assert all(r.pleth == () and r.pi is None for r in readings)
+    assert all(r.pi is None for r in readings)
 
 
 def test_ascii_power_up_header_and_lf_only_lines():
@@ -474,10 +795,13 @@ def test_ascii_endless_noise_without_a_line_end_is_bounded():
 def test_arbitrary_bytes_never_raise(cls, data, chunk):
     dec = cls(device="ox")
     for i in range(0, len(data), chunk):
+        records = dec.records
         for r in dec.feed(data[i : i + chunk], 0.0):
             assert r.spo2 is None or 0 <= r.spo2 <= 100
             assert r.pr is None or 0 <= r.pr <= 321
-            assert len(r.pleth) in {0, 25}
+        packets = dec.records - records
+        if isinstance(dec, SendsWaveform):
+            assert len(dec.waveform()) == 25 * packets
     assert len(dec._pending) <= max(MAX_PENDING, MAX_LINE)
 
 
@@ -497,24 +821,22 @@ packets = st.builds(
 )
 def test_df7_valid_stream_after_garbage_decodes_completely(garbage, series, chunk):
     """Whatever came before, every packet of a valid stream that follows is decoded."""
-    expected = [values(r) for r in decode(NoninDf7Decoder(device="ox"), [b"".join(series)])[0]]
-    assert len(expected) == len(series)
+    alone, ref = decode(NoninDf7Decoder(device="ox"), [b"".join(series)])
+    assert ref.records == len(series)
+    expected = [values(r) for r in alone]
     stream = garbage + b"".join(series)
-    dec = NoninDf7Decoder(device="ox")
-    out: list[Reading] = []
-    for i in range(0, len(stream), chunk):
-        out += dec.feed(stream[i : i + chunk], 0.0)
-    assert [values(r) for r in out[-len(series) :]] == expected
+    out, dec = decode(NoninDf7Decoder(device="ox"), chunked(stream, chunk))
+    assert [values(r) for r in out[-len(expected) :]] == expected
+    assert pleth_of(dec)[-25 * len(series) :] == pleth_of(ref)
 
 
 @given(garbage=st.binary(max_size=400), chunk=st.integers(min_value=1, max_value=200))
 def test_df2_valid_stream_after_garbage_decodes_completely(garbage, chunk):
     stream = garbage + PUFFERFISH * 3
-    dec = NoninDf2Decoder(device="ox")
-    out: list[Reading] = []
-    for i in range(0, len(stream), chunk):
-        out += dec.feed(stream[i : i + chunk], 0.0)
-    assert [values(r) for r in out[-3:]] == [PUFFERFISH_VALUES] * 3
+    out, dec = decode(NoninDf2Decoder(device="ox"), chunked(stream, chunk))
+    assert values(out[-1]) == PUFFERFISH_VALUES
+    assert dec.records >= 3
+    assert pleth_of(dec)[-75:] == list(PUFFERFISH_PLETH * 3)
 
 
 DF2_SERIES = [
@@ -540,6 +862,7 @@ def test_chunking_never_changes_readings_or_counts(cls, series, data, seed, bigg
     whole_r, whole = decode(cls(device="ox"), [stream])
     split_r, split = decode(cls(device="ox"), random_chunks(stream, seed, biggest))
     assert [values(r) for r in split_r] == [values(r) for r in whole_r]
+    assert pleth_of(split) == pleth_of(whole)
     assert counters(split) == counters(whole)
     assert split._pending == whole._pending
     consumed = len(stream) - len(whole._pending)
@@ -561,9 +884,10 @@ def test_every_path_decodes_any_status_and_value_alike(series):
     """The bytes path (one packet), the in-step array path and the search agree on all bits."""
     stream = b"".join(series)
     whole_r, whole = decode(NoninDf7Decoder(device="ox"), [stream])  # the search
-    for chunks in (bytewise(stream), [stream[:PACKET_LEN], stream[PACKET_LEN:]]):
+    for chunks in (bytewise(stream), [stream[:PACKET_LEN], stream[PACKET_LEN:]], series):
         split_r, split = decode(NoninDf7Decoder(device="ox"), chunks)
         assert [values(r) for r in split_r] == [values(r) for r in whole_r]
+        assert pleth_of(split) == pleth_of(whole)
         assert counters(split) == counters(whole)
     assert whole.records + whole.frames_bad == len(series)
 
@@ -594,4 +918,8 @@ def test_df7_many_packets_at_once_are_the_packets_one_by_one(packets):
     whole, dec = decode(NoninDf7Decoder(device="ox"), [stream])
     one_by_one, dec1 = decode(NoninDf7Decoder(device="ox"), packets)
     assert [values(r) for r in whole] == [values(r) for r in one_by_one]
+    assert pleth_of(dec) == pleth_of(dec1)
     assert counters(dec) == counters(dec1)
+    # One a second: a Reading per valid packet, whichever path decodes it.
+    timed, dec2 = one_a_second(NoninDf7Decoder(device="ox"), packets)
+    assert len(timed) == dec2.records

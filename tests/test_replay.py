@@ -248,3 +248,26 @@ def test_a_contec_gives_a_reading_a_second_and_its_frames_keep_the_device(tmp_pa
     lost = [(e["t"], e["state"]) for e in events if e.get("id") == "device_lost"]
     assert lost[0] == (pytest.approx(round(last, 3) + 5.0), "active")
     assert events[-1]["readings"] == 601  # every packet is a record
+
+
+def test_a_nonin_gives_a_reading_a_second_and_its_frames_keep_the_device(tmp_path):
+    """DF7 at 3 equal packets a second for 10 s, then one packet at 30 s: a reading once a
+    second, and `device_lost` 5 s after the last frame, not after the last reading."""
+    from sessiond.sim.nonin import df7_packet  # noqa: PLC0415
+
+    packet = df7_packet(spo2=97, pr=72)
+    cap = tmp_path / "nonin.cap"
+    writer = CaptureWriter(cap, {"ox": "nonin-df7"})
+    last = 0.0
+    for k in range(30):
+        last = round(k / 3, 3)
+        writer.write(last, "ox", "<", packet)
+    writer.write(30.0, "ox", "<", packet)
+    writer.close()
+    events = run_replay(cap, "--readings")
+    readings = [e for e in events if e["type"] == "reading"]
+    assert [r["t"] for r in readings] == [float(s) for s in range(10)] + [30.0]
+    assert {(r["spo2"], r["pr"]) for r in readings} == {(97, 72)}
+    lost = [(e["t"], e["state"]) for e in events if e.get("id") == "device_lost"]
+    assert lost[0] == (pytest.approx(last + 5.0), "active")
+    assert events[-1]["readings"] == 31  # every packet is a record

@@ -115,7 +115,8 @@ def test_df7_values_and_pleth_round_trip(spo2: int, pr: int, pleth: list[int], p
     data = nonin.df7_packet(spo2=spo2, pr=pr, pleth=tuple(pleth), packet=packet)
     assert len(data) == 125
     (reading,), decoder = decode_df7(data)
-    assert (reading.spo2, reading.pr, reading.pleth) == (spo2, pr, tuple(pleth))
+    assert (reading.spo2, reading.pr) == (spo2, pr)
+    assert decoder.waveform() == tuple(pleth)  # the pleth is a waveform, not in the Reading
     assert reading.flags == Quality.NONE
     assert decoder.frames_bad == decoder.bytes_skipped == 0
 
@@ -347,17 +348,25 @@ def test_masimo_player_lines_follow_the_track() -> None:
 
 
 def test_nonin_player_packets_follow_the_track() -> None:
-    """75 Hz DF7: 3 readings a second with the track's values, flags where the events are."""
+    """75 Hz DF7: every packet decodes; a reading at each change and at least once a second,
+    with the track's values and flags where the events are; the pleth is the waveform."""
     s = session(EVENTS)
     player = NoninDf7Player(name="spo2", session=s, emit=lambda _p: None)
     decoder = NoninDf7Decoder(device="spo2")
-    readings = decode_rendered(player, decoder, range(EVENTS.duration_s * 3))
-    assert len(readings) == EVENTS.duration_s * 3
+    readings: list[Reading] = []
+    waveform: list[tuple[float, tuple[int, ...]]] = []
+    for c in range(EVENTS.duration_s * 3):
+        (data,) = player.render(c, c + 1)
+        readings += decoder.feed(data, c / player.chunks_per_s)
+        waveform.append((c / player.chunks_per_s, decoder.waveform()))
+    assert decoder.records == EVENTS.duration_s * 3
     assert decoder.frames_bad == decoder.bytes_skipped == 0
+    assert all(len(samples) == 25 for _, samples in waveform)
     track = s.track
-    for k, group in per_second(readings).items():
+    groups = per_second(readings)
+    assert sorted(groups) == list(range(EVENTS.duration_s))  # at least one a second
+    for k, group in groups.items():
         for r in group:
-            assert len(r.pleth) == 25
             if track.sensor_off[k]:
                 assert r.flags == Quality.SENSOR_OFF
                 assert (r.spo2, r.pr) == (None, None)
@@ -370,7 +379,7 @@ def test_nonin_player_packets_follow_the_track() -> None:
     assert all(Quality.LOW_PERFUSION in r.flags for r in plateau)
     assert not any(Quality.LOW_PERFUSION in r.flags for r in rest)
     # The pleth pulses at the heart rate: one big swing per beat.
-    pleth = np.concatenate([r.pleth for r in rest]).astype(np.float64)
+    pleth = np.concatenate([samples for t, samples in waveform if 60 <= t < 75]).astype(np.float64)
     spectrum = np.abs(np.fft.rfft(pleth - pleth.mean()))
     freqs = np.fft.rfftfreq(len(pleth), d=1 / 75)
     beat_hz = freqs[1:][spectrum[1:].argmax()]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import bisect
 import io
 import json
 import subprocess
@@ -192,14 +193,23 @@ async def test_nonin_df7_on_a_pty_decodes_without_a_bad_frame() -> None:
                 await run
         assert sim.ports["spo2"].overflow_bytes == 0
     decoder = NoninDf7Decoder(device="spo2")
-    readings = decoder.feed(data, 0.0)
-    assert len(readings) == 90
+    readings: list[Reading] = []
+    for k in range(0, len(data), 125):  # packet k/125 at its time, 3 a second
+        readings += decoder.feed(data[k : k + 125], k / 125 / 3)
+    assert decoder.records == 90
     assert decoder.frames_bad == decoder.bytes_skipped == 0
-    assert [r.spo2 for r in readings[::3]] == sim.track.spo2.tolist()
+    # A Reading at each change and at least once a second: each second's first packet says
+    # that second's values, which are the last Reading's at or before it.
+    times = [r.t for r in readings]
+    per_second = [readings[bisect.bisect_right(times, s) - 1].spo2 for s in range(30)]
+    assert per_second == sim.track.spo2.tolist()
 
 
-def capture_readings(path: Path) -> tuple[CaptureReader, list[Reading], list[str]]:
-    """The capture's ports, its decoded readings, and its `>` lines as `port hex`."""
+def capture_readings(
+    path: Path,
+) -> tuple[CaptureReader, list[Reading], list[str], dict[str, int]]:
+    """The capture's ports, its decoded readings, its `>` lines as `port hex`, and the
+    records each port's decoder counted."""
     with path.open(encoding="utf-8") as stream:
         reader = CaptureReader(stream)
         decoders = {name: make_decoder(p, device=name) for name, p in reader.ports.items()}
@@ -210,7 +220,7 @@ def capture_readings(path: Path) -> tuple[CaptureReader, list[Reading], list[str
                 readings += decoders[record.port].feed(record.data, record.t)
             else:
                 sent.append(f"{record.port} {record.data.hex()}")
-    return reader, readings, sent
+    return reader, readings, sent, {name: d.records for name, d in decoders.items()}
 
 
 async def test_run_sim_capture_has_both_ports_and_the_host_commands(tmp_path: Path) -> None:
@@ -234,7 +244,7 @@ async def test_run_sim_capture_has_both_ports_and_the_host_commands(tmp_path: Pa
         answer = await asyncio.to_thread(host, ports["nibp"].split()[0])
         assert await task == 0
     assert answer == bytes.fromhex("3e044f6f")  # `O`
-    reader, readings, sent = capture_readings(capture)
+    reader, readings, sent, _ = capture_readings(capture)
     assert reader.ports == {"spo2": "masimo-ascii1", "nibp": "suntech-advantage"}
     assert sent == ["nibp 3a20a6"]
     assert len([r for r in readings if r.device == "spo2"]) == 60
@@ -257,14 +267,15 @@ async def test_bench_host_puts_bp_readings_in_a_capture_without_a_daemon(tmp_pat
             out=io.StringIO(),
         )
     assert status == 0
-    _, readings, sent = capture_readings(capture)
+    _, readings, sent, records = capture_readings(capture)
     bp = [r for r in readings if r.device == "nibp"]
     assert len(bp) == 3  # at 0, 150 and 300 s
     assert all(r.sys is not None and 100 <= r.sys <= 145 for r in bp)
     assert sent.count("nibp 3a20a6") == 3
     assert sent.count("nibp 3a7903004a") == 3
     assert "nibp 3a79050048" in sent
-    assert len([r for r in readings if r.device == "spo2"]) == 400 * 3
+    assert records["spo2"] == 400 * 3  # every packet; Readings on change (DESIGN §6)
+    assert 400 <= len([r for r in readings if r.device == "spo2"]) < 400 * 3
 
 
 def sessiond(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:

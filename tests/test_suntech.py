@@ -157,7 +157,7 @@ def test_a_whole_measurement_decodes_all_at_once():
     assert [bp(r) for r in readings] == [(120, 80, 93, 72, Quality.NONE)]
     assert [summary(r) for r in replies] == MEASUREMENT_REPLIES
     assert (readings[0].device, readings[0].t) == ("nibp", 0.0)
-    assert (readings[0].spo2, readings[0].pi, readings[0].pleth) == (None, None, ())
+    assert (readings[0].spo2, readings[0].pi) == (None, None)
     assert (dec.records, dec.frames_bad, dec.bytes_skipped) == (1, 0, 0)
 
 

@@ -29,7 +29,7 @@ from yarl import URL
 
 from sessiond.console.auth import TOKEN_TTL_S, LoginThrottle, Sessions, verify_password
 from sessiond.console.settings import ConsoleConfig
-from sessiond.model import DoseUnit, NurseAction, Phase, Reading, Route, Waveform
+from sessiond.model import DoseUnit, NurseAction, Phase, Route, Waveform
 from sessiond.session.commands import (
     CommandRejected,
     ConsoleControl,
@@ -952,7 +952,7 @@ def _live_json(event: Event) -> dict[str, Any]:
     return event_json(event)
 
 
-async def _pump(  # noqa: C901, PLR0912  (one loop: ticks, events and pleth batches)
+async def _pump(  # noqa: C901  (one loop: ticks, events and pleth batches)
     ws: web.WebSocketResponse,
     *,
     sub: Subscription,
@@ -996,12 +996,12 @@ async def _pump(  # noqa: C901, PLR0912  (one loop: ticks, events and pleth batc
             except EOFError:  # the bus closed: the daemon is stopping
                 await ws.close(code=WSCloseCode.GOING_AWAY)
                 return
-            if isinstance(event, Reading | Waveform) and event.pleth:
+            if isinstance(event, Waveform):
+                # Sent in the pleth batches only.
                 buffer = pleth.setdefault(event.device, collections.deque(maxlen=PLETH_MAX_SAMPLES))
                 buffer.extend(event.pleth)
                 pleth_t[event.device] = event.t
-                if isinstance(event, Waveform):
-                    continue  # sent in the pleth batches only
+                continue
             await ws.send_json(_live_json(event))
             sent += 1
             if sent % _YIELD_EVERY == 0:

@@ -13,10 +13,9 @@ when all its bytes have the pattern, and a sync byte inside a packet breaks it.
 
 Readings (DESIGN §6): the device repeats its numerics 60 times a second, so a packet gives a
 `Reading` only when its values or flags differ from the last Reading's, or when at least
-`EMIT_EVERY_S` has passed since it (and nothing changed): a change is reported at once, and
-the values are restated about once a second. The pleth is a waveform, not readings: every
-packet's sample goes to `waveform()` (the link publishes it for the console), and Readings
-carry none. `records` counts every packet decoded from a valid frame, emitted or not.
+`EMIT_EVERY_S` has passed since it (and nothing changed; `RepeatingDecoder`). The pleth is a
+waveform, not readings: every packet's sample goes to `waveform()` (the link publishes it for
+the console). `records` counts every packet decoded from a valid frame, emitted or not.
 
 Time: `feed(data, t)` stamps what it decodes with `t`; `feed_timed` takes many pieces at once,
 each with its own arrival time, and stamps a packet with the time of the piece its last byte
@@ -34,25 +33,27 @@ that give a Reading (about one a second), found by bisecting the arrival times.
 
 from __future__ import annotations
 
-import math
 import re
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from sessiond.devices.decoder import Arrivals, DecoderCounters, SerialSettings, Timed
-from sessiond.model import Quality, Reading
+from sessiond.devices.decoder import (
+    Arrivals,
+    RepeatingDecoder,
+    SerialSettings,
+    interleave,
+    stretches,
+)
+from sessiond.model import Quality
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
 
     import numpy.typing as npt
 
-#: SpO2, PR, PI and flags, as a Reading carries them.
-_Values = tuple[int | None, int | None, float | None, Quality]
-
-#: With nothing changing, a Reading at least this often (DESIGN §6: "at least once a second").
-EMIT_EVERY_S = 1.0
+    from sessiond.devices.decoder import Values
+    from sessiond.model import Reading
 
 _MAX_SPO2 = 100  # both protocols: > 100 is the device's "no value" (127 is the usual one)
 _MAX_PR = 254  # V7.0: "> 254 invalid"; the legacy PR has the same 8 bits, 255 = all ones
@@ -139,7 +140,7 @@ _V7_START = _v7_command(_V7_CMD_START_LIVE)
 _V7_STOP = _v7_command(_V7_CMD_STOP_LIVE)
 
 
-def _v7_values(key: bytes) -> _Values:
+def _v7_values(key: bytes) -> Values:
     """SpO2, PR, PI and flags of a live packet from its key: wire bytes 1..8, masked (the
     pleth byte to 0)."""
     hb, d0_bit4, _, d2_bit4, pr_w, spo2_w, pi_lo_w, pi_hi_w = key
@@ -162,7 +163,7 @@ def _v7_values(key: bytes) -> _Values:
     return _checked(spo2, pr, pi, flags)
 
 
-def _checked(spo2: int, pr: int, pi: float | None, flags: Quality) -> _Values:
+def _checked(spo2: int, pr: int, pi: float | None, flags: Quality) -> Values:
     """Values out of range are no values; SpO2 missing with PR 127 (or 0) is the devices'
     "no reading" pattern (devices.md §1), not a pulse rate."""
     if spo2 > _MAX_SPO2:
@@ -172,105 +173,6 @@ def _checked(spo2: int, pr: int, pi: float | None, flags: Quality) -> _Values:
 
 def _pr(pr: int) -> int | None:
     return pr if pr <= _MAX_PR else None
-
-
-class _ContecDecoder(DecoderCounters):
-    """What both Contec streams share: Readings on change and once a second, the waveform."""
-
-    #: Bytes in a live packet, and in its key (the fields a Reading depends on).
-    _size: ClassVar[int]
-    _key_width: ClassVar[int]
-    _stretches: ClassVar[re.Pattern[bytes]]
-
-    def __init__(self, *, device: str) -> None:
-        super().__init__(device=device)
-        self._last_key = b""
-        self._last_values: _Values | None = None
-        #: A packet at or after this time gives a Reading even when nothing changed.
-        self._next_emit = -math.inf
-        self._pleth: list[bytes] = []
-
-    def waveform(self) -> tuple[int, ...]:
-        """The pleth samples of every packet the last `feed` decoded, oldest first."""
-        return tuple(b"".join(self._pleth))
-
-    def feed(self, data: bytes, t: float) -> list[Reading]:
-        self._pleth = []
-        out: list[Reading] = []
-        self._decode(data, Arrivals(t), out)
-        return out
-
-    def feed_timed(
-        self, data: bytes, ends: npt.NDArray[np.int64], times: npt.NDArray[np.float64]
-    ) -> Timed:
-        self._pleth = []
-        out: list[Reading] = []
-        if not len(ends):
-            return Timed(out, [], np.empty(0, dtype=np.intp))
-        clock = Arrivals(0.0, len(self._pending), ends, times)
-        self._decode(data, clock, out)
-        return clock.timed(out)
-
-    def _decode(self, data: bytes, clock: Arrivals, out: list[Reading]) -> None:
-        raise NotImplementedError
-
-    @staticmethod
-    def _values(key: bytes) -> _Values:
-        """SpO2, PR, PI and flags of a packet from its key."""
-        raise NotImplementedError
-
-    def _emit(self, keys: bytes, s: int, count: int, clock: Arrivals, out: list[Reading]) -> None:
-        """Readings for the `count` packets at buffer offset `s`, whose keys are `keys`."""
-        w = self._key_width
-        if count == 1:
-            self._emit_stretches([0, 1], [keys], s, clock, out)
-            return
-        starts = [m.start() // w for m in self._stretches.finditer(keys)]
-        self._emit_stretches([*starts, count], [keys[a * w : a * w + w] for a in starts], s,
-                             clock, out)  # fmt: skip
-
-    def _emit_words(
-        self,
-        words: npt.NDArray[np.unsignedinteger[Any]],
-        width: int,
-        s: int,
-        clock: Arrivals,
-        out: list[Reading],
-    ) -> None:
-        """`_emit` with the keys as one word per packet (the bulk path)."""
-        starts = [0, *(np.flatnonzero(words[1:] != words[:-1]) + 1).tolist()]
-        keys = [k.to_bytes(width, "little") for k in words[starts].tolist()]
-        self._emit_stretches([*starts, len(words)], keys, s, clock, out)
-
-    def _emit_stretches(
-        self, bounds: list[int], keys: list[bytes], s: int, clock: Arrivals, out: list[Reading]
-    ) -> None:
-        """Readings for stretches of equal packets: stretch i is packets bounds[i] to
-        bounds[i+1] - 1 of the run at buffer offset `s`, with key `keys[i]`."""
-        size = self._size
-        for i, key in enumerate(keys):
-            a, end = bounds[i], bounds[i + 1]
-            if key != self._last_key:
-                self._last_key = key
-                values = self._values(key)
-                if values != self._last_values:
-                    self._last_values = values
-                    self._reading(values, clock.at(s + size * (a + 1)), out)
-                    a += 1
-            values_now = self._last_values
-            assert values_now is not None
-            while a < end:
-                k = clock.first(self._next_emit, s, size, a)
-                if k >= end:
-                    break
-                self._reading(values_now, clock.at(s + size * (k + 1)), out)
-                a = k + 1
-
-    def _reading(self, values: _Values, t: float, out: list[Reading]) -> None:
-        spo2, pr, pi, flags = values
-        out.append(Reading(t=t, device=self.device, spo2=spo2, pr=pr, pi=pi, flags=flags))
-        # A microsecond of slack: capture times are rounded to the millisecond.
-        self._next_emit = t + EMIT_EVERY_S - 1e-6
 
 
 #: A buffer this long is framed with numpy; a shorter one (what a live link reads) with
@@ -329,24 +231,13 @@ def _bulk_run_end(
         e += rows * size
 
 
-def _interleave(columns: Sequence[bytes], count: int) -> bytes:
-    """The packets' key fields side by side: packet i's key is `out[i*w : i*w + w]`."""
-    w = len(columns)
-    if count == 1:
-        return bytes(c[0] for c in columns)
-    out = bytearray(count * w)
-    for k, column in enumerate(columns):
-        out[k::w] = column
-    return bytes(out)
-
-
-class ContecV7Decoder(_ContecDecoder):
+class ContecV7Decoder(RepeatingDecoder):
     """Decoder for `contec-v7`: live type-0x01 packets; other replies are framed and skipped."""
 
     protocol: ClassVar[str] = "contec-v7"
     _size: ClassVar[int] = _V7_LIVE_SIZE
     _key_width: ClassVar[int] = 8
-    _stretches: ClassVar[re.Pattern[bytes]] = re.compile(rb"(.{8})\1*", re.DOTALL)
+    _stretches: ClassVar[re.Pattern[bytes]] = stretches(8)
     _values = staticmethod(_v7_values)
     serial: ClassVar[SerialSettings] = SerialSettings(baudrate=115200)
     streaming: ClassVar[bool] = True
@@ -452,7 +343,7 @@ class ContecV7Decoder(_ContecDecoder):
             buf[s + 7 : e : step],
             buf[s + 8 : e : step],
         )
-        self._emit(_interleave(columns, count), s, count, clock, out)
+        self._emit(interleave(columns, count), s, count, clock, out)
 
 
 # --------------------------------------------------------------------------------------------
@@ -484,7 +375,7 @@ _HIGH_BITS_4 = 0x80808080
 _LEGACY_FLAGS = _flag_table(Quality.SENSOR_OFF, Quality.SEARCHING, Quality.NO_SENSOR)
 
 
-def _legacy_values(key: bytes) -> _Values:
+def _legacy_values(key: bytes) -> Values:
     """SpO2, PR, (no) PI and flags of a legacy packet from its key fields."""
     b0_bit4, b2, b3, b4 = key
     flags = _LEGACY_FLAGS[
@@ -496,13 +387,13 @@ def _legacy_values(key: bytes) -> _Values:
     return _checked(b4, pr, None, flags)
 
 
-class ContecLegacyDecoder(_ContecDecoder):
+class ContecLegacyDecoder(RepeatingDecoder):
     """Decoder for `contec-legacy`: 5-byte live packets, synchronised on bit 7 of byte 0."""
 
     protocol: ClassVar[str] = "contec-legacy"
     _size: ClassVar[int] = _LEGACY_SIZE
     _key_width: ClassVar[int] = 4
-    _stretches: ClassVar[re.Pattern[bytes]] = re.compile(rb"(.{4})\1*", re.DOTALL)
+    _stretches: ClassVar[re.Pattern[bytes]] = stretches(4)
     _values = staticmethod(_legacy_values)
     # XON/XOFF stays off: 0x11 and 0x13 occur in the binary data (devices.md §1.1).
     serial: ClassVar[SerialSettings] = SerialSettings(baudrate=19200, parity="O")
@@ -569,4 +460,4 @@ class ContecLegacyDecoder(_ContecDecoder):
             buf[s + 3 : e : step],
             buf[s + 4 : e : step],
         )
-        self._emit(_interleave(columns, count), s, count, clock, out)
+        self._emit(interleave(columns, count), s, count, clock, out)

@@ -9,8 +9,10 @@ The capture is read in blocks (`CaptureReader.blocks`), each port's bytes of a b
 its decoder in one `feed_timed` call, and the monitor is driven in line order by the
 readings: the result is the same as feeding line by line, as the daemon does, with the
 monitor called once per reading and per deadline rather than once per line. Frames that
-gave no reading (a Contec repeating its numerics) reach the monitor as `on_frames`, the
-last before each deadline or reading and each one the monitor asks for (`repeat_due`).
+gave no reading (a Contec or a Nonin binary repeating its numerics) reach the monitor as
+`on_frames`, the last before each deadline or reading and each one the monitor asks for
+(`repeat_due`). The next deadline is kept as a bound (`Monitor.due_by`), worked out exactly
+only when time reaches it.
 """
 
 from __future__ import annotations
@@ -242,7 +244,7 @@ class _Run:
         `before_line`: each one it asks to evaluate, and then the last."""
         monitor = self.monitor
         for name, frames in self.frames.items():
-            stop = bisect_left(frames.times, before_t)
+            stop = len(frames.times) if before_t == _INF else bisect_left(frames.times, before_t)
             if before_line is not None:
                 stop = min(stop, bisect_left(frames.lines, before_line))
             last = stop - 1
@@ -296,6 +298,20 @@ class _ReadingLine:
         flags = self._flags.get(r.flags)
         if flags is None:
             flags = self._flags[r.flags] = json.dumps(r.flags.names())
+        spo2, pr = r.spo2, r.pr
+        if (
+            r.pi is None
+            and r.sys is None
+            and r.dia is None
+            and r.map is None
+            and (spo2 is None or type(spo2) is int)
+            and (pr is None or type(pr) is int)
+        ):
+            # An oximeter without PI (a Nonin, most Contec readings), in one piece.
+            sat = "" if spo2 is None else f', "spo2": {spo2}'
+            rate = "" if pr is None else f', "pr": {pr}'
+            head = f'{{"t": {round(r.t, 3)!r}, "type": "reading", "device": {device}'
+            return f'{head}{sat}{rate}, "flags": {flags}}}\n'
         parts = ['{"t": ', repr(round(r.t, 3)), ', "type": "reading", "device": ', device]
         for key, value in (
             ("spo2", r.spo2), ("pr", r.pr), ("pi", r.pi), ("sys", r.sys), ("dia", r.dia),

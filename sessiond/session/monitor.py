@@ -61,6 +61,10 @@ MAX_NOTE_CHARS = 2000
 _RECENT_BP = 5
 
 
+#: `INVALID_FOR_ALARMS` as a plain int: IntFlag's `&` is slow on the repeat path.
+_INVALID = int(INVALID_FOR_ALARMS)
+
+
 def _minutes(seconds: float) -> float:
     return round(seconds / 60.0, 1)
 
@@ -83,7 +87,7 @@ def _restarts(reading: Reading, last: Reading, hold_until: float) -> bool:
     it is valid, comes within the hold, and has every value `last` had."""
     return (
         reading.t <= hold_until
-        and not reading.flags & INVALID_FOR_ALARMS
+        and not int(reading.flags) & _INVALID  # a plain int: IntFlag's & is slow
         and (last.spo2 is None or reading.spo2 is not None)
         and (last.pr is None or reading.pr is not None)
     )
@@ -215,11 +219,7 @@ class Monitor:
             return -INF
         due = self._evaluated[device] + self.hold_s
         alarms = self.alarms
-        if (
-            not alarms.dosed
-            and alarms.phase is Phase.BASELINE
-            and not last.flags & INVALID_FOR_ALARMS
-        ):
+        if not alarms.dosed and alarms.phase is Phase.BASELINE and not int(last.flags) & _INVALID:
             due = min(due, alarms.baseline.next_sample_t)
         if self.discharge.active:
             due = min(due, self.discharge.next_eval_t)
@@ -242,7 +242,10 @@ class Monitor:
         only when its evaluation would not restart all that the repeat refreshes (it comes
         `hold_s` or more after the last evaluation, is invalid, or lacks a value)."""
         out: list[Event] = []
-        for device, t in sorted(self._repeat.items(), key=lambda item: item[1]):
+        noted = list(self._repeat.items())
+        if len(noted) > 1:
+            noted.sort(key=lambda item: item[1])
+        for device, t in noted:
             if t >= before:
                 continue
             del self._repeat[device]
