@@ -29,16 +29,18 @@ and `bytes.translate` and interleaved into one string in which a backreference p
 the stretches of equal packets. A long buffer (a capture block) is framed with numpy, a
 window of packets at a time, and each packet's key read as one machine word, so that the
 stretches are where consecutive words differ. Either way Python touches only the packets
-that give a Reading (about one a second), found by bisecting the arrival times.
+that give a Reading (about one a second), found by bisecting the arrival times. numpy is
+imported by the bulk path alone: a live link never loads it.
 """
+
+# ruff: noqa: PLC0415 - numpy is imported where the bulk path needs it (see the docstring)
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import TYPE_CHECKING, Any, ClassVar
-
-import numpy as np
 
 from sessiond.devices.decoder import Arrivals, DecoderCounters, SerialSettings, Timed
 from sessiond.model import Quality, Reading
@@ -46,6 +48,7 @@ from sessiond.model import Quality, Reading
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    import numpy as np
     import numpy.typing as npt
 
 #: SpO2, PR, PI and flags, as a Reading carries them.
@@ -206,6 +209,8 @@ class _ContecDecoder(DecoderCounters):
         self._pleth = []
         out: list[Reading] = []
         if not len(ends):
+            import numpy as np
+
             return Timed(out, [], np.empty(0, dtype=np.intp))
         clock = Arrivals(0.0, len(self._pending), ends, times)
         self._decode(data, clock, out)
@@ -238,7 +243,7 @@ class _ContecDecoder(DecoderCounters):
         out: list[Reading],
     ) -> None:
         """`_emit` with the keys as one word per packet (the bulk path)."""
-        starts = [0, *(np.flatnonzero(words[1:] != words[:-1]) + 1).tolist()]
+        starts = [0, *((words[1:] != words[:-1]).nonzero()[0] + 1).tolist()]
         keys = [k.to_bytes(width, "little") for k in words[starts].tolist()]
         self._emit_stretches([*starts, len(words)], keys, s, clock, out)
 
@@ -274,16 +279,45 @@ class _ContecDecoder(DecoderCounters):
 
 
 #: A buffer this long is framed with numpy; a shorter one (what a live link reads) with
-#: regular expressions, which cost less per call.
+#: regular expressions, which cost less per call. A serial read is at most 1 KiB (what
+#: pyserial-asyncio-fast asks for), so a live link never loads numpy.
 _BULK_BYTES = 2048
 #: Rows checked at a time when looking for the end of a run in bulk.
 _BULK_ROWS = 4096
+
+
+@functools.cache
+def _v7_words() -> tuple[np.dtype[np.uint64], np.uint64, np.uint64]:
+    """A V7 packet's bytes 1..8 as one word: its dtype, the mask of the bytes' bit 7 and the
+    mask of the packet's key."""
+    import numpy as np
+
+    return np.dtype("<u8"), np.uint64(_HIGH_BITS_8), np.uint64(_V7_KEY_MASK)
+
+
+@functools.cache
+def _legacy_words() -> tuple[np.dtype[np.uint32], np.uint32, np.uint32, np.uint8]:
+    """A legacy packet's bytes 1..4 as one word: its dtype, the mask of the bytes' bit 7, the
+    mask of the packet's key, and byte 0's finger-out bit."""
+    import numpy as np
+
+    return (np.dtype("<u4"), np.uint32(_HIGH_BITS_4), np.uint32(_LEGACY_KEY_MASK),
+            np.uint8(_B0_FINGER_OUT))  # fmt: skip
+
+
+def _bulk(buf: bytes) -> npt.NDArray[np.uint8]:
+    """`buf` as an array, for the bulk path (the only place numpy is imported for `feed`)."""
+    import numpy as np
+
+    return np.frombuffer(buf, dtype=np.uint8)
 
 
 def _words(
     buf: bytes | npt.NDArray[np.uint8], start: int, count: int, step: int, dtype: np.dtype[Any]
 ) -> npt.NDArray[np.unsignedinteger[Any]]:
     """One little-endian word of `dtype.itemsize` bytes from `buf[start + k*step]`, per k."""
+    import numpy as np
+
     view: npt.NDArray[np.unsignedinteger[Any]] = np.ndarray(
         (count,), dtype=dtype, buffer=buf, offset=start, strides=(step,)
     )
@@ -293,18 +327,20 @@ def _words(
 def _v7_rows_ok(a: npt.NDArray[np.uint8], s: int, rows: int) -> npt.NDArray[np.bool_]:
     """Which of `rows` 9-byte packets from `a[s]` are live packets (type 1, then 8 bytes with
     bit 7 set)."""
+    word, high_bits, _ = _v7_words()
     e = s + rows * _V7_LIVE_SIZE
-    high = _words(a, s + 1, rows, _V7_LIVE_SIZE, np.dtype("<u8"))
-    ok: npt.NDArray[np.bool_] = (high & np.uint64(_HIGH_BITS_8)) == np.uint64(_HIGH_BITS_8)
+    high = _words(a, s + 1, rows, _V7_LIVE_SIZE, word)
+    ok: npt.NDArray[np.bool_] = (high & high_bits) == high_bits
     ok &= a[s:e:_V7_LIVE_SIZE] == 1
     return ok
 
 
 def _legacy_rows_ok(a: npt.NDArray[np.uint8], s: int, rows: int) -> npt.NDArray[np.bool_]:
     """Which of `rows` 5-byte packets from `a[s]` are packets (bit 7 set in byte 0 only)."""
+    word, high_bits, _, _ = _legacy_words()
     e = s + rows * _LEGACY_SIZE
-    low = _words(a, s + 1, rows, _LEGACY_SIZE, np.dtype("<u4"))
-    ok: npt.NDArray[np.bool_] = (low & np.uint32(_HIGH_BITS_4)) == 0
+    low = _words(a, s + 1, rows, _LEGACY_SIZE, word)
+    ok: npt.NDArray[np.bool_] = (low & high_bits) == 0
     ok &= a[s:e:_LEGACY_SIZE] >= 0x80  # noqa: PLR2004
     return ok
 
@@ -384,7 +420,7 @@ class ContecV7Decoder(_ContecDecoder):
     def _decode(self, data: bytes, clock: Arrivals, out: list[Reading]) -> None:
         buf = self._pending + data if self._pending else data
         n = len(buf)
-        bulk = np.frombuffer(buf, dtype=np.uint8) if n >= _BULK_BYTES else None
+        bulk = _bulk(buf) if n >= _BULK_BYTES else None
         i = 0
         while i < n:
             sync = _V7_TYPE_BYTE.search(buf, i)
@@ -439,7 +475,8 @@ class ContecV7Decoder(_ContecDecoder):
         self.records += count
         clock.run(s, e, step)
         if bulk is not None:
-            words = _words(buf, s + 1, count, step, np.dtype("<u8")) & np.uint64(_V7_KEY_MASK)
+            word, _, key_mask = _v7_words()
+            words = _words(buf, s + 1, count, step, word) & key_mask
             self._emit_words(words, 8, s, clock, out)
             return
         columns = (
@@ -514,7 +551,7 @@ class ContecLegacyDecoder(_ContecDecoder):
     def _decode(self, data: bytes, clock: Arrivals, out: list[Reading]) -> None:
         buf = self._pending + data if self._pending else data
         n = len(buf)
-        bulk = np.frombuffer(buf, dtype=np.uint8) if n >= _BULK_BYTES else None
+        bulk = _bulk(buf) if n >= _BULK_BYTES else None
         i = 0
         while i < n:
             sync = _LEGACY_SYNC.search(buf, i)
@@ -559,8 +596,9 @@ class ContecLegacyDecoder(_ContecDecoder):
         self.records += count
         clock.run(s, e, step)
         if bulk is not None:
-            words = _words(buf, s + 1, count, step, np.dtype("<u4")) & np.uint32(_LEGACY_KEY_MASK)
-            words |= bulk[s:e:step] & np.uint8(_B0_FINGER_OUT)
+            word, _, key_mask, finger_out = _legacy_words()
+            words = _words(buf, s + 1, count, step, word) & key_mask
+            words |= bulk[s:e:step] & finger_out
             self._emit_words(words, 4, s, clock, out)
             return
         columns = (

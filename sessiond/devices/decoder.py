@@ -7,7 +7,12 @@ as numbers rather than as silence.
 `feed(data, t)` takes what one read delivered; `feed_timed` takes many pieces at once, each
 with its arrival time (a capture block in replay), and gives what feeding them one by one
 gives: a frame takes the time of the piece its last byte came in, whatever the cut.
+
+numpy is imported only by what works on many pieces at once (`feed_timed` and the timed
+`Arrivals`): a live link feeding a read at a time never loads it.
 """
+
+# ruff: noqa: PLC0415 - numpy is imported where the bulk path needs it (see the docstring)
 
 from __future__ import annotations
 
@@ -15,9 +20,8 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, NamedTuple, Protocol, runtime_checkable
 
-import numpy as np
-
 if TYPE_CHECKING:
+    import numpy as np
     import numpy.typing as npt
 
     from sessiond.model import Reading
@@ -86,6 +90,8 @@ class Arrivals:
         """The times and pieces of frames ending at buffer offsets `ends` (notes nothing)."""
         if self.ends_array is None or self.times_array is None:
             return [self.t] * len(ends), []
+        import numpy as np
+
         pieces = np.searchsorted(self.ends_array, ends - self.off)
         return self.times_array[pieces].tolist(), pieces.tolist()
 
@@ -104,11 +110,15 @@ class Arrivals:
     def run(self, s: int, e: int, size: int) -> None:
         """Valid frames of `size` bytes fill buffer[s:e]: note the pieces they ended in."""
         if self.ends_array is not None:
+            import numpy as np
+
             frame_ends = np.arange(s + size - self.off, e - self.off + 1, size)
             self.frame_runs.append(np.searchsorted(self.ends_array, frame_ends))
 
     def timed(self, readings: list[Reading]) -> Timed:
         """The result of `feed_timed`: the readings, their pieces and the frames' pieces."""
+        import numpy as np
+
         runs = self.frame_runs or [np.array(self.pieces, dtype=np.intp)]
         frames = np.concatenate(runs)
         if len(frames) > 1:
@@ -147,6 +157,8 @@ class DecoderCounters:
             if self.records != before:
                 frames.append(i)
             start = end
+        import numpy as np
+
         return Timed(readings, pieces, np.array(frames, dtype=np.intp))
 
 
