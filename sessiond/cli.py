@@ -410,6 +410,8 @@ def _cmd_check_config(args: argparse.Namespace) -> int:
 
 
 def _cmd_replay(args: argparse.Namespace) -> int:
+    import gc
+
     from sessiond.records.capture import CaptureError, CaptureReader, open_capture
     from sessiond.records.replay import replay
 
@@ -432,6 +434,10 @@ def _cmd_replay(args: argparse.Namespace) -> int:
         except OSError as exc:
             print(f"sessiond replay: {exc.filename}: {exc.strerror}", file=sys.stderr)
             return EXIT_BAD_INPUT
+        # What start-up made (modules, settings) lives to the end: frozen, the collections
+        # that the readings trigger (and numpy's import at the first data) do not walk it.
+        gc.freeze()
+        stack.callback(gc.unfreeze)
         try:
             reader = CaptureReader(stream)
             replay(

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import io
 import itertools
+import math
 import wave
 from collections.abc import Callable
 from pathlib import Path
@@ -83,6 +84,28 @@ def test_bursts_follow_iec_60601_1_8(priority: Priority, groups: list[int], puls
         assert 20 * np.log10(near / peak) > -15, k
         assert 150 <= pitch <= 1000
         assert k == 1 or 300 <= k * pitch <= 4000
+
+
+@pytest.mark.parametrize("priority", list(BURSTS))
+def test_bursts_are_the_array_formula_sample_for_sample(priority: Priority) -> None:
+    """The daemon synthesises the bursts without numpy; the samples are what the formula
+    gives as arrays: the pitch and its harmonics, 10 ms ramps, the peak at 80 % of full scale
+    (exact here; a vectorised `sin` elsewhere may differ in its last bit, which can move a
+    truncated sample by one step)."""
+    burst = BURSTS[priority]
+    samples, rate = read_wav(burst_wav(burst))
+    n = round(burst.pulse_s * rate)
+    phase = 2 * math.pi * burst.pitch_hz * (np.arange(n) / rate)
+    tone = sum(a * np.sin(phase * (k + 1)) for k, a in enumerate((1.0, 0.6, 0.45, 0.35, 0.25)))
+    ramp = round(0.01 * rate)
+    pulse = tone * np.minimum(1.0, np.minimum(np.arange(n) / ramp, (n - 1 - np.arange(n)) / ramp))
+    total = np.zeros(round((burst.length_s + 0.05) * rate))
+    for offset in burst.offsets:
+        start = round(offset * rate)
+        total[start : start + n] += pulse
+    expected = (total / np.max(np.abs(total)) * 0.8 * 32767).astype("<i2")
+    assert len(samples) == len(expected)
+    assert int(np.abs(samples.astype(np.int64) - expected).max()) <= 1
 
 
 class FakeOutput:

@@ -31,12 +31,12 @@ stretches are where consecutive words differ. Either way Python touches only the
 that give a Reading (about one a second), found by bisecting the arrival times.
 """
 
+# ruff: noqa: PLC0415 - numpy is imported where a bulk path needs it: a live link never loads it
+
 from __future__ import annotations
 
 import re
 from typing import TYPE_CHECKING, Any, ClassVar
-
-import numpy as np
 
 from sessiond.devices.decoder import (
     Arrivals,
@@ -50,6 +50,7 @@ from sessiond.model import Quality
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    import numpy as np
     import numpy.typing as npt
 
     from sessiond.devices.decoder import Values
@@ -178,6 +179,17 @@ def _pr(pr: int) -> int | None:
 #: A buffer this long is framed with numpy; a shorter one (what a live link reads) with
 #: regular expressions, which cost less per call.
 _BULK_BYTES = 2048
+
+
+def _bulk(buf: bytes) -> npt.NDArray[np.uint8] | None:
+    """`buf` as an array when it is long enough for the bulk path (numpy is loaded then)."""
+    if len(buf) < _BULK_BYTES:
+        return None
+    import numpy as np
+
+    return np.frombuffer(buf, dtype=np.uint8)
+
+
 #: Rows checked at a time when looking for the end of a run in bulk.
 _BULK_ROWS = 4096
 
@@ -186,6 +198,8 @@ def _words(
     buf: bytes | npt.NDArray[np.uint8], start: int, count: int, step: int, dtype: np.dtype[Any]
 ) -> npt.NDArray[np.unsignedinteger[Any]]:
     """One little-endian word of `dtype.itemsize` bytes from `buf[start + k*step]`, per k."""
+    import numpy as np
+
     view: npt.NDArray[np.unsignedinteger[Any]] = np.ndarray(
         (count,), dtype=dtype, buffer=buf, offset=start, strides=(step,)
     )
@@ -195,6 +209,8 @@ def _words(
 def _v7_rows_ok(a: npt.NDArray[np.uint8], s: int, rows: int) -> npt.NDArray[np.bool_]:
     """Which of `rows` 9-byte packets from `a[s]` are live packets (type 1, then 8 bytes with
     bit 7 set)."""
+    import numpy as np
+
     e = s + rows * _V7_LIVE_SIZE
     high = _words(a, s + 1, rows, _V7_LIVE_SIZE, np.dtype("<u8"))
     ok: npt.NDArray[np.bool_] = (high & np.uint64(_HIGH_BITS_8)) == np.uint64(_HIGH_BITS_8)
@@ -204,6 +220,8 @@ def _v7_rows_ok(a: npt.NDArray[np.uint8], s: int, rows: int) -> npt.NDArray[np.b
 
 def _legacy_rows_ok(a: npt.NDArray[np.uint8], s: int, rows: int) -> npt.NDArray[np.bool_]:
     """Which of `rows` 5-byte packets from `a[s]` are packets (bit 7 set in byte 0 only)."""
+    import numpy as np
+
     e = s + rows * _LEGACY_SIZE
     low = _words(a, s + 1, rows, _LEGACY_SIZE, np.dtype("<u4"))
     ok: npt.NDArray[np.bool_] = (low & np.uint32(_HIGH_BITS_4)) == 0
@@ -275,7 +293,7 @@ class ContecV7Decoder(RepeatingDecoder):
     def _decode(self, data: bytes, clock: Arrivals, out: list[Reading]) -> None:
         buf = self._pending + data if self._pending else data
         n = len(buf)
-        bulk = np.frombuffer(buf, dtype=np.uint8) if n >= _BULK_BYTES else None
+        bulk = _bulk(buf)
         i = 0
         while i < n:
             sync = _V7_TYPE_BYTE.search(buf, i)
@@ -330,6 +348,8 @@ class ContecV7Decoder(RepeatingDecoder):
         self.records += count
         clock.run(s, e, step)
         if bulk is not None:
+            import numpy as np
+
             words = _words(buf, s + 1, count, step, np.dtype("<u8")) & np.uint64(_V7_KEY_MASK)
             self._emit_words(words, 8, s, clock, out)
             return
@@ -405,7 +425,7 @@ class ContecLegacyDecoder(RepeatingDecoder):
     def _decode(self, data: bytes, clock: Arrivals, out: list[Reading]) -> None:
         buf = self._pending + data if self._pending else data
         n = len(buf)
-        bulk = np.frombuffer(buf, dtype=np.uint8) if n >= _BULK_BYTES else None
+        bulk = _bulk(buf)
         i = 0
         while i < n:
             sync = _LEGACY_SYNC.search(buf, i)
@@ -450,6 +470,8 @@ class ContecLegacyDecoder(RepeatingDecoder):
         self.records += count
         clock.run(s, e, step)
         if bulk is not None:
+            import numpy as np
+
             words = _words(buf, s + 1, count, step, np.dtype("<u4")) & np.uint32(_LEGACY_KEY_MASK)
             words |= bulk[s:e:step] & np.uint8(_B0_FINGER_OUT)
             self._emit_words(words, 4, s, clock, out)

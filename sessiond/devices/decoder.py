@@ -15,6 +15,8 @@ rule, shared: a decoder hands it the keys of its packets (the bytes a Reading de
 stretch by stretch of equal keys, and Python touches only the packets that give a Reading.
 """
 
+# ruff: noqa: PLC0415 - numpy is imported where a bulk path needs it: a live link never loads it
+
 from __future__ import annotations
 
 import math
@@ -23,14 +25,13 @@ from bisect import bisect_left
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, NamedTuple, Protocol, runtime_checkable
 
-import numpy as np
-
 from sessiond.model import Quality, Reading
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from typing import Any
 
+    import numpy as np
     import numpy.typing as npt
 
 #: SpO2, PR, PI and flags, as an oximeter's Reading carries them.
@@ -88,12 +89,16 @@ class Arrivals:
     def run(self, s: int, e: int, size: int) -> None:
         """Valid frames of `size` bytes fill buffer[s:e]: note the pieces they ended in."""
         if self.ends is not None:
+            import numpy as np
+
             frame_ends = np.arange(s + size - self.off, e - self.off + 1, size)
             self.frame_runs.append(np.searchsorted(self.ends, frame_ends))
 
     def times_of(self, s: int, count: int, size: int) -> tuple[list[float], list[int]]:
         """The arrival times and pieces of `count` frames of `size` bytes back to back from
         buffer offset `s` (a timed clock: `ends` and `times`)."""
+        import numpy as np
+
         assert self.ends is not None
         assert self.times is not None
         frame_ends = np.arange(s + size - self.off, s + count * size - self.off + 1, size)
@@ -102,6 +107,8 @@ class Arrivals:
 
     def timed(self, readings: list[Reading]) -> Timed:
         """The result of `feed_timed`: the readings, their pieces and the frames' pieces."""
+        import numpy as np
+
         runs = self.frame_runs or [np.array(self.pieces, dtype=np.intp)]
         frames = np.concatenate(runs)
         if len(frames) > 1:
@@ -127,6 +134,8 @@ class DecoderCounters:
     ) -> Timed:
         """`feed` for each piece `data[ends[i-1]:ends[i]]` that arrived at `times[i]`, in one
         call (a decoder that can do better in bulk overrides it; the result is the same)."""
+        import numpy as np
+
         readings: list[Reading] = []
         pieces: list[int] = []
         frames: list[int] = []
@@ -192,6 +201,8 @@ class RepeatingDecoder(DecoderCounters):
         self._pleth = []
         out: list[Reading] = []
         if not len(ends):
+            import numpy as np
+
             return Timed(out, [], np.empty(0, dtype=np.intp))
         clock = Arrivals(0.0, len(self._pending), ends, times)
         self._decode(data, clock, out)
@@ -225,6 +236,8 @@ class RepeatingDecoder(DecoderCounters):
     ) -> None:
         """Readings for the packets at buffer offset `s` whose keys are `words`, one
         little-endian word of `width` bytes per packet (the bulk path)."""
+        import numpy as np
+
         starts = [0, *(np.flatnonzero(words[1:] != words[:-1]) + 1).tolist()]
         raw = words.tobytes()
         keys = [raw[a * width : a * width + width] for a in starts]

@@ -3,17 +3,19 @@
 Lines end in CR, LF or both; NUL bytes (some devices pad with them) are dropped; a run
 without a line end longer than the protocol's longest line is noise and is skipped, so
 the buffer stays bounded whatever comes down the cable.
+
+`feed` (a read of a live link) is plain Python; `feed_timed` (many pieces: a capture block)
+finds the line ends with numpy, which is imported only then.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, ClassVar
 
-import numpy as np
-
 from sessiond.devices.decoder import DecoderCounters, Timed
 
 if TYPE_CHECKING:
+    import numpy as np
     import numpy.typing as npt
 
     from sessiond.model import Reading
@@ -48,6 +50,8 @@ class LineDecoder(DecoderCounters):
         self, data: bytes, ends: npt.NDArray[np.int64], times: npt.NDArray[np.float64]
     ) -> Timed:
         """The pieces in one pass: a line takes the time of the piece its end came in."""
+        import numpy as np  # noqa: PLC0415 - the bulk path only (see the module docstring)
+
         off = len(self._pending)
         buf = self._pending + data if self._pending else data
         a = np.frombuffer(buf, dtype=np.uint8)

@@ -14,16 +14,18 @@ one call (`CaptureBlock`). Lines written the way `CaptureWriter` writes them (on
 between fields, plain decimal seconds) take that path; anything else in a block (tabs, other
 spacing, exponents, non-ASCII text, an error) is read from that line on by the line-by-line
 rules, which are the reference: both give the same records, and an error names the same line
-with the same words.
+with the same words. numpy is imported when the first data line is read: the daemon, which
+only writes captures, and a replay of a capture without data never load it.
 """
+
+# ruff: noqa: PLC0415 - numpy is imported where data lines are read (see the docstring)
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO
-
-import numpy as np
 
 from sessiond.devices import PROTOCOLS
 
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
     from pathlib import Path
 
+    import numpy as np
     import numpy.typing as npt
 
 MAGIC = "# sessiond-capture 1"
@@ -49,8 +52,14 @@ _UNIFORM_MIN_LINES = 16
 #: Seconds with at most this many digits are parsed exactly as N / 10**k (N < 2**53).
 _MAX_TIME_DIGITS = 15
 _MAX_TIME_WIDTH = _MAX_TIME_DIGITS + 1
-_POW10_INT = 10 ** np.arange(_MAX_TIME_DIGITS + 1, dtype=np.int64)
-_POW10 = _POW10_INT.astype(np.float64)  # exact: every power up to 1e15 is a double
+
+
+@functools.cache
+def _pow10() -> npt.NDArray[np.float64]:
+    """10**k for k = 0 .. `_MAX_TIME_DIGITS` as doubles (exact: every power up to 1e15 is one)."""
+    import numpy as np
+
+    return (10 ** np.arange(_MAX_TIME_DIGITS + 1, dtype=np.int64)).astype(np.float64)
 
 
 class CaptureError(ValueError):
@@ -274,6 +283,8 @@ class CaptureReader:
             return
         stop, cut = fast.stop, False
         if until is not None:
+            import numpy as np
+
             over = np.flatnonzero(fast.times[:stop] > until)
             if over.size:
                 stop, cut = int(over[0]), True
@@ -372,6 +383,8 @@ class _Fast:
     """
 
     def __init__(self, text: bytes, names: Sequence[bytes], last_t: float) -> None:
+        import numpy as np
+
         self.a = np.frombuffer(text, dtype=np.uint8)
         self._names = names
         self.stop = 0
@@ -389,6 +402,8 @@ class _Fast:
     def _uniform(self, text: bytes, last_t: float) -> bool:
         """Read a block of equal lines by columns; False when it is not one (or has a line
         the fast path does not take: the generic reading finds which)."""
+        import numpy as np
+
         a, size = self.a, text.find(b"\n") + 1
         n = len(text) // size if size else 0
         if n < _UNIFORM_MIN_LINES or n * size != len(text):
@@ -425,6 +440,8 @@ class _Fast:
         return True
 
     def _generic(self, last_t: float) -> None:
+        import numpy as np
+
         a = self.a
         nl = np.flatnonzero(a == _NL)
         starts = np.empty_like(nl)
@@ -470,6 +487,8 @@ class _Fast:
     def block(self, stop: int, *, check_next: bool) -> CaptureBlock | None:
         """The first `stop` data lines; with `check_next`, line `stop` is checked too (the
         first line after `--end-at`). None when a hex field is not hex."""
+        import numpy as np
+
         n = stop + 1 if check_next else stop
         digits = self._hex(n)
         try:
@@ -525,6 +544,8 @@ def _column_seconds(
 ) -> npt.NDArray[np.float64] | None:
     """The seconds in the first `len(head)` columns of `rows`, laid out as in `head` (digits
     with the dot, if any, in the same column); None when `head` is not a plain decimal."""
+    import numpy as np
+
     dot = head.find(b".")
     digits = len(head) - (dot >= 0)
     if not 1 <= digits <= _MAX_TIME_DIGITS or head.count(b".") > 1:
@@ -540,7 +561,7 @@ def _column_seconds(
         n *= 10
         n += d
     frac = len(head) - dot - 1 if dot >= 0 else 0
-    times: npt.NDArray[np.float64] = n / _POW10[frac]
+    times: npt.NDArray[np.float64] = n / _pow10()[frac]
     return times
 
 
@@ -555,6 +576,8 @@ def _seconds(
     N / 10**k with N < 2**53 and k <= 15 is the correctly rounded value of the decimal, as
     `float(text)` gives it: both operands are exact doubles and IEEE division rounds once.
     """
+    import numpy as np
+
     ok &= (width >= 1) & (width <= _MAX_TIME_WIDTH)
     w = np.where(ok, width, 0)
     last = len(a) - 1
@@ -574,7 +597,7 @@ def _seconds(
         dots += is_dot
         digits += is_digit
     ok &= (dots <= 1) & (digits >= 1) & (digits <= _MAX_TIME_DIGITS)
-    times: npt.NDArray[np.float64] = n / _POW10[np.minimum(frac, _MAX_TIME_DIGITS)]
+    times: npt.NDArray[np.float64] = n / _pow10()[np.minimum(frac, _MAX_TIME_DIGITS)]
     return times
 
 
@@ -582,6 +605,8 @@ def _gather(
     a: npt.NDArray[np.uint8], starts: npt.NDArray[np.intp], ends: npt.NDArray[np.intp]
 ) -> npt.NDArray[np.uint8]:
     """`a[starts[i]:ends[i]]` for every i, concatenated."""
+    import numpy as np
+
     if not len(starts):
         return a[:0]
     step = np.zeros(len(a) + 1, dtype=np.int8)
@@ -594,6 +619,8 @@ def _gather(
 
 def _pieces_of(data: bytes, ends: npt.NDArray[np.int64], lines: npt.NDArray[np.intp]) -> PortPieces:
     """The pieces of `data` (cut at `ends`) on `lines`, concatenated."""
+    import numpy as np
+
     starts = np.concatenate(([0], ends[:-1]))
     arr = np.frombuffer(data, dtype=np.uint8)
     chosen = _gather(arr, starts[lines], ends[lines])
@@ -607,6 +634,8 @@ def _block_from_lists(
     incoming: list[bool],
     data: list[bytes],
 ) -> CaptureBlock:
+    import numpy as np
+
     pieces: dict[str, PortPieces] = {}
     sent: dict[str, list[tuple[int, bytes]]] = {}
     for i, name in enumerate(names):

@@ -8,26 +8,27 @@ acknowledged alarm whose condition stays sounds one burst again every `reminder_
 (clinical.md §1.3, §5.1 [D]).
 
 The bursts are WAV files the player writes at start (a pitch with four harmonics, IEC Table 4;
-HIGH 10 pulses 3+2, pause, 3+2; MEDIUM 3). They play on a libvlc instance of their own,
-never on the music's players, so ducking or a stuck playlist never touches them. Every
-libvlc call runs on the player's own thread with a timeout, as the music's do.
+HIGH 10 pulses 3+2, pause, 3+2; MEDIUM 3), synthesised with `math`: a few seconds of mono
+audio, once, which is no reason for the daemon to load numpy. They play on a libvlc instance
+of their own, never on the music's players, so ducking or a stuck playlist never touches
+them. Every libvlc call runs on the player's own thread with a timeout, as the music's do.
 """
 
 from __future__ import annotations
 
+import array
 import asyncio
 import contextlib
 import io
 import logging
 import math
 import shutil
+import sys
 import tempfile
 import wave
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
-
-import numpy as np
 
 from sessiond.model import AlarmState, Priority
 from sessiond.room.music import _Worker
@@ -77,19 +78,33 @@ _HARMONICS = (1.0, 0.6, 0.45, 0.35, 0.25)
 
 
 def burst_wav(burst: Burst, *, rate: int = SAMPLE_RATE) -> bytes:
-    """The burst as a 16-bit mono WAV, each pulse with 10 ms ramps (no clicks)."""
-    total = np.zeros(round((burst.length_s + 0.05) * rate), dtype=np.float64)
+    """The burst as a 16-bit mono WAV, each pulse with 10 ms ramps (no clicks).
+
+    Sample by sample (about 30 ms for the three bursts, once at start), each value computed
+    as element-wise array arithmetic would: the harmonics added in turn, never by `sum()`,
+    which may compensate, and the scaled value truncated as a cast to int16 truncates.
+    """
     n = round(burst.pulse_s * rate)
-    t = np.arange(n) / rate
-    phase = 2 * math.pi * burst.pitch_hz * t
-    tone = sum(a * np.sin(phase * (k + 1)) for k, a in enumerate(_HARMONICS))
     ramp = round(0.01 * rate)
-    envelope = np.minimum(1.0, np.minimum(np.arange(n) / ramp, (n - 1 - np.arange(n)) / ramp))
-    pulse = tone * envelope
+    omega = 2 * math.pi * burst.pitch_hz
+    harmonics = [(k + 1, a) for k, a in enumerate(_HARMONICS)]
+    sin = math.sin
+    pulse: list[float] = []
+    for i in range(n):
+        phase = omega * (i / rate)
+        tone = 0.0
+        for k, a in harmonics:
+            tone += a * sin(phase * k)
+        pulse.append(tone * min(1.0, i / ramp, (n - 1 - i) / ramp))
+    total = [0.0] * round((burst.length_s + 0.05) * rate)
     for offset in burst.offsets:
         start = round(offset * rate)
-        total[start : start + n] += pulse
-    pcm = (total / np.max(np.abs(total)) * 0.8 * 32767).astype("<i2")
+        end = start + n
+        total[start:end] = [x + y for x, y in zip(total[start:end], pulse, strict=True)]
+    peak = max(map(abs, total))
+    pcm = array.array("h", [int(x / peak * 0.8 * 32767) for x in total])
+    if sys.byteorder == "big":
+        pcm.byteswap()  # WAV samples are little-endian
     out = io.BytesIO()
     with wave.open(out, "wb") as wav:
         wav.setnchannels(1)

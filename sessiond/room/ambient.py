@@ -8,8 +8,12 @@ in character: `baseline` warm and settling, `onset` deepening (lower, darker as 
 (higher register, soft bells).
 
 Rendering is deterministic: the seed comes from the phase and track number, so the same
-version of this module always writes the same bytes. All synthesis is vectorised numpy.
+version of this module always writes the same bytes. All synthesis is vectorised numpy,
+imported only when a track is rendered: a daemon whose library is already written (checked
+from the files' headers) never loads it.
 """
+
+# ruff: noqa: PLC0415 - numpy is imported where a track is rendered (see the docstring)
 
 from __future__ import annotations
 
@@ -22,9 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import numpy as np
-
 if TYPE_CHECKING:
+    import numpy as np
     from numpy.typing import NDArray
 
 logger = logging.getLogger(__name__)
@@ -187,6 +190,8 @@ def _osc(freq_hz: float, start: int, count: int, rate_hz: int, phase: float) -> 
     float32 `sin` is several times faster than float64 but cannot hold the phase of a minute
     of audio: each block's start phase is reduced modulo one cycle in float64 instead.
     """
+    import numpy as np
+
     blocks = -(-count // _BLOCK)
     block_start = start + np.arange(blocks, dtype=np.float64) * _BLOCK
     coarse = ((freq_hz / rate_hz) * block_start + phase) % 1.0
@@ -199,6 +204,8 @@ def _osc(freq_hz: float, start: int, count: int, rate_hz: int, phase: float) -> 
 
 def _lfo(t: NDArray[np.float32], freq_hz: float, phase: float) -> NDArray[np.float32]:
     """A slow sine in 0..1 (amplitude swells)."""
+    import numpy as np
+
     out = t * np.float32(freq_hz)
     out += np.float32(phase)
     out *= np.float32(2 * np.pi)
@@ -210,12 +217,16 @@ def _lfo(t: NDArray[np.float32], freq_hz: float, phase: float) -> NDArray[np.flo
 
 def _ramp(count: int, *, rising: bool) -> NDArray[np.float32]:
     """An equal-power ramp (quarter sine): neighbouring chords keep a steady loudness."""
+    import numpy as np
+
     x = np.linspace(0.0, np.pi / 2, count, dtype=np.float32)
     return np.sin(x) if rising else np.cos(x)
 
 
 def _pan(position: float) -> tuple[float, float]:
     """Constant-power gains (left, right) for `position` in -1..1."""
+    import numpy as np
+
     angle = (position + 1.0) * np.pi / 4
     return float(np.cos(angle)), float(np.sin(angle))
 
@@ -227,6 +238,8 @@ def _chord_layer(
     rate_hz: int,
     rng: np.random.Generator,
 ) -> NDArray[np.float32]:
+    import numpy as np
+
     n = t.size
     out = np.zeros((n, CHANNELS), dtype=np.float32)
     segments = len(chords)
@@ -271,6 +284,8 @@ def _chord_layer(
 def _drone_layer(
     note: int, t: NDArray[np.float32], rate_hz: int, rng: np.random.Generator
 ) -> NDArray[np.float32]:
+    import numpy as np
+
     freq = _hz(note)
     tone = _osc(freq, 0, t.size, rate_hz, rng.random()) + np.float32(0.3) * _osc(
         2 * freq, 0, t.size, rate_hz, rng.random()
@@ -282,6 +297,8 @@ def _drone_layer(
 def _shimmer_layer(
     chords: list[tuple[int, ...]], t: NDArray[np.float32], rate_hz: int, rng: np.random.Generator
 ) -> NDArray[np.float32]:
+    import numpy as np
+
     out = np.zeros((t.size, CHANNELS), dtype=np.float32)
     notes = sorted({n + 24 for n in chords[0][-3:]})
     for note in notes:
@@ -297,6 +314,8 @@ def _shimmer_layer(
 def _bell_layer(
     c: _Character, n: int, rate_hz: int, rng: np.random.Generator
 ) -> NDArray[np.float32]:
+    import numpy as np
+
     out = np.zeros((n, CHANNELS), dtype=np.float32)
     decay_s = 2.5
     length = min(n, int(decay_s * 5 * rate_hz))
@@ -326,6 +345,8 @@ def _noise_layer(
     c: _Character, t: NDArray[np.float32], rate_hz: int, rng: np.random.Generator
 ) -> NDArray[np.float32]:
     """Pink-ish noise under a soft low-pass, shaped in the frequency domain, swelling slowly."""
+    import numpy as np
+
     n = t.size
     freqs = np.fft.rfftfreq(n, 1.0 / rate_hz)
     shape = 1.0 / np.sqrt(np.maximum(freqs, 20.0)) / (1.0 + (freqs / c.noise_cutoff_hz) ** 4)
@@ -347,6 +368,8 @@ def render_track(
 
     `duration_s` None: the phase's own length (`track_duration_s`). Same arguments, same samples.
     """
+    import numpy as np
+
     c = _character(phase)
     if index < 1:
         msg = f"track index starts at 1, not {index}"
@@ -394,6 +417,8 @@ def write_wav(path: Path, samples: NDArray[np.floating], rate_hz: int) -> None:
     The file appears whole or not at all (a temporary file renamed into place), so a crash
     never leaves a truncated track that a later start would take as present.
     """
+    import numpy as np
+
     data = samples if samples.ndim == 2 else samples[:, None]  # noqa: PLR2004
     pcm = np.clip(np.round(data * 32767.0), -32768, 32767).astype("<i2")
     path.parent.mkdir(parents=True, exist_ok=True)
