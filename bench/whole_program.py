@@ -1,7 +1,7 @@
 """sessiond as a whole program against the parsers people use today, on the same bytes.
 
     .venv/bin/python bench/whole_program.py [--hours 3] [--masimo-hours 24] [--dir DIR]
-                                            [--sessiond CMD] [--runs 3]
+                                            [--sessiond CMD] [--runs 3] [--as-is]
 
 Builds one capture per protocol from the simulator's encoders (the demo scenario, looped):
 Masimo ASCII 1 (1 line/s, 24 h), Nonin DF7 (a 25-frame packet per read, 3 h), Contec V7 and
@@ -13,7 +13,11 @@ of `--runs` in this one run, it times:
   `bench/peers.py` run in-process on the same device bytes in 4 KiB chunks: ratio = peer time
   / sessiond time (>= 1: sessiond as a whole is at least as fast);
 - the sessiond decoder alone against the same peer, both in-process on 4 KiB chunks;
-- start-up: `sessiond --help` and `sessiond replay` on an empty capture.
+- start-up: `sessiond --help` and `sessiond replay` on an empty capture, as installed
+  (compiled modules cached) and, where PYTHONDONTWRITEBYTECODE is set, compiling every module.
+
+Processes run as installed unless `--as-is`: compiled modules are cached in a temporary
+folder (PYTHONPYCACHEPREFIX), as pip's compiled wheel would have them.
 
 Prints a table of each figure beside its anchor and the machine it ran on. Asserts nothing.
 """
@@ -21,6 +25,7 @@ Prints a table of each figure beside its anchor and the machine it ran on. Asser
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import platform
 import shlex
@@ -123,6 +128,27 @@ def machine() -> str:
     )
 
 
+def startup(
+    run: Callable[..., None], empty: Path, runs: int, envs: dict[str, dict[str, str]]
+) -> list[tuple[str, str, str, str]]:
+    """`sessiond --help` and `sessiond replay` of an empty capture, in each environment (one
+    that caches bytecode by itself is timed once, as installed)."""
+    rows: list[tuple[str, str, str, str]] = []
+    for name, env in envs.items():
+        if name != "as installed" and "PYTHONDONTWRITEBYTECODE" not in env:
+            continue
+        run("--help", env=env)  # the first run compiles what the cache lacks
+        run("replay", str(empty), "--out", os.devnull, env=env)
+        help_s = best(max(runs, 5), functools.partial(run, "--help", env=env))
+        empty_s = best(
+            max(runs, 5), functools.partial(run, "replay", str(empty), "--out", os.devnull, env=env)
+        )
+        target = "0.100 s (target)"
+        rows.append((f"start-up: sessiond --help ({name})", f"{help_s:.3f} s", target, ""))
+        rows.append((f"start-up: replay, empty capture ({name})", f"{empty_s:.3f} s", target, ""))
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--hours", type=float, default=3.0, help="Nonin and Contec (3)")
@@ -134,25 +160,34 @@ def main() -> None:
         help="the command to time (default: this Python's -m sessiond)",
     )
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument(
+        "--as-is",
+        action="store_true",
+        help="time the processes with this environment's bytecode settings throughout "
+        "(default: as installed, compiled modules cached in a temporary folder)",
+    )
     args = parser.parse_args()
     cmd = shlex.split(args.sessiond)
-    env = dict(os.environ)
-    env.setdefault("PYTHONPATH", str(ROOT))
+    as_is = dict(os.environ)
+    as_is.setdefault("PYTHONPATH", str(ROOT))
+    # An installed package runs from compiled modules (pip compiles a wheel's); a source
+    # tree under PYTHONDONTWRITEBYTECODE compiles every module at every start.
+    installed = {k: v for k, v in as_is.items() if k != "PYTHONDONTWRITEBYTECODE"}
+    installed["PYTHONPYCACHEPREFIX"] = tempfile.mkdtemp(prefix="sessiond-bench-pyc-")
+    env = as_is if args.as_is else installed
     folder = args.dir or Path(tempfile.mkdtemp(prefix="sessiond-bench-"))
     folder.mkdir(parents=True, exist_ok=True)
     print(f"machine: {machine()}")
     print(f"sessiond: {args.sessiond}; best of {args.runs}; captures in {folder}")
+    print("processes: " + ("this environment's bytecode settings" if args.as_is
+                           else "as installed (compiled modules cached)"))  # fmt: skip
 
-    def run(*argv: str) -> None:
+    def run(*argv: str, env: dict[str, str] = env) -> None:
         subprocess.run([*cmd, *argv], check=True, env=env, stdout=subprocess.DEVNULL)  # noqa: S603
 
     empty = folder / "empty.cap"
     empty.write_text("# sessiond-capture 1\n# port spo2 contec-v7\n", encoding="utf-8")
-    rows: list[tuple[str, str, str, str]] = []
-    help_s = best(max(args.runs, 5), lambda: run("--help"))
-    empty_s = best(max(args.runs, 5), lambda: run("replay", str(empty), "--out", os.devnull))
-    rows.append(("start-up: sessiond --help", f"{help_s:.3f} s", "0.100 s (target)", ""))
-    rows.append(("start-up: replay, empty capture", f"{empty_s:.3f} s", "0.100 s (target)", ""))
+    rows = startup(run, empty, args.runs, {"as installed": installed, "no bytecode cache": as_is})
 
     sizes = {
         "masimo-ascii1": args.masimo_hours,
