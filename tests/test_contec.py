@@ -7,10 +7,8 @@ changes and at least once a second otherwise (DESIGN §6), and its pleth is a wa
 
 from __future__ import annotations
 
-import bisect
 import random
 
-import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -23,6 +21,7 @@ from sessiond.devices.contec import (
 )
 from sessiond.devices.decoder import EMIT_EVERY_S, Decoder, SendsWaveform, SerialSettings
 from sessiond.model import Quality, Reading
+from tests.repeating import check_any_chunking
 
 Values = tuple[int | None, int | None, float | None, Quality]
 
@@ -558,67 +557,13 @@ def timed_stream(draw: st.DrawFn) -> tuple[str, list[bytes], list[float]]:
     return kind, packets_of(kind, spec), times
 
 
-def chunkings(draw: st.DrawFn, size: int) -> list[int]:
-    """Cut points of a buffer of `size` bytes: chunks of 1 byte up to the whole."""
-    largest = draw(st.sampled_from([1, 2, 7, 40, 500, size]))
-    cuts, at = [], 0
-    while at < size:
-        at += draw(st.integers(1, max(1, largest)))
-        cuts.append(min(at, size))
-    return cuts
-
-
 @settings(max_examples=60, deadline=None)
 @given(timed_stream(), st.data())
 def test_readings_do_not_depend_on_the_chunking(stream, data):
-    """Each byte keeps the time its packet arrived at; cut the bytes anywhere (1 byte to the
-    whole capture), fed one by one or many pieces at once (`feed_timed`): the same Readings,
-    the same counts, the same waveform."""
+    """Cut anywhere, fed one by one or many pieces at once: as packet by packet."""
     kind, packets, times = stream
-    reference = new_decoder(kind)
-    expected: list[Reading] = []
-    pleth: list[int] = []
-    for packet, t in zip(packets, times, strict=True):
-        expected += reference.feed(packet, t)
-        pleth += reference.waveform()
-    # The bytes with their times, cut anywhere: a piece never spans two arrival times.
-    joined = b"".join(packets)
-    byte_times = [t for packet, t in zip(packets, times, strict=True) for _ in packet]
-    cuts = sorted(set(chunkings(data.draw, len(joined))) | {
-        sum(len(p) for p in packets[: k + 1]) for k in range(len(packets) - 1)
-        if times[k] != times[k + 1]
-    })  # fmt: skip
-    starts = [0, *cuts[:-1]]
-    one_by_one = new_decoder(kind)
-    got: list[Reading] = []
-    got_pleth: list[int] = []
-    for a, b in zip(starts, cuts, strict=True):
-        got += one_by_one.feed(joined[a:b], byte_times[b - 1])
-        got_pleth += one_by_one.waveform()
-    assert seen(got) == seen(expected)
-    assert got_pleth == pleth
-    # The same pieces, in groups of any size, through feed_timed.
-    in_bulk = new_decoder(kind)
-    bulk: list[Reading] = []
-    group = data.draw(st.integers(1, len(cuts)))
-    for g in range(0, len(cuts), group):
-        ends = np.array(cuts[g : g + group], dtype=np.int64)
-        base = starts[g]
-        t = np.array([byte_times[b - 1] for b in cuts[g : g + group]])
-        timed = in_bulk.feed_timed(joined[base : int(ends[-1])], ends - base, t)
-        assert [t[p] for p in timed.pieces] == [r.t for r in timed.readings]
-        bulk += timed.readings
-    assert seen(bulk) == seen(expected)
-    for dec in (one_by_one, in_bulk):
-        assert (dec.records, dec.frames_bad, dec.bytes_skipped) == (
-            reference.records, reference.frames_bad, reference.bytes_skipped,
-        )  # fmt: skip
-    # A Reading at least once a second while the device sends: no packet arrives a second
-    # or more after the last Reading before it.
-    reading_times = [r.t for r in expected]
-    for t in times:
-        last = reading_times[bisect.bisect_right(reading_times, t) - 1]
-        assert t - last < EMIT_EVERY_S
+    check_any_chunking(lambda: new_decoder(kind), packets, times, data.draw, seen,
+                       lambda d: (d.records, d.frames_bad, d.bytes_skipped))  # fmt: skip
 
 
 def test_the_contec_decoders_send_a_waveform():

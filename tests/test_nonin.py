@@ -8,7 +8,6 @@ Reading per line (one a second).
 
 from __future__ import annotations
 
-import bisect
 import random
 import sys
 import weakref
@@ -30,6 +29,7 @@ from sessiond.devices.nonin import (
     NoninDf7Decoder,
 )
 from sessiond.model import Quality, Reading
+from tests.repeating import check_any_chunking
 
 # --- helpers ------------------------------------------------------------------------------
 
@@ -599,76 +599,13 @@ def timed_stream(draw: st.DrawFn) -> tuple[str, list[bytes], list[float]]:
     return kind, reads, times
 
 
-def chunkings(draw: st.DrawFn, size: int) -> list[int]:
-    """Cut points of a buffer of `size` bytes: chunks of 1 byte up to 4 KiB or the whole."""
-    largest = draw(st.sampled_from([1, 2, 7, 40, 200, 400, 4096, size]))
-    cuts, at = [], 0
-    while at < size:
-        at += draw(st.integers(1, max(1, largest)))
-        cuts.append(min(at, size))
-    return cuts
-
-
 @settings(max_examples=80, deadline=None)
 @given(timed_stream(), st.data())
 def test_readings_do_not_depend_on_the_chunking(stream, data):
-    """Each byte keeps the time its read arrived at; cut the bytes anywhere (1 byte to the
-    whole stream), fed one by one or many pieces at once (`feed_timed`): the same Readings,
-    the same counts, the same waveform, and the frames in the same pieces."""
+    """Cut anywhere, fed one by one or many pieces at once: as read by read (noise and
+    broken packets included)."""
     kind, reads, times = stream
-    reference = new_binary(kind)
-    expected: list[Reading] = []
-    pleth: list[int] = []
-    for read, t in zip(reads, times, strict=True):
-        expected += reference.feed(read, t)
-        pleth += reference.waveform()
-    joined = b"".join(reads)
-    byte_times = [t for read, t in zip(reads, times, strict=True) for _ in read]
-    cuts = sorted(set(chunkings(data.draw, len(joined))) | {
-        sum(len(r) for r in reads[: k + 1]) for k in range(len(reads) - 1)
-        if times[k] != times[k + 1]
-    })  # fmt: skip
-    starts = [0, *cuts[:-1]]
-    one_by_one = new_binary(kind)
-    got: list[Reading] = []
-    got_pleth: list[int] = []
-    frame_cuts: list[int] = []  # the cuts (by index) in which packets ended
-    for i, (a, b) in enumerate(zip(starts, cuts, strict=True)):
-        records = one_by_one.records
-        got += one_by_one.feed(joined[a:b], byte_times[b - 1])
-        got_pleth += one_by_one.waveform()
-        if one_by_one.records != records:
-            frame_cuts.append(i)
-    assert seen(got) == seen(expected)
-    assert got_pleth == pleth
-    # The same pieces, in groups of any size, through feed_timed.
-    in_bulk = new_binary(kind)
-    bulk: list[Reading] = []
-    bulk_pleth: list[int] = []
-    bulk_frames: list[int] = []
-    group = data.draw(st.integers(1, len(cuts)))
-    for g in range(0, len(cuts), group):
-        ends = np.array(cuts[g : g + group], dtype=np.int64)
-        base = starts[g]
-        t = np.array([byte_times[b - 1] for b in cuts[g : g + group]])
-        timed = in_bulk.feed_timed(joined[base : int(ends[-1])], ends - base, t)
-        assert [t[p] for p in timed.pieces] == [r.t for r in timed.readings]
-        bulk += timed.readings
-        bulk_pleth += in_bulk.waveform()
-        bulk_frames += (timed.frames + g).tolist()
-    assert seen(bulk) == seen(expected)
-    assert bulk_pleth == pleth
-    assert bulk_frames == frame_cuts
-    for dec in (one_by_one, in_bulk):
-        assert counters(dec) == counters(reference)
-        assert dec._pending == reference._pending
-    # A Reading at least once a second while the device sends: no valid packet arrives a
-    # second or more after the last Reading before it (the first one gives a Reading).
-    reading_times = [r.t for r in expected]
-    for i in frame_cuts:
-        t = byte_times[cuts[i] - 1]
-        last = reading_times[bisect.bisect_right(reading_times, t) - 1]
-        assert t - last < EMIT_EVERY_S
+    check_any_chunking(lambda: new_binary(kind), reads, times, data.draw, seen, counters)
 
 
 @pytest.mark.parametrize("kind", ["df7", "df2"])
