@@ -230,44 +230,37 @@ def test_replay_a_cut_frame_before_a_result_does_not_delay_it(tmp_path):
     assert (summary["readings"], summary["frames_bad"], summary["bytes_skipped"]) == (2, 1, 2)
 
 
-def test_a_contec_gives_a_reading_a_second_and_its_frames_keep_the_device(tmp_path):
-    """60 equal packets a second for 10 s, then nothing: a reading once a second, and
-    `device_lost` 5 s after the last frame, not after the last reading (DESIGN §5, §6)."""
-    good = bytes.fromhex("01E085B396C1E1FFFF")  # PR 65, SpO2 97 (headrotor capture)
-    cap = tmp_path / "contec.cap"
-    writer = CaptureWriter(cap, {"ox": "contec-v7"})
-    last = 0.0
-    for k in range(600):
-        last = k / 60
-        writer.write(last, "ox", "<", good)
-    writer.write(30.0, "ox", "<", good)
-    writer.close()
-    events = run_replay(cap, "--readings")
-    readings = [e for e in events if e["type"] == "reading"]
-    assert [r["t"] for r in readings] == [float(s) for s in range(10)] + [30.0]
-    lost = [(e["t"], e["state"]) for e in events if e.get("id") == "device_lost"]
-    assert lost[0] == (pytest.approx(round(last, 3) + 5.0), "active")
-    assert events[-1]["readings"] == 601  # every packet is a record
-
-
-def test_a_nonin_gives_a_reading_a_second_and_its_frames_keep_the_device(tmp_path):
-    """DF7 at 3 equal packets a second for 10 s, then one packet at 30 s: a reading once a
-    second, and `device_lost` 5 s after the last frame, not after the last reading."""
+def _df7_packet() -> bytes:
     from sessiond.sim.nonin import df7_packet  # noqa: PLC0415
 
-    packet = df7_packet(spo2=97, pr=72)
-    cap = tmp_path / "nonin.cap"
-    writer = CaptureWriter(cap, {"ox": "nonin-df7"})
+    return df7_packet(spo2=97, pr=72)
+
+
+@pytest.mark.parametrize(
+    ("protocol", "packet", "per_s", "values"),
+    [
+        # PR 65, SpO2 97 (headrotor capture), 60 packets a second
+        ("contec-v7", lambda: bytes.fromhex("01E085B396C1E1FFFF"), 60, (97, 65)),
+        ("nonin-df7", _df7_packet, 3, (97, 72)),
+    ],
+)
+def test_a_repeating_device_gives_a_reading_a_second_and_its_frames_keep_the_device(
+    tmp_path, protocol, packet, per_s, values
+):
+    """Equal packets for 10 s, then one at 30 s: a reading once a second, and `device_lost`
+    5 s after the last frame, not after the last reading (DESIGN §5, §6)."""
+    cap = tmp_path / "ox.cap"
+    writer = CaptureWriter(cap, {"ox": protocol})
     last = 0.0
-    for k in range(30):
-        last = round(k / 3, 3)
-        writer.write(last, "ox", "<", packet)
-    writer.write(30.0, "ox", "<", packet)
+    for k in range(10 * per_s):
+        last = round(k / per_s, 3)
+        writer.write(last, "ox", "<", packet())
+    writer.write(30.0, "ox", "<", packet())
     writer.close()
     events = run_replay(cap, "--readings")
     readings = [e for e in events if e["type"] == "reading"]
     assert [r["t"] for r in readings] == [float(s) for s in range(10)] + [30.0]
-    assert {(r["spo2"], r["pr"]) for r in readings} == {(97, 72)}
+    assert {(r["spo2"], r["pr"]) for r in readings} == {values}
     lost = [(e["t"], e["state"]) for e in events if e.get("id") == "device_lost"]
     assert lost[0] == (pytest.approx(last + 5.0), "active")
-    assert events[-1]["readings"] == 31  # every packet is a record
+    assert events[-1]["readings"] == 10 * per_s + 1  # every packet is a record
