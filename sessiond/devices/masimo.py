@@ -159,9 +159,10 @@ class MasimoAscii1Decoder(LineDecoder):
         append = out.append
         records = skipped = 0
         for line, t in zip(lines, times, strict=True):
-            layout = layouts.get(line.translate(_SHAPE))
+            shape = line.translate(_SHAPE)
+            layout = layouts.get(shape)
             if layout is None:
-                append(self._learn(line, t))
+                append(self._learn(line, shape, t))
                 continue
             checks, spo2_at, pr_at, pi_at, exc_at, minute_at, second_at, before = layout
             for at, key in checks:
@@ -228,12 +229,12 @@ class MasimoAscii1Decoder(LineDecoder):
         minute = self._minutes[raw] = _device_time(raw + b"00 ", 0)
         return minute
 
-    def _learn(self, line: bytes, t: float) -> Reading | None:
-        """`_line`, and the layout of the line's shape for the next lines of that shape."""
+    def _learn(self, line: bytes, shape: bytes, t: float) -> Reading | None:
+        """`_line`, and the layout of the line's `shape` for the next lines of that shape."""
         layouts = self._layouts
         if len(layouts) >= _MAX_LAYOUTS:
             layouts.clear()  # noise filled it: the device's few shapes come back at once
-        layouts[line.translate(_SHAPE)] = _layout(line) or _LINE_BY_LINE
+        layouts[shape] = _layout(line, shape) or _LINE_BY_LINE
         return self._line(line, t)
 
     def _flags(self, exc: int) -> Quality:
@@ -292,14 +293,13 @@ _LINE_BY_LINE = _Layout((), None, None, None, None, slice(0), slice(0), 0)
 _UNSEEN = datetime.min  # noqa: DTZ901  (a sentinel, never a time)
 
 
-def _layout(line: bytes) -> _Layout | None:
-    """The layout of `line`'s shape, or None where a line of that shape may need `_line`'s
+def _layout(line: bytes, shape: bytes) -> _Layout | None:
+    """The layout of `line`'s `shape`, or None where a line of that shape may need `_line`'s
     full rules (no timestamp or key, a value that is neither plain digits nor dashes)."""
     stamp = _STAMP.search(line)
     if stamp is None:
         return None
     at = stamp.start()
-    shape = line.translate(_SHAPE)
     checks: list[tuple[slice, bytes]] = []
     spans: list[slice | None] = []
     for key, kind in ((b" SPO2=", "int"), (b" BPM=", "int"), (b" PI=", "float"), (b" EXC=", "hex")):
