@@ -11,6 +11,7 @@ after it. Kept until the old path is gone.
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
@@ -387,14 +388,27 @@ def test_a_change_made_between_readings_is_shown_at_the_next_reading():
 # --- the whole monitor, with either engine inside -----------------------------------------
 
 
+class _Reference(ReferenceEngine):
+    """The old engine in the monitor: it knows only its exact next deadline, which serves as
+    `due_by`, and any reading may move it (`moves` is new at every look)."""
+
+    def __init__(self, config: Config) -> None:
+        super().__init__(config=config.alarms, streaming=["spo2"], nibp=["nibp"],
+                         schedule=config.nibp, baseline=config.baseline)  # fmt: skip
+        self._looks = itertools.count()
+
+    def due_by(self, _now: float) -> float:
+        return self.next_due()
+
+    @property
+    def moves(self) -> int:
+        return next(self._looks)
+
+
 def monitor(config: Config, *, reference: bool) -> Monitor:
     m = Monitor(config=config, streaming=["spo2"], nibp=["nibp"])
     if reference:
-        old = ReferenceEngine(config=config.alarms, streaming=["spo2"], nibp=["nibp"],
-                              schedule=config.nibp, baseline=config.baseline)  # fmt: skip
-        # The old engine knows only its exact next deadline: that serves as `due_by`.
-        old.due_by = lambda _now: old.next_due()  # type: ignore[attr-defined]
-        m.alarms = old  # type: ignore[assignment]
+        m.alarms = _Reference(config)  # type: ignore[assignment]
     return m
 
 

@@ -142,7 +142,7 @@ class _Run:
         self.frames: dict[str, _Frames] = {}
         #: No deadline comes before this (-INF: unknown, asked of the monitor when reached).
         self.due = -_INF
-        self.evaluations = monitor.evaluations
+        self.moves = monitor.moves
         self.line = _ReadingLine()
 
     def block(self, block: CaptureBlock) -> None:
@@ -173,8 +173,8 @@ class _Run:
             if write is not None:
                 write(line_of(reading))
             self.emit(monitor.on_reading(reading))
-            if monitor.evaluations != self.evaluations:
-                self.evaluations = monitor.evaluations
+            if monitor.moves != self.moves:
+                self.moves = monitor.moves
                 self.due = -_INF
         if len(times):
             self.last_t = float(times[-1])
@@ -228,7 +228,7 @@ class _Run:
         """Every deadline up to `now`, each after the frames that came before it."""
         monitor = self.monitor
         while self.due <= now:
-            # Exact when at or before `now`; else a bound that holds until an evaluation.
+            # Exact when at or before `now`; else a bound that holds until `Monitor.moves` moves.
             due = self.due = monitor.due_by(now)
             if due > now:
                 return
@@ -260,11 +260,11 @@ class _Run:
                 # Noted, not evaluated (unless the monitor wants it): the deadlines stand.
                 self.emit(monitor.on_frames(name, frames.times[last]))
                 frames.told = last
-                if monitor.evaluations != self.evaluations:
+                if monitor.moves != self.moves:
                     self._refresh()
 
     def _refresh(self) -> None:
-        self.evaluations = self.monitor.evaluations
+        self.moves = self.monitor.moves
         self.due = -_INF
 
     def _dose(self, dose_at: float) -> None:
@@ -298,20 +298,21 @@ class _ReadingLine:
         flags = self._flags.get(r.flags)
         if flags is None:
             flags = self._flags[r.flags] = json.dumps(r.flags.names())
-        spo2, pr = r.spo2, r.pr
+        spo2, pr, pi = r.spo2, r.pr, r.pi
         if (
-            r.pi is None
-            and r.sys is None
+            r.sys is None
             and r.dia is None
             and r.map is None
             and (spo2 is None or type(spo2) is int)
             and (pr is None or type(pr) is int)
+            and (pi is None or (type(pi) is float and -_INF < pi < _INF))
         ):
-            # An oximeter without PI (a Nonin, most Contec readings), in one piece.
+            # An oximeter (a Masimo, a Nonin, a Contec), in one piece.
             sat = "" if spo2 is None else f', "spo2": {spo2}'
             rate = "" if pr is None else f', "pr": {pr}'
+            index = "" if pi is None else f', "pi": {float.__repr__(pi)}'
             head = f'{{"t": {round(r.t, 3)!r}, "type": "reading", "device": {device}'
-            return f'{head}{sat}{rate}, "flags": {flags}}}\n'
+            return f'{head}{sat}{rate}{index}, "flags": {flags}}}\n'
         parts = ['{"t": ', repr(round(r.t, 3)), ', "type": "reading", "device": ', device]
         for key, value in (
             ("spo2", r.spo2), ("pr", r.pr), ("pi", r.pi), ("sys", r.sys), ("dia", r.dia),

@@ -10,7 +10,9 @@ by `next_due` so that the daemon and replay fire them when due, whether or not a
 The cost of a reading does not grow with the rules that have nothing to do: the engine keeps a
 lower bound of its next deadline (when it is reached, the silence deadlines that each frame
 moves are read again; every rule is asked only if it is still reached, or after anything but
-a reading), and recomputes what each id shows only when a rule reports a change.
+a reading), and recomputes what each id shows only when a rule reports a change. While every
+limit and signal rule is idle, a valid reading inside every limit (most readings) only
+refreshes how long its values stand: the engine does that itself (`_quiet_band`).
 """
 
 from __future__ import annotations
@@ -55,6 +57,10 @@ __all__ = ["INF", "AlarmEngine", "RestoredAlarm"]
 _INVALID_FOR_ALARMS = int(INVALID_FOR_ALARMS)
 _PROBE_OFF = int(PROBE_OFF)
 _BASELINE = Phase.BASELINE
+#: Flags that some oximeter rule acts on (invalid data, no finger, a poor signal).
+_UNQUIET = _INVALID_FOR_ALARMS | _PROBE_OFF | POOR_SIGNAL
+#: No reading is quiet (a limit or signal rule is not idle, or what is shown is not settled).
+_NO_BAND = (INF, -INF, INF, -INF)
 
 Shown = tuple[Priority, AlarmState]
 
@@ -237,6 +243,11 @@ class AlarmEngine:
         self._silent = [rule for rule in self.rules if isinstance(rule, SilenceRule)]
         #: What each id shows is up to date: a reading that changes no rule emits nothing.
         self._settled = False
+        #: Quiet readings (`_quiet_band`): SpO2 and PR ranges (low, high, low, high) that
+        #: cross no limit while every limit and signal rule is idle; None: work it out.
+        self._band: tuple[float, float, float, float] | None = None
+        #: Changes whenever a deadline may have come earlier (a caller's bound is stale).
+        self.moves = 0
 
     # Time ---------------------------------------------------------------------------------
 
@@ -280,6 +291,7 @@ class AlarmEngine:
         """Fire every deadline up to `now`, in time order, each at the time it was due."""
         if self._due > now or self._bound() > now:
             return []
+        self._band = None  # levels move
         out: list[Event] = []
         while (due := self.next_due()) <= now:
             for rule in self.rules:
@@ -302,6 +314,8 @@ class AlarmEngine:
         worked out again in full (these are rare; readings are not)."""
         self._due = self._due_rest = -INF
         self._settled = False
+        self._band = None
+        self.moves += 1
 
     def _broken(self, rule: Rule, exc: Exception) -> None:
         """A rule raised: take it out of service (it shows what it showed) and raise
@@ -505,17 +519,63 @@ class AlarmEngine:
         # Each rule says whether it changed a state or brought a deadline earlier; without
         # that, the bound on the next deadline holds and no id shows anything new.
         changed = silence.frame(t)
+        band = self._band
+        if band is None:
+            band = self._band = self._quiet_band()
+        spo2, pr = r.spo2, r.pr
+        if (
+            not changed
+            and not flags & _UNQUIET
+            and spo2 is not None
+            and pr is not None
+            and band[0] <= spo2 <= band[1]
+            and band[2] <= pr <= band[3]
+        ):
+            # Quiet: what the limit and signal rules would do with it, in one place.
+            for rule in self.limits:
+                rule.fresh(t)
+            self.sensor_off.device = self.signal_poor.device = r.device
+            if not self.dosed and self.phase is _BASELINE:
+                self.baseline.add_oximetry(t, spo2, pr)
+            return []
         if self._observe_limits(r, valid=valid):
             changed = True
         if self._observe_signal(r, flags):
             changed = True
         if valid and not self.dosed and self.phase is _BASELINE:
-            self.baseline.add_oximetry(t, r.spo2, r.pr)
+            self.baseline.add_oximetry(t, spo2, pr)
         if changed:
             self._due = self._due_rest = -INF
+            self._band = None
+            self.moves += 1
         elif self._settled:
             return []
         return self._transitions(t)
+
+    def _quiet_band(self) -> tuple[float, float, float, float]:
+        """The SpO2 and PR ranges in which a valid oximeter reading moves no limit or signal
+        rule (only the freshness of its values), while every one of them is idle and what
+        each id shows is settled; `_NO_BAND` otherwise."""
+        off, poor = self.sensor_off, self.signal_poor
+        if (
+            not self._settled
+            or off.level.state is not LevelState.IDLE
+            or poor.level.state is not LevelState.IDLE
+        ):
+            return _NO_BAND
+        band = {"spo2": [-INF, INF], "pr": [-INF, INF]}
+        for rule in self.limits:
+            span = band.get(rule.param)
+            if span is None or any(lv.state is not LevelState.IDLE for lv in rule.levels):
+                return _NO_BAND
+            # `LimitRule.observe`: an idle level is crossed below (or above) its limit.
+            for lv in rule.levels:
+                if rule.below:
+                    span[0] = max(span[0], lv.limit)
+                else:
+                    span[1] = min(span[1], lv.limit)
+        (spo2_low, spo2_high), (pr_low, pr_high) = band["spo2"], band["pr"]
+        return spo2_low, spo2_high, pr_low, pr_high
 
     def _observe_limits(self, r: Reading, *, valid: bool) -> bool:
         changed = False

@@ -147,9 +147,12 @@ class Monitor:
         self._eager: set[str] = set()
         #: A repeat this long after the last evaluation is evaluated (a lost device is back).
         self.hold_s = config.alarms.device_lost.medium_after_s
-        #: Readings evaluated (not noted as repeats): a caller's cached `next_due` is stale
-        #: only when this changed.
+        #: Readings evaluated (not noted as repeats).
         self.evaluations = 0
+        #: Evaluations that may have brought a deadline earlier: a caller's bound on the next
+        #: deadline (`due_by`) holds until this changes. A valid reading inside every limit
+        #: with every rule idle (most of them) moves deadlines only later.
+        self.moves = 0
 
     @property
     def phase(self) -> Phase | None:
@@ -273,9 +276,12 @@ class Monitor:
             self._eager.discard(device)
             self._repeat.pop(device, None)
         self.evaluations += 1
-        faults = len(self.alarms.faults)
+        alarms = self.alarms
+        faults, moves = len(alarms.faults), alarms.moves
         out = self._evaluate_rules(reading)
-        if len(self.alarms.faults) != faults:
+        if out or alarms.moves != moves or device in self.nibp_devices or self.discharge.active:
+            self.moves += 1
+        if len(alarms.faults) != faults:
             # A rule failed on it: the next frame is evaluated in full (what a repeat finds
             # depends on rules that may have been skipped).
             self._eager.add(device)

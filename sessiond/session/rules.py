@@ -245,9 +245,13 @@ class LimitRule(Rule):
                 return self._evaluate(t, value)
         # Every level idle (no deadline: nothing pending to abandon) and no limit crossed:
         # no level would move, only the value's freshness does.
+        self.fresh(t)
+        return False
+
+    def fresh(self, t: float) -> None:
+        """A valid value at `t` that moves no level (every level idle, no limit crossed)."""
         self._invalid_since = None
         self.valid_until = t + self.hold_s
-        return False
 
     def _evaluate(self, t: float, value: float) -> bool:
         # Invalid since the last valid value went stale, or since the first invalid one.
