@@ -261,3 +261,16 @@ def test_a_key_hidden_by_the_shape_is_checked():
     assert [r.spo2 for r in dec.feed(good * 3, 1.0)] == [98, 98, 98]
     assert dec.feed(good.replace(b"SPO2=", b"SPO7="), 2.0) == []
     assert dec.frames_bad == 1
+
+
+@pytest.mark.parametrize("field", [b"098%", b"097 ", b"03.60", b"000800", b":45 "])
+def test_a_hash_where_a_digit_was_is_read_as_the_line_alone(field):
+    """`#` is how a shape marks a digit: sent in place of one, it is not read as a digit
+    (the line is bad, or has no device time), alone or within a read of many lines."""
+    good = b"02/22/16 22:47:45 SN=0000056661 SPO2=098% BPM=097 PI=03.60% EXC=000800\r\n"
+    bad = good.replace(field, field[:1] + b"#" + field[2:], 1)
+    lines = [good, bad, *[good] * 5, bad, *[good] * 5]
+    dec, one = MasimoAscii1Decoder(device="spo2"), MasimoAscii1Decoder(device="spo2")
+    got = dec.feed(good, 1.0) + dec.feed(bad, 1.0) + dec.feed(b"".join(lines[2:]), 1.0)
+    assert got == [r for line in lines if (r := one._line(line[:-2], 1.0))]
+    assert (dec.records, dec.frames_bad) == (one.records, one.frames_bad)

@@ -53,7 +53,8 @@ _PROBE_OFF = int(PROBE_OFF)  # plain int: IntFlag operators are ~6x slower on th
 
 #: A line's shape: its digits masked. Lines of one shape have their values in the same places
 #: and of the same kind (digits, dashes), so a layout learnt from one line reads the others.
-_SHAPE = bytes.maketrans(b"0123456789", b"##########")
+#: A `#` sent as such is told apart from a digit (lines reach here without NUL bytes).
+_SHAPE = bytes.maketrans(b"0123456789#", b"##########\x00")
 #: Shapes remembered (a device has a handful; noise must not grow the table without bound).
 _MAX_LAYOUTS = 64
 _MAX_MINUTES = 1024
