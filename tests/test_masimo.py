@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 import random
 from datetime import datetime
 
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 from sessiond.devices import make_decoder
 from sessiond.devices.masimo import MAX_LINE, MasimoAscii1Decoder
 from sessiond.model import Quality, Reading
+from tests.repeating import chunkings
 
 RAD8 = (
     b"02/22/16 22:47:45 SN=0000056661 SPO2=098% BPM=097 PI=03.60% SPCO=--.-% SPMET=--.-% "
@@ -196,22 +199,28 @@ def test_valid_stream_after_garbage_decodes_completely(garbage, chunk):
 _FIELDS = {
     "lead": st.sampled_from(["", "", "", "x", "12 ", "--/"]),
     "date": st.sampled_from(
-        ["02/22/16", "13/01/20", "02/29/16", "02/29/17", "00/10/20", "1a/01/20"]
+        ["02/22/16", "13/01/20", "02/29/16", "02/29/17", "00/10/20", "1a/01/20", "02/2#/16"]
     ),
     "time": st.sampled_from(
-        ["22:47:45", "24:00:00", "23:59:59", "12:60:00", "0x:00:00", "12:00:61"]
+        ["22:47:45", "24:00:00", "23:59:59", "12:60:00", "0x:00:00", "12:00:61", "22:47:#5"]
     ),
     "sn": st.sampled_from(["0000056661", "SPO2=097%", "----------"]),
-    "spo2key": st.sampled_from(["SPO2", "SPO7", "SPO22", "SPO"]),
+    "spo2key": st.sampled_from(["SPO2", "SPO7", "SPO22", "SPO", "SPO#"]),
     "spo2": st.sampled_from(
-        ["098%", "100%", "101%", "---%", "-1%", "09_8", "98%%", "0x5", "9-9", ""]
+        ["098%", "100%", "101%", "---%", "-1%", "09_8", "98%%", "0x5", "9-9", "", "0#8%"]
     ),
-    "bpm": st.sampled_from(["097", "300", "301", "---", "+97", "097%", "9 7", "0"]),
+    "bpm": st.sampled_from(["097", "300", "301", "---", "+97", "097%", "9 7", "0", "#97"]),
     "pi": st.sampled_from(
-        ["03.60%", "--.--%", "100.0%", "100.1%", "1e1%", "nan%", ".5%", "5.%", "1.2.3%", "%"]
+        [
+            *("03.60%", "--.--%", "100.0%", "100.1%", "1e1%", "nan%", ".5%", "5.%", "1.2.3%"),
+            *("%", "0#.60%", "00.05%", "99.99%", "3.6%"),
+        ]
     ),
     "exc": st.sampled_from(
-        ["000800", "000020", "000001", "0x0800", "00_800", "zz", "000410", "00002A", "0000c0"]
+        [
+            *("000800", "000020", "000001", "0x0800", "00_800", "zz", "000410", "00002A"),
+            *("0000c0", "00#800"),
+        ]
     ),
 }
 _PLAIN = {
@@ -222,11 +231,18 @@ _PLAIN = {
 
 @st.composite
 def rad8_lines(draw: st.DrawFn) -> list[bytes]:
-    """Lines of one device, most plain, some with odd or impossible fields or keys."""
+    """Lines of one device, most plain (their values changing), some with odd or impossible
+    fields or keys."""
     lines = []
     for _ in range(draw(st.integers(1, 200))):
         plain = draw(st.integers(0, 9)) > 0
         f = {key: _PLAIN[key] if plain else draw(field) for key, field in _FIELDS.items()}
+        if plain and draw(st.booleans()):
+            f["spo2"] = f"{draw(st.integers(0, 100)):03d}%"
+            f["bpm"] = f"{draw(st.integers(0, 300)):03d}"
+            f["pi"] = f"{draw(st.integers(0, 9999)) / 100:05.2f}%"
+            hms = [draw(st.integers(0, 23)), draw(st.integers(0, 59)), draw(st.integers(0, 59))]
+            f["time"] = ":".join(f"{x:02d}" for x in hms)
         line = (
             f"{f['lead']}{f['date']} {f['time']} SN={f['sn']} {f['spo2key']}={f['spo2']} "
             f"BPM={f['bpm']} PI={f['pi']} SPCO=--.-% SPMET=--.-% DESAT=-- PIDELTA=+-- "
@@ -261,6 +277,10 @@ def test_a_key_hidden_by_the_shape_is_checked():
     assert [r.spo2 for r in dec.feed(good * 3, 1.0)] == [98, 98, 98]
     assert dec.feed(good.replace(b"SPO2=", b"SPO7="), 2.0) == []
     assert dec.frames_bad == 1
+    # The same within a read of many lines (read as a block).
+    bad = good.replace(b"SPO2=", b"SPO7=")
+    assert [r.spo2 for r in dec.feed(good * 30 + bad + good * 30, 3.0)] == [98] * 60
+    assert dec.frames_bad == 2
 
 
 @pytest.mark.parametrize("field", [b"098%", b"097 ", b"03.60", b"000800", b":45 "])
@@ -269,8 +289,58 @@ def test_a_hash_where_a_digit_was_is_read_as_the_line_alone(field):
     (the line is bad, or has no device time), alone or within a read of many lines."""
     good = b"02/22/16 22:47:45 SN=0000056661 SPO2=098% BPM=097 PI=03.60% EXC=000800\r\n"
     bad = good.replace(field, field[:1] + b"#" + field[2:], 1)
-    lines = [good, bad, *[good] * 5, bad, *[good] * 5]
+    lines = [good, bad, *[good] * 30, bad, *[good] * 30]
     dec, one = MasimoAscii1Decoder(device="spo2"), MasimoAscii1Decoder(device="spo2")
     got = dec.feed(good, 1.0) + dec.feed(bad, 1.0) + dec.feed(b"".join(lines[2:]), 1.0)
     assert got == [r for line in lines if (r := one._line(line[:-2], 1.0))]
     assert (dec.records, dec.frames_bad) == (one.records, one.frames_bad)
+
+
+@given(rad8_lines(), st.data())
+def test_blocks_of_lines_decode_as_each_line_alone(lines, data):
+    """Reads of many whole lines of one shape are read as a block: the same readings and
+    counts as `_line` gives for each line, each line at the time of the read its end came
+    in, whatever the cuts, read by read (`feed`) or many reads at once (`feed_timed`); a
+    line that ends in LF alone or has a NUL in it is read as `_lines` reads it."""
+    sent: list[bytes] = []
+    ends: list[int] = []  # where each line's end (CR, or LF alone) is in the stream
+    at = 0
+    for line in lines:
+        odd = data.draw(st.sampled_from(["", "", "", "", "", "", "", "lf", "nul"]))
+        if odd == "nul":
+            k = data.draw(st.integers(0, len(line)))
+            line = line[:k] + b"\x00" + line[k:]  # noqa: PLW2901 - as sent
+        sent.append(line + (b"\n" if odd == "lf" else b"\r\n"))
+        ends.append(at + len(line))
+        at += len(sent[-1])
+    joined = b"".join(sent)
+    cuts = chunkings(data.draw, len(joined))
+    starts = [0, *cuts[:-1]]
+    arrived = [float(i) for i in range(len(cuts))]
+    one = MasimoAscii1Decoder(device="spo2")
+    expected = [
+        r
+        for line, end in zip(lines, ends, strict=True)
+        if (r := one._line(line, arrived[bisect.bisect_right(cuts, end)])) is not None
+    ]
+    read_by_read = MasimoAscii1Decoder(device="spo2")
+    got: list[Reading] = []
+    for a, b, t in zip(starts, cuts, arrived, strict=True):
+        got += read_by_read.feed(joined[a:b], t)
+    in_bulk = MasimoAscii1Decoder(device="spo2")
+    bulk: list[Reading] = []
+    group = data.draw(st.integers(1, len(cuts)))
+    for g in range(0, len(cuts), group):
+        piece_ends = np.array(cuts[g : g + group], dtype=np.int64)
+        times = np.array(arrived[g : g + group])
+        chunk = joined[starts[g] : int(piece_ends[-1])]
+        timed = in_bulk.feed_timed(chunk, piece_ends - starts[g], times)
+        assert [times[p] for p in timed.pieces] == [r.t for r in timed.readings]
+        assert timed.frames.tolist() == sorted(set(timed.pieces))
+        bulk += timed.readings
+    assert got == expected
+    assert bulk == expected
+    for dec in (read_by_read, in_bulk):
+        assert (dec.records, dec.frames_bad, dec.bytes_skipped) == (
+            one.records, one.frames_bad, one.bytes_skipped,
+        )  # fmt: skip

@@ -38,10 +38,7 @@ class LineDecoder(DecoderCounters):
                 buf = b""
             self._pending = bytes(buf)
             return []
-        self._pending = bytes(buf[end + 1 :])
-        if len(self._pending) > self.max_line:
-            self.bytes_skipped += len(self._pending)
-            self._pending = b""
+        self._keep(buf[end + 1 :])
         lines = buf[:end].replace(b"\x00", b"").replace(b"\r", b"\n").split(b"\n")
         found = [line for line in lines if line]
         return [r for r in self._lines(found, [t] * len(found)) if r is not None]
@@ -79,6 +76,14 @@ class LineDecoder(DecoderCounters):
                 got.append(piece)
         frames = np.unique(np.array(got, dtype=np.intp))
         return Timed(readings, got, frames)
+
+    def _keep(self, rest: bytes) -> None:
+        """Keep the bytes after the last line end for the next read (noise past `max_line`
+        is skipped)."""
+        self._pending = bytes(rest)
+        if len(self._pending) > self.max_line:
+            self.bytes_skipped += len(self._pending)
+            self._pending = b""
 
     def _lines(self, lines: list[bytes], times: list[float]) -> list[Reading | None]:
         """Decode non-empty lines, `lines[i]` arrived at `times[i]` (None where a line gives

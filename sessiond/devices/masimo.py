@@ -8,17 +8,28 @@ One pass per line, whatever the chunk: a line whose shape (its digits masked) wa
 before is read at the places its keys were found in the first line of that shape; the
 first line of a shape, and any line the layout cannot vouch for, goes through the full
 rules (`_line`).
+
+A read of many whole lines of one shape (a capture block, a 4 KiB read of a fast port) is
+read as one matrix of bytes with numpy (`_Block`): one check that every line has the shape,
+one product for all its numbers. Where it cannot vouch for every line, the lines go one by
+one as above. A live link's read holds a line or so and never loads numpy.
 """
+
+# ruff: noqa: PLC0415 - numpy is imported where a bulk path needs it: a live link never loads it
 
 from __future__ import annotations
 
 import re
 from datetime import datetime, timedelta
-from typing import ClassVar, NamedTuple
+from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
-from sessiond.devices.decoder import SerialSettings
+from sessiond.devices.decoder import SerialSettings, Timed
 from sessiond.devices.lines import LineDecoder
 from sessiond.model import PROBE_OFF, Quality, Reading
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
 
 #: A line longer than this without a terminator is noise: the longest rainbow line is ~200.
 MAX_LINE = 512
@@ -59,6 +70,13 @@ _SHAPE = bytes.maketrans(b"0123456789#", b"##########\x00")
 _MAX_LAYOUTS = 64
 _MAX_MINUTES = 1024
 _SECONDS = {b"%02d" % s: timedelta(seconds=s) for s in range(60)}
+_LF = ord("\n")
+#: The same by the number two digits make (None past 59: no time).
+_SECOND_BY_NUMBER: list[timedelta | None] = [*_SECONDS.values(), *[None] * 40]
+#: A read this long may be read as a block (two seconds of a 9600-baud link: a live link's
+#: read holds a line or so, and never loads numpy) if it holds this many whole lines.
+_BLOCK_BYTES = 2048
+_BLOCK_LINES = 4
 
 
 class _BadField(ValueError):
@@ -106,10 +124,131 @@ class MasimoAscii1Decoder(LineDecoder):
         super().__init__(device=device)
         self._flag_cache: dict[int, Quality] = {}
         self._layouts: dict[bytes, _Layout] = {}
+        #: The block of each shape whose layout can read lines as a matrix (None: it cannot).
+        self._blocks: dict[bytes, _Block | None] = {}
         #: Flags, and whether they withhold the numbers, by EXC field.
         self._excs: dict[bytes, tuple[Quality, bool]] = {}
         #: The device clock's minutes (`MM/DD/YY HH:MM:`), None where it is no time.
         self._minutes: dict[bytes, datetime | None] = {}
+
+    def feed(self, data: bytes, t: float) -> list[Reading]:
+        buf = self._pending + data if self._pending else data
+        block = self._block(buf) if len(buf) >= _BLOCK_BYTES else None
+        if block is None:
+            return super().feed(data, t)
+        body, columns = block
+        self._keep(buf[body:])
+        return self._readings(columns, [t] * len(columns.spo2))
+
+    def feed_timed(
+        self, data: bytes, ends: npt.NDArray[np.int64], times: npt.NDArray[np.float64]
+    ) -> Timed:
+        buf = self._pending + data if self._pending else data
+        block = self._block(buf) if len(buf) >= _BLOCK_BYTES else None
+        if block is None:
+            return super().feed_timed(data, ends, times)
+        import numpy as np
+
+        body, columns = block
+        off = len(self._pending)
+        self._keep(buf[body:])
+        # A line takes the time of the piece its CR came in (as when read line by line).
+        size = body // len(columns.spo2)
+        where = np.searchsorted(ends, np.arange(size - 2 - off, body - off, size), side="right")
+        pieces = where.tolist()
+        readings = self._readings(columns, times[where].tolist())
+        frames = np.unique(where)
+        return Timed(readings, pieces, frames)
+
+    def _block(self, buf: bytes) -> tuple[int, _Columns] | None:
+        """The whole lines at the start of `buf`, read as one block of one known shape: where
+        they end, and their values; None where a line may need more (`_lines`)."""
+        body = buf.rfind(b"\n") + 1
+        first = buf.find(b"\n") + 1
+        if not first or buf.find(b"\r", body) >= 0 or body < _BLOCK_LINES * first:
+            return None
+        count, rest = divmod(body, first)
+        # One length, one CR LF each, no NUL: else the lines are not all of one shape, or
+        # they are not what `_lines` would split them into.
+        if (
+            rest
+            or buf.find(b"\r") != first - 2
+            or buf[first - 1] != _LF
+            or buf.find(b"\x00", 0, body) >= 0
+        ):
+            return None
+        shape = buf[: first - 2].translate(_SHAPE)
+        block = self._blocks.get(shape, _UNTAUGHT)
+        if block is _UNTAUGHT:
+            layout = self._layouts.get(shape)
+            if layout is None:
+                return None  # `_lines` learns the shape from its first line
+            block = self._blocks[shape] = _Block.of(layout, buf[:first])
+        if block is None:
+            return None
+        numbers = block.numbers(buf[:body], count)
+        if numbers is None:
+            return None
+        columns = self._columns(block, numbers, buf[:body])
+        return None if columns is None else (body, columns)
+
+    def _columns(self, block: _Block, numbers: list[list[int]], body: bytes) -> _Columns | None:
+        """A block's values as `_lines` gives them line by line; None where a line needs
+        more than its layout (an impossible value, counted by `_line`) or the EXC word
+        changes within the block."""
+        spo2s, prs, pis, excs, minutes, seconds = numbers
+        has_spo2, has_pr, has_pi, has_exc = block.fields[:4]
+        count = len(spo2s)
+        if (
+            (has_spo2 and max(spo2s) > _MAX_SPO2)
+            or (has_pr and max(prs) > _MAX_PR)
+            or (has_pi and max(pis) > _MAX_PI * block.pi_scale)
+            or (has_exc and excs.count(excs[0]) != count)
+        ):
+            return None
+        layout = self._layouts[body[: block.size - 2].translate(_SHAPE)]
+        if layout.exc is None:
+            flags, withheld = Quality.NONE, False
+        else:
+            raw = body[layout.exc]
+            known = self._excs.get(raw)
+            flags, withheld = self._exc(raw) if known is None else known
+        times: list[datetime | None] = []
+        minute_at, size = layout.minute, block.size
+        table, last, minute = self._minutes, -1, None
+        for r, (key, second) in enumerate(zip(minutes, seconds, strict=True)):
+            if key != last:
+                last, raw = key, body[r * size + minute_at.start : r * size + minute_at.stop]
+                minute = table.get(raw, _UNSEEN)
+                if minute is _UNSEEN:
+                    minute = self._minute(raw)
+            step = _SECOND_BY_NUMBER[second]
+            times.append(None if minute is None or step is None else minute + step)
+        self.records += count
+        nothing: list[None] = [None] * count
+        return _Columns(
+            spo2=spo2s if has_spo2 else nothing,  # type: ignore[arg-type]
+            pr=prs if has_pr else nothing,  # type: ignore[arg-type]
+            pi=[p / block.pi_scale for p in pis] if has_pi else nothing,  # type: ignore[arg-type]
+            device_time=times,
+            flags=flags,
+            withheld=withheld,
+        )
+
+    def _readings(self, columns: _Columns, times: list[float]) -> list[Reading]:
+        device = self.device
+        flags = columns.flags
+        if columns.withheld:
+            return [
+                Reading(t=t, device=device, flags=flags, device_time=when)
+                for t, when in zip(times, columns.device_time, strict=True)
+            ]
+        return [
+            Reading(t=t, device=device, spo2=spo2, pr=pr, pi=pi, flags=flags, device_time=when)
+            for t, spo2, pr, pi, when in zip(
+                times, columns.spo2, columns.pr, columns.pi, columns.device_time, strict=True
+            )
+        ]
 
     def _line(self, line: bytes, t: float) -> Reading | None:
         stamp = _STAMP.search(line)
@@ -235,6 +374,7 @@ class MasimoAscii1Decoder(LineDecoder):
         layouts = self._layouts
         if len(layouts) >= _MAX_LAYOUTS:
             layouts.clear()  # noise filled it: the device's few shapes come back at once
+            self._blocks.clear()
         layouts[shape] = _layout(line, shape) or _LINE_BY_LINE
         return self._line(line, t)
 
@@ -340,3 +480,95 @@ def _layout(line: bytes, shape: bytes) -> _Layout | None:
     return _Layout(
         tuple(checks), spo2, pr, pi, exc, slice(at, at + 15), slice(at + 15, at + 17), at
     )
+
+
+class _Columns(NamedTuple):
+    """The values of a block's lines, field by field, as `_lines` reads each line."""
+
+    spo2: list[int | None]
+    pr: list[int | None]
+    pi: list[float | None]
+    device_time: list[datetime | None]
+    #: One EXC word for the whole block (a block whose EXC changes is read line by line).
+    flags: Quality
+    #: The flags withhold the numbers.
+    withheld: bool
+
+
+#: The numbers of a block's lines: SpO2, PR, PI, the EXC key, the minute key, the second.
+_FIELDS = 6
+#: Digits of one field beyond which a number may not be exact in 64 bits (or as a double).
+_MAX_DIGITS = 15
+
+
+class _Block:
+    """Whole lines of one shape, `size` bytes each with their CR LF, read as a matrix: one
+    check that every byte is the shape's (a digit where it has a digit, the keys that the
+    shape masks as they are), then one product for every number. Made from the shape's
+    layout: it reads the values where the layout reads them."""
+
+    __slots__ = ("columns", "fields", "low", "pi_scale", "size", "span", "weights")
+
+    def __init__(self, layout: _Layout, first: bytes) -> None:
+        import numpy as np
+
+        row = np.frombuffer(first, dtype=np.uint8)
+        digit = (row >= ord("0")) & (row <= ord("9"))
+        for at, _key in layout.checks:
+            digit[at] = False  # a key's digit (`SPO2=`): this byte and no other
+        self.size = len(first)
+        self.low = np.where(digit, ord("0"), row).astype(np.uint8)
+        #: Past `low`: 9 where a digit goes, 0 where the byte is fixed.
+        self.span = np.where(digit, 9, 0).astype(np.uint8)
+        columns: list[int] = []
+        weights: list[list[int]] = []
+        #: The fields the layout reads (None: dashes there, or no such key).
+        self.fields: list[bool] = []
+        places_after_dot = 0
+        spans = (layout.spo2, layout.pr, layout.pi, layout.exc, layout.minute, layout.second)
+        for field, span in enumerate(spans):
+            self.fields.append(span is not None)
+            if span is None:
+                continue
+            places = [i for i in range(span.start, span.stop) if digit[i]]
+            if len(places) > _MAX_DIGITS:
+                msg = "too many digits for one number"
+                raise ValueError(msg)
+            base = 16 if field == 3 else 10  # noqa: PLR2004 - EXC is hex
+            for k, i in enumerate(places):
+                columns.append(i)
+                weight = [0] * _FIELDS
+                weight[field] = base ** (len(places) - 1 - k)
+                weights.append(weight)
+            if field == 2:  # noqa: PLR2004 - PI: its digits after the dot
+                dot = first.find(b".", span.start, span.stop)
+                places_after_dot = 0 if dot < 0 else sum(1 for i in places if i > dot)
+        self.pi_scale = 10.0**places_after_dot
+        self.columns = np.array(columns, dtype=np.intp)
+        self.weights = np.array(weights, dtype=np.int64).reshape(len(columns), _FIELDS)
+
+    @staticmethod
+    def of(layout: _Layout, first: bytes) -> _Block | None:
+        """The block of `layout`'s shape, from `first` (a line of it, CR LF included); None
+        where its lines are not read by the layout alone."""
+        if layout is _LINE_BY_LINE or layout.skipped:
+            return None
+        try:
+            return _Block(layout, first)
+        except ValueError:
+            return None
+
+    def numbers(self, body: bytes, count: int) -> list[list[int]] | None:
+        """Each field's numbers for the `count` lines of `body`; None unless every line has
+        the shape."""
+        import numpy as np
+
+        d = np.frombuffer(body, dtype=np.uint8).reshape(count, self.size) - self.low
+        if not (d <= self.span).all():
+            return None
+        numbers: list[list[int]] = (d[:, self.columns] @ self.weights).T.tolist()
+        return numbers
+
+
+#: Not worked out yet (`_blocks`): a block is made when a read of its shape may use one.
+_UNTAUGHT = _Block.__new__(_Block)
