@@ -8,10 +8,12 @@ recorder from the injected UTC clock, never by the pure layers.
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, overload
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
     from datetime import datetime
 
 
@@ -70,6 +72,70 @@ class Reading:
             "dia": self.dia,
             "map": self.map,
         }
+
+
+class ReadingColumns(Sequence[Reading]):
+    """Readings of one oximeter that a bulk decode read together (a block of a Masimo's
+    lines), value by value in columns, all with the same flags. A `Reading` is made only
+    when one is looked at: replay reads the columns where the monitor can take readings in
+    bulk (`Monitor.take_quiet`)."""
+
+    __slots__ = ("_device_time", "device", "flags", "pi", "pr", "spo2", "t")
+
+    def __init__(
+        self,
+        *,
+        device: str,
+        t: Sequence[float],
+        spo2: Sequence[int | None],
+        pr: Sequence[int | None],
+        pi: Sequence[float | None],
+        flags: Quality,
+        device_time: Callable[[int, int], list[datetime | None]],
+    ) -> None:
+        self.device = device
+        self.t = t
+        self.spo2 = spo2
+        self.pr = pr
+        self.pi = pi
+        self.flags = flags
+        #: The device clock of readings `start` to `stop`, worked out when asked (it is
+        #: metadata only: no rule reads it).
+        self._device_time = device_time
+
+    def __len__(self) -> int:
+        return len(self.t)
+
+    @overload
+    def __getitem__(self, i: int) -> Reading: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Reading]: ...
+    def __getitem__(self, i: int | slice) -> Reading | list[Reading]:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(len(self.t)))]
+        if i < 0:
+            i += len(self.t)
+        return Reading(
+            t=self.t[i],
+            device=self.device,
+            spo2=self.spo2[i],
+            pr=self.pr[i],
+            pi=self.pi[i],
+            flags=self.flags,
+            device_time=self._device_time(i, i + 1)[0],
+        )
+
+    def __iter__(self) -> Iterator[Reading]:
+        return iter(self.made())
+
+    def made(self) -> list[Reading]:
+        """Every reading, made."""
+        device, flags = self.device, self.flags
+        columns = (self.t, self.spo2, self.pr, self.pi, self._device_time(0, len(self.t)))
+        return [
+            Reading(t=t, device=device, spo2=spo2, pr=pr, pi=pi, flags=flags, device_time=when)
+            for t, spo2, pr, pi, when in zip(*columns, strict=True)
+        ]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

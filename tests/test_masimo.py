@@ -337,7 +337,11 @@ def test_blocks_of_lines_decode_as_each_line_alone(lines, data):
         timed = in_bulk.feed_timed(chunk, piece_ends - starts[g], times)
         assert [times[p] for p in timed.pieces] == [r.t for r in timed.readings]
         assert timed.frames.tolist() == sorted(set(timed.pieces))
-        bulk += timed.readings
+        made = list(timed.readings)  # in columns from a block: a Reading when looked at
+        if made:
+            assert [timed.readings[-1], *timed.readings[:2]] == [made[-1], *made[:2]]
+            assert [timed.readings[i] for i in range(len(made))] == made
+        bulk += made
     assert got == expected
     assert bulk == expected
     for dec in (read_by_read, in_bulk):

@@ -44,7 +44,8 @@ EMIT_EVERY_S = 1.0
 class Timed(NamedTuple):
     """What `feed_timed` decoded from many pieces of bytes, each with its arrival time."""
 
-    readings: list[Reading]
+    #: In order; a bulk decode may give them in columns (`ReadingColumns`).
+    readings: Sequence[Reading]
     #: The piece each reading's frame ended in (its time is that piece's), in order.
     pieces: list[int]
     #: The pieces in which valid frames ended (ascending, each once): those of the readings,

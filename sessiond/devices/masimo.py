@@ -25,9 +25,11 @@ from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 from sessiond.devices.decoder import SerialSettings, Timed
 from sessiond.devices.lines import LineDecoder
-from sessiond.model import PROBE_OFF, Quality, Reading
+from sessiond.model import PROBE_OFF, Quality, Reading, ReadingColumns
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
     import numpy as np
     import numpy.typing as npt
 
@@ -138,7 +140,7 @@ class MasimoAscii1Decoder(LineDecoder):
             return super().feed(data, t)
         body, columns = block
         self._keep(buf[body:])
-        return self._readings(columns, [t] * len(columns.spo2))
+        return self._readings(columns, [t] * len(columns.spo2)).made()
 
     def feed_timed(
         self, data: bytes, ends: npt.NDArray[np.int64], times: npt.NDArray[np.float64]
@@ -152,12 +154,16 @@ class MasimoAscii1Decoder(LineDecoder):
         body, columns = block
         off = len(self._pending)
         self._keep(buf[body:])
+        count = len(columns.spo2)
+        if len(ends) == 1:  # one piece: every line is of its time
+            readings = self._readings(columns, [float(times[0])] * count)
+            return Timed(readings, [0] * count, np.zeros(1, dtype=np.intp))
         # A line takes the time of the piece its CR came in (as when read line by line).
-        size = body // len(columns.spo2)
+        size = body // count
         where = np.searchsorted(ends, np.arange(size - 2 - off, body - off, size), side="right")
         pieces = where.tolist()
         readings = self._readings(columns, times[where].tolist())
-        frames = np.unique(where)
+        frames = np.fromiter(dict.fromkeys(pieces), dtype=np.intp)  # ascending already
         return Timed(readings, pieces, frames)
 
     def _block(self, buf: bytes) -> tuple[int, _Columns] | None:
@@ -196,7 +202,7 @@ class MasimoAscii1Decoder(LineDecoder):
         """A block's values as `_lines` gives them line by line; None where a line needs
         more than its layout (an impossible value, counted by `_line`) or the EXC word
         changes within the block."""
-        spo2s, prs, pis, excs, minutes, seconds = numbers
+        spo2s, prs, pis, excs, seconds = numbers
         has_spo2, has_pr, has_pi, has_exc = block.fields[:4]
         count = len(spo2s)
         if (
@@ -206,49 +212,42 @@ class MasimoAscii1Decoder(LineDecoder):
             or (has_exc and excs.count(excs[0]) != count)
         ):
             return None
-        layout = self._layouts[body[: block.size - 2].translate(_SHAPE)]
-        if layout.exc is None:
+        if block.exc is None:
             flags, withheld = Quality.NONE, False
         else:
-            raw = body[layout.exc]
+            raw = body[block.exc]
             known = self._excs.get(raw)
             flags, withheld = self._exc(raw) if known is None else known
-        times: list[datetime | None] = []
-        minute_at, size = layout.minute, block.size
-        table, last, minute = self._minutes, -1, None
-        for r, (key, second) in enumerate(zip(minutes, seconds, strict=True)):
-            if key != last:
-                last, raw = key, body[r * size + minute_at.start : r * size + minute_at.stop]
-                minute = table.get(raw, _UNSEEN)
-                if minute is _UNSEEN:
-                    minute = self._minute(raw)
-            step = _SECOND_BY_NUMBER[second]
-            times.append(None if minute is None or step is None else minute + step)
+        minute_at, size = block.minute, block.size
+
+        def device_time(start: int, stop: int) -> list[datetime | None]:
+            """The device clock of lines `start` to `stop` (metadata: worked out when asked)."""
+            out: list[datetime | None] = []
+            last, minute = b"", None
+            for i in range(start, stop):
+                raw = body[i * size + minute_at.start : i * size + minute_at.stop]
+                if raw != last:
+                    last, minute = raw, self._minutes.get(raw, _UNSEEN)
+                    if minute is _UNSEEN:
+                        minute = self._minute(raw)
+                step = _SECOND_BY_NUMBER[seconds[i]]
+                out.append(None if minute is None or step is None else minute + step)
+            return out
+
         self.records += count
-        nothing: list[None] = [None] * count
+        nothing = [None] * count
         return _Columns(
-            spo2=spo2s if has_spo2 else nothing,  # type: ignore[arg-type]
-            pr=prs if has_pr else nothing,  # type: ignore[arg-type]
-            pi=[p / block.pi_scale for p in pis] if has_pi else nothing,  # type: ignore[arg-type]
-            device_time=times,
+            spo2=nothing if withheld or not has_spo2 else spo2s,
+            pr=nothing if withheld or not has_pr else prs,
+            pi=nothing if withheld or not has_pi else [p / block.pi_scale for p in pis],
+            device_time=device_time,
             flags=flags,
-            withheld=withheld,
         )
 
-    def _readings(self, columns: _Columns, times: list[float]) -> list[Reading]:
-        device = self.device
-        flags = columns.flags
-        if columns.withheld:
-            return [
-                Reading(t=t, device=device, flags=flags, device_time=when)
-                for t, when in zip(times, columns.device_time, strict=True)
-            ]
-        return [
-            Reading(t=t, device=device, spo2=spo2, pr=pr, pi=pi, flags=flags, device_time=when)
-            for t, spo2, pr, pi, when in zip(
-                times, columns.spo2, columns.pr, columns.pi, columns.device_time, strict=True
-            )
-        ]
+    def _readings(self, columns: _Columns, times: list[float]) -> ReadingColumns:
+        spo2, pr, pi, device_time, flags = columns
+        return ReadingColumns(device=self.device, t=times, spo2=spo2, pr=pr, pi=pi,
+                              flags=flags, device_time=device_time)  # fmt: skip
 
     def _line(self, line: bytes, t: float) -> Reading | None:
         stamp = _STAMP.search(line)
@@ -485,18 +484,17 @@ def _layout(line: bytes, shape: bytes) -> _Layout | None:
 class _Columns(NamedTuple):
     """The values of a block's lines, field by field, as `_lines` reads each line."""
 
-    spo2: list[int | None]
-    pr: list[int | None]
-    pi: list[float | None]
-    device_time: list[datetime | None]
+    spo2: Sequence[int | None]
+    pr: Sequence[int | None]
+    pi: Sequence[float | None]
+    device_time: Callable[[int, int], list[datetime | None]]
     #: One EXC word for the whole block (a block whose EXC changes is read line by line).
     flags: Quality
-    #: The flags withhold the numbers.
-    withheld: bool
 
 
-#: The numbers of a block's lines: SpO2, PR, PI, the EXC key, the minute key, the second.
-_FIELDS = 6
+#: The numbers of a block's lines: SpO2, PR, PI, the EXC key (equal numbers, equal bytes),
+#: and the second of the device clock.
+_FIELDS = 5
 #: Digits of one field beyond which a number may not be exact in 64 bits (or as a double).
 _MAX_DIGITS = 15
 
@@ -507,7 +505,7 @@ class _Block:
     shape masks as they are), then one product for every number. Made from the shape's
     layout: it reads the values where the layout reads them."""
 
-    __slots__ = ("columns", "fields", "low", "pi_scale", "size", "span", "weights")
+    __slots__ = ("columns", "exc", "fields", "low", "minute", "pi_scale", "size", "span", "weights")
 
     def __init__(self, layout: _Layout, first: bytes) -> None:
         import numpy as np
@@ -517,6 +515,7 @@ class _Block:
         for at, _key in layout.checks:
             digit[at] = False  # a key's digit (`SPO2=`): this byte and no other
         self.size = len(first)
+        self.exc, self.minute = layout.exc, layout.minute
         self.low = np.where(digit, ord("0"), row).astype(np.uint8)
         #: Past `low`: 9 where a digit goes, 0 where the byte is fixed.
         self.span = np.where(digit, 9, 0).astype(np.uint8)
@@ -525,7 +524,7 @@ class _Block:
         #: The fields the layout reads (None: dashes there, or no such key).
         self.fields: list[bool] = []
         places_after_dot = 0
-        spans = (layout.spo2, layout.pr, layout.pi, layout.exc, layout.minute, layout.second)
+        spans = (layout.spo2, layout.pr, layout.pi, layout.exc, layout.second)
         for field, span in enumerate(spans):
             self.fields.append(span is not None)
             if span is None:
@@ -545,7 +544,8 @@ class _Block:
                 places_after_dot = 0 if dot < 0 else sum(1 for i in places if i > dot)
         self.pi_scale = 10.0**places_after_dot
         self.columns = np.array(columns, dtype=np.intp)
-        self.weights = np.array(weights, dtype=np.int64).reshape(len(columns), _FIELDS)
+        # Floats: a product in floats is BLAS's, and exact (every number is below 2**53).
+        self.weights = np.array(weights, dtype=np.float64).reshape(len(columns), _FIELDS)
 
     @staticmethod
     def of(layout: _Layout, first: bytes) -> _Block | None:
@@ -566,7 +566,7 @@ class _Block:
         d = np.frombuffer(body, dtype=np.uint8).reshape(count, self.size) - self.low
         if not (d <= self.span).all():
             return None
-        numbers: list[list[int]] = (d[:, self.columns] @ self.weights).T.tolist()
+        numbers: list[list[int]] = (d[:, self.columns] @ self.weights).astype(np.int64).T.tolist()
         return numbers
 
 
