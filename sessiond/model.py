@@ -8,6 +8,7 @@ recorder from the injected UTC clock, never by the pure layers.
 from __future__ import annotations
 
 import enum
+from bisect import bisect_right
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, overload
@@ -136,6 +137,43 @@ class ReadingColumns(Sequence[Reading]):
             Reading(t=t, device=device, spo2=spo2, pr=pr, pi=pi, flags=flags, device_time=when)
             for t, spo2, pr, pi, when in zip(*columns, strict=True)
         ]
+
+
+class ReadingParts(Sequence[Reading]):
+    """Readings of one device in order, in parts: runs in columns (`ReadingColumns`) and
+    readings made one by one between them."""
+
+    __slots__ = ("_starts", "parts")
+
+    def __init__(self, parts: list[Sequence[Reading]]) -> None:
+        self.parts = [part for part in parts if part]
+        self._starts: list[int] = []
+        at = 0
+        for part in self.parts:
+            self._starts.append(at)
+            at += len(part)
+        self._starts.append(at)
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    @overload
+    def __getitem__(self, i: int) -> Reading: ...
+    @overload
+    def __getitem__(self, i: slice) -> list[Reading]: ...
+    def __getitem__(self, i: int | slice) -> Reading | list[Reading]:
+        if isinstance(i, slice):
+            return list(self)[i]
+        if i < 0:
+            i += len(self)
+        if not 0 <= i < len(self):
+            raise IndexError(i)
+        k = bisect_right(self._starts, i) - 1
+        return self.parts[k][i - self._starts[k]]
+
+    def __iter__(self) -> Iterator[Reading]:
+        for part in self.parts:
+            yield from part
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

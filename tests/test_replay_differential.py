@@ -1,16 +1,19 @@
 """`replay` against the plain way of driving the monitor, on random Masimo captures.
 
-Replay decodes a block at a time, keeps a bound on the next deadline and lets the alarm
-engine take quiet readings (every rule idle, every value inside its limits) on a short path.
-The plain driver does what the daemon's loop does for each reading: `advance(t)` to the
-reading's time, then `on_reading`, with the exact next deadline every time. Both must write
-the same lines: readings, phases, alarms, BP requests, discharge readiness.
+Replay decodes a block at a time (runs of lines in columns), keeps a bound on the next
+deadline and lets the monitor take quiet readings (every rule idle, every value inside its
+limits) in one pass (`Monitor.take_quiet`). The plain driver does what the daemon's loop does
+for each reading: `advance(t)` to the reading's time, then `on_reading`, with the exact next
+deadline every time. Both must write the same lines: readings, phases, alarms, BP requests,
+discharge readiness, and the baseline captured at the dose.
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import json
+import math
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +22,8 @@ from hypothesis import strategies as st
 
 from sessiond.config import Config
 from sessiond.devices import make_decoder
-from sessiond.model import Route
+from sessiond.model import Quality, Reading, ReadingColumns, Route
+from sessiond.records import replay as replay_module
 from sessiond.records.capture import CaptureReader, CaptureWriter
 from sessiond.records.replay import REPLAY_USER, replay
 from sessiond.session.monitor import Monitor
@@ -32,33 +36,41 @@ if TYPE_CHECKING:
     from sessiond.model import Event
 
 START = datetime(2026, 11, 22, 9, 0, 0)  # noqa: DTZ001  (a device clock has no zone)
-PUBLIC = {"phase", "alarm", "nibp_request", "discharge_ready", "infusion_prompt"}
+#: What replay writes, and the baseline (which shows only through the BP rules otherwise).
+PUBLIC = {"phase", "alarm", "nibp_request", "discharge_ready", "infusion_prompt", "baseline"}
 
-#: Values around the default limits (SpO2 90/85, PR 50/40 and 120/130), and dashes.
-SPO2 = [None, 80, 84, 86, 89, 90, 92, 97]
-PR = [None, 35, 41, 49, 52, 72, 118, 121, 131]
+#: Values around the default limits (SpO2 90/85, PR 50/40 and 120/130), and dashes; most
+#: inside them, so that runs of quiet readings meet silences and limits.
+SPO2 = [None, 80, 84, 86, 89, 90, 90, 92, 96, 97, 97, 98, 100]
+PR = [None, 35, 41, 49, 50, 52, 60, 72, 72, 90, 118, 120, 121, 131]
 #: EXC words: none, sensor off, low perfusion, pulse search, interference, low signal IQ.
-EXC = [0x800, 0x800, 0x800, 0x820, 0x804, 0x808, 0x810, 0xC00]
+EXC = [0x800] * 6 + [0x820, 0x804, 0x808, 0x810, 0xC00]
 
-#: A run of equal lines: seconds, values, EXC, and the silence after it.
+#: A run of lines: seconds, values (the same, or drifting by one each second), EXC, and the
+#: silence after it (a step of 5 s is when `device_lost` is due).
 segment = st.tuples(
     st.integers(1, 90),
     st.sampled_from(SPO2),
     st.sampled_from(PR),
     st.sampled_from(EXC),
-    st.sampled_from([0, 0, 0, 3, 7, 40]),
+    st.sampled_from([0, 0, 0, 0, 3, 4, 7, 40]),
+    st.booleans(),
 )
 
 
-def write_capture(path: Path, segments: list[tuple[int, Any, Any, int, int]]) -> float:
+def write_capture(path: Path, segments: list[tuple[int, Any, Any, int, int, bool]]) -> float:
     writer = CaptureWriter(path, {"spo2": "masimo-ascii1"})
     second = 0
-    for n, spo2, pr, exc, gap in segments:
-        for _ in range(n):
+    for n, spo2, pr, exc, gap, drift in segments:
+        for k in range(n):
+            wobble = (k % 3 - 1) if drift else 0
             data = masimo_line(
-                device_time=START + timedelta(seconds=second), spo2=spo2, pr=pr,
-                pi=None if spo2 is None else 1.5 + (second % 7) / 10, exc=exc,
-            )  # fmt: skip
+                device_time=START + timedelta(seconds=second),
+                spo2=None if spo2 is None else min(100, spo2 + wobble),
+                pr=None if pr is None else pr + wobble,
+                pi=None if spo2 is None else 1.5 + (second % 7) / 10,
+                exc=exc,
+            )
             # Two pieces, as a UART delivers them; the second ends the line.
             writer.write(second + 0.25, "spo2", "<", data[:40])
             writer.write(second + 0.26, "spo2", "<", data[40:])
@@ -117,14 +129,72 @@ def by_plain_driver(path: Path, config: Config, dose_at: float | None) -> list[s
 
 
 @settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
 @given(
     segments=st.lists(segment, min_size=1, max_size=12),
     dose=st.one_of(st.none(), st.floats(0.0, 600.0)),
 )
-def test_replay_writes_what_the_plain_driver_writes(tmp_path, segments, dose):
+def test_replay_writes_what_the_plain_driver_writes(tmp_path, monkeypatch, segments, dose):
+    monkeypatch.setattr(replay_module, "_PUBLIC_TYPES", PUBLIC)
     path = tmp_path / "ox.cap"
     write_capture(path, segments)
     config = Config()
     assert by_replay(path, config, dose) == by_plain_driver(path, config, dose)
+
+
+# --- the monitor's quiet stretches, with a second oximeter and a BP schedule ----------------
+
+
+def drive(
+    monitor: Monitor, ours: ReadingColumns, theirs: list[Reading], *, bulk: bool
+) -> list[dict[str, Any]]:
+    """Both devices' readings in time order (the other's first at equal times), each after
+    `advance` to its time; with `bulk`, each stretch of ours that `take_quiet` takes, as
+    replay does."""
+    out: list[Event] = monitor.start_session(0.0, session_id="s", route=Route.IV,
+                                             user="ana", source="test")  # fmt: skip
+    i = j = 0
+    while i < len(ours) or j < len(theirs):
+        if j < len(theirs) and (i >= len(ours) or theirs[j].t <= ours.t[i]):
+            reading = theirs[j]
+            j += 1
+        else:
+            reading = ours[i]
+            i += 1
+        out += monitor.advance(reading.t) + monitor.on_reading(reading)
+        if bulk and reading.device == ours.device:
+            i = monitor.take_quiet(ours, i, theirs[j].t if j < len(theirs) else math.inf)
+    last = max([*ours.t, *(r.t for r in theirs), 0.0])
+    return [event_json(e) for e in out + monitor.advance(last + 600.0)]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from([0.5, 1.0, 1.0, 1.0, 2.0, 4.99, 5.0, 7.0]),
+            st.sampled_from(SPO2[1:]),
+            st.sampled_from(PR[1:]),
+        ),
+        min_size=1,
+        max_size=500,
+    ),
+    theirs=st.lists(st.floats(0.0, 900.0), max_size=6),
+    bp=st.booleans(),
+)
+def test_quiet_stretches_are_what_one_by_one_gives(steps, theirs, bp):
+    """`take_quiet` stops before every deadline: the other oximeter's silence, the BP
+    schedule's requests, its own silence; the events and the next deadline are the same."""
+    times = list(itertools.accumulate(step for step, _, _ in steps))
+    ours = ReadingColumns(
+        device="a", t=times, spo2=[s for _, s, _ in steps], pr=[p for _, _, p in steps],
+        pi=[None] * len(steps), flags=Quality.NONE, device_time=lambda a, b: [None] * (b - a),
+    )  # fmt: skip
+    other = [Reading(t=t, device="b", spo2=97, pr=70) for t in sorted(theirs)]
+    config = Config()
+    nibp = ["nibp"] if bp else []
+    one_by_one = Monitor(config=config, streaming=["a", "b"], nibp=nibp)
+    in_bulk = Monitor(config=config, streaming=["a", "b"], nibp=nibp)
+    assert drive(in_bulk, ours, other, bulk=True) == drive(one_by_one, ours, other, bulk=False)
+    assert in_bulk.next_due() == one_by_one.next_due()

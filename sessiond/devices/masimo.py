@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, ClassVar, NamedTuple
 
 from sessiond.devices.decoder import SerialSettings, Timed
 from sessiond.devices.lines import LineDecoder
-from sessiond.model import PROBE_OFF, Quality, Reading, ReadingColumns
+from sessiond.model import PROBE_OFF, Quality, Reading, ReadingColumns, ReadingParts
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -70,15 +70,21 @@ _PROBE_OFF = int(PROBE_OFF)  # plain int: IntFlag operators are ~6x slower on th
 _SHAPE = bytes.maketrans(b"0123456789#", b"##########\x00")
 #: Shapes remembered (a device has a handful; noise must not grow the table without bound).
 _MAX_LAYOUTS = 64
+#: Blocks remembered, by shape and EXC word.
+_MAX_BLOCKS = 4 * _MAX_LAYOUTS
 _MAX_MINUTES = 1024
 _SECONDS = {b"%02d" % s: timedelta(seconds=s) for s in range(60)}
-_LF = ord("\n")
+_LF, _CR = ord("\n"), ord("\r")
 #: The same by the number two digits make (None past 59: no time).
 _SECOND_BY_NUMBER: list[timedelta | None] = [*_SECONDS.values(), *[None] * 40]
-#: A read this long may be read as a block (two seconds of a 9600-baud link: a live link's
-#: read holds a line or so, and never loads numpy) if it holds this many whole lines.
+#: A read this long may hold blocks (two seconds of a 9600-baud link: a live link's read
+#: holds a line or so, and never loads numpy); a block is this many whole lines or more.
 _BLOCK_BYTES = 2048
 _BLOCK_LINES = 4
+#: Lines tried as one block: from the first, doubled while whole runs come, up to the last.
+_MIN_WINDOW, _MAX_WINDOW = 32, 4096
+#: Lines read one by one where no block starts, before one is tried again.
+_LINES_BETWEEN = 16
 
 
 class _BadField(ValueError):
@@ -128,94 +134,156 @@ class MasimoAscii1Decoder(LineDecoder):
         self._layouts: dict[bytes, _Layout] = {}
         #: The block of each shape whose layout can read lines as a matrix (None: it cannot).
         self._blocks: dict[bytes, _Block | None] = {}
+        #: How many lines the next block is tried on.
+        self._window = _MIN_WINDOW
         #: Flags, and whether they withhold the numbers, by EXC field.
         self._excs: dict[bytes, tuple[Quality, bool]] = {}
         #: The device clock's minutes (`MM/DD/YY HH:MM:`), None where it is no time.
         self._minutes: dict[bytes, datetime | None] = {}
 
     def feed(self, data: bytes, t: float) -> list[Reading]:
-        buf = self._pending + data if self._pending else data
-        block = self._block(buf) if len(buf) >= _BLOCK_BYTES else None
-        if block is None:
+        if len(self._pending) + len(data) < _BLOCK_BYTES:
             return super().feed(data, t)
-        body, columns = block
-        self._keep(buf[body:])
-        return self._readings(columns, [t] * len(columns.spo2)).made()
+        import numpy as np
+
+        return list(self._bulk(data, np.array([len(data)]), np.array([t])).readings)
 
     def feed_timed(
         self, data: bytes, ends: npt.NDArray[np.int64], times: npt.NDArray[np.float64]
     ) -> Timed:
-        buf = self._pending + data if self._pending else data
-        block = self._block(buf) if len(buf) >= _BLOCK_BYTES else None
-        if block is None:
+        if len(self._pending) + len(data) < _BLOCK_BYTES:
             return super().feed_timed(data, ends, times)
+        return self._bulk(data, ends, times)
+
+    def _bulk(
+        self, data: bytes, ends: npt.NDArray[np.int64], times: npt.NDArray[np.float64]
+    ) -> Timed:
+        """`feed_timed` for a read of many lines: runs of whole lines of one shape as blocks
+        (their readings in columns), the lines between them one by one (`_lines`), each line
+        at the time of the piece its end (CR, or LF alone) came in. From noise longer than a
+        line on, piece by piece (where it is skipped depends on where the pieces end)."""
         import numpy as np
 
-        body, columns = block
         off = len(self._pending)
-        self._keep(buf[body:])
-        count = len(columns.spo2)
-        if len(ends) == 1:  # one piece: every line is of its time
-            readings = self._readings(columns, [float(times[0])] * count)
-            return Timed(readings, [0] * count, np.zeros(1, dtype=np.intp))
-        # A line takes the time of the piece its CR came in (as when read line by line).
-        size = body // count
-        where = np.searchsorted(ends, np.arange(size - 2 - off, body - off, size), side="right")
-        pieces = where.tolist()
-        readings = self._readings(columns, times[where].tolist())
+        buf = self._pending + data if self._pending else data
+        self._pending = b""
+        body = max(buf.rfind(b"\n"), buf.rfind(b"\r")) + 1
+        parts: list[Sequence[Reading]] = []
+        pieces: list[int] = []
+        pos = 0
+        while pos < body:
+            run = self._run(buf, pos, body)
+            if run is not None:
+                size, columns = run
+                count = len(columns.spo2)
+                if len(ends) == 1:
+                    where = [0] * count
+                    at = [float(times[0])] * count
+                else:
+                    crs = np.arange(pos + size - 2 - off, pos + count * size - off, size)
+                    found = np.searchsorted(ends, crs, side="right")
+                    where, at = found.tolist(), times[found].tolist()
+                parts.append(self._readings(columns, at))
+                pieces += where
+                pos += count * size
+                continue
+            # The next lines one by one (then a block is tried again), unless noise comes.
+            lines = self._one_by_one(buf, pos, body, off, ends, times)
+            if lines is None:
+                break
+            pos, read, where = lines
+            parts.append(read)
+            pieces += where
+        if pos < body or len(buf) - body > MAX_LINE:
+            # Noise from `pos` on: the rest of its piece and the pieces after it, as fed.
+            first = int(np.searchsorted(ends, pos - off, side="right"))
+            start, rest = pos, []
+            for k in range(first, len(ends)):
+                got = super().feed(buf[start : off + int(ends[k])], float(times[k]))
+                rest += got
+                pieces += [k] * len(got)
+                start = off + int(ends[k])
+            parts.append(rest)
+        else:
+            self._pending = bytes(buf[body:])
         frames = np.fromiter(dict.fromkeys(pieces), dtype=np.intp)  # ascending already
-        return Timed(readings, pieces, frames)
+        return Timed(ReadingParts(parts), pieces, frames)
 
-    def _block(self, buf: bytes) -> tuple[int, _Columns] | None:
-        """The whole lines at the start of `buf`, read as one block of one known shape: where
-        they end, and their values; None where a line may need more (`_lines`)."""
-        body = buf.rfind(b"\n") + 1
-        first = buf.find(b"\n") + 1
-        if not first or buf.find(b"\r", body) >= 0 or body < _BLOCK_LINES * first:
-            return None
-        count, rest = divmod(body, first)
-        # One length, one CR LF each, no NUL: else the lines are not all of one shape, or
-        # they are not what `_lines` would split them into.
+    def _one_by_one(  # noqa: PLR0917 - `_bulk`'s state
+        self,
+        buf: bytes,
+        pos: int,
+        body: int,
+        off: int,
+        ends: npt.NDArray[np.int64],
+        times: npt.NDArray[np.float64],
+    ) -> tuple[int, list[Reading], list[int]] | None:
+        """The next `_LINES_BETWEEN` lines from `pos` through `_lines`: where they end, their
+        readings and the pieces of those; None where noise longer than a line comes first."""
+        import numpy as np
+
+        reach = min(body - pos, _LINES_BETWEEN * (MAX_LINE + 1))
+        near = np.frombuffer(buf, dtype=np.uint8, offset=pos, count=reach)
+        line_ends = np.flatnonzero((near == _LF) | (near == _CR))[:_LINES_BETWEEN] + pos
         if (
-            rest
-            or buf.find(b"\r") != first - 2
-            or buf[first - 1] != _LF
-            or buf.find(b"\x00", 0, body) >= 0
+            not line_ends.size
+            or line_ends[0] - pos > MAX_LINE
+            or (line_ends[1:] - line_ends[:-1]).max(initial=0) > MAX_LINE + 1
         ):
             return None
-        shape = buf[: first - 2].translate(_SHAPE)
-        block = self._blocks.get(shape, _UNTAUGHT)
+        stop = int(line_ends[-1]) + 1
+        lines = buf[pos:stop].replace(b"\x00", b"").replace(b"\r", b"\n").split(b"\n")
+        keep = [i for i, line in enumerate(lines[:-1]) if line]
+        if not keep:
+            return stop, [], []
+        found = np.searchsorted(ends, line_ends[keep] - off, side="right")
+        read = self._lines([lines[i] for i in keep], times[found].tolist())
+        made = [(r, p) for r, p in zip(read, found.tolist(), strict=True) if r]
+        return stop, [r for r, _ in made], [p for _, p in made]
+
+    def _run(self, buf: bytes, pos: int, body: int) -> tuple[int, _Columns] | None:
+        """The lines from `pos` (before `body`) that read as one block of a known shape: their
+        size and values; None unless there are `_BLOCK_LINES` or more."""
+        size = buf.find(b"\n", pos, body) + 1 - pos
+        rows = min((body - pos) // size, self._window) if size > 2 else 0  # noqa: PLR2004
+        # One CR LF at its end and no NUL: else the line is not what `_lines` would read.
+        if (
+            rows < _BLOCK_LINES
+            or buf.find(b"\r", pos, body) != pos + size - 2
+            or buf.find(b"\x00", pos, pos + size) >= 0
+        ):
+            return None
+        shape = buf[pos : pos + size - 2].translate(_SHAPE)
+        layout = self._layouts.get(shape)
+        if layout is None:
+            return None  # `_lines` learns the shape from its first line
+        # A block is of one shape and one EXC word (the same flags for all its lines).
+        exc = layout.exc
+        key = shape if exc is None else shape + buf[pos + exc.start : pos + exc.stop]
+        block = self._blocks.get(key, _UNTAUGHT)
         if block is _UNTAUGHT:
-            layout = self._layouts.get(shape)
-            if layout is None:
-                return None  # `_lines` learns the shape from its first line
-            block = self._blocks[shape] = _Block.of(layout, buf[:first])
+            if len(self._blocks) >= _MAX_BLOCKS:
+                self._blocks.clear()  # noise filled it
+            block = self._blocks[key] = _Block.of(layout, buf[pos : pos + size])
         if block is None:
             return None
-        numbers = block.numbers(buf[:body], count)
-        if numbers is None:
+        numbers = block.numbers(buf, pos, rows)
+        count = len(numbers[0])
+        # A run cut short is tried small again next time; a whole one, larger.
+        self._window = _MIN_WINDOW if count < rows else min(2 * rows, _MAX_WINDOW)
+        if count < _BLOCK_LINES:
             return None
-        columns = self._columns(block, numbers, buf[:body])
-        return None if columns is None else (body, columns)
+        return size, self._columns(block, numbers, buf, pos)
 
-    def _columns(self, block: _Block, numbers: list[list[int]], body: bytes) -> _Columns | None:
-        """A block's values as `_lines` gives them line by line; None where a line needs
-        more than its layout (an impossible value, counted by `_line`) or the EXC word
-        changes within the block."""
-        spo2s, prs, pis, excs, seconds = numbers
-        has_spo2, has_pr, has_pi, has_exc = block.fields[:4]
+    def _columns(self, block: _Block, numbers: list[list[int]], buf: bytes, pos: int) -> _Columns:
+        """The values of a run of lines read as a block from `pos`, as `_lines` gives them."""
+        spo2s, prs, pis, seconds = numbers
+        has_spo2, has_pr, has_pi = block.fields
         count = len(spo2s)
-        if (
-            (has_spo2 and max(spo2s) > _MAX_SPO2)
-            or (has_pr and max(prs) > _MAX_PR)
-            or (has_pi and max(pis) > _MAX_PI * block.pi_scale)
-            or (has_exc and excs.count(excs[0]) != count)
-        ):
-            return None
         if block.exc is None:
             flags, withheld = Quality.NONE, False
         else:
-            raw = body[block.exc]
+            raw = buf[pos + block.exc.start : pos + block.exc.stop]
             known = self._excs.get(raw)
             flags, withheld = self._exc(raw) if known is None else known
         minute_at, size = block.minute, block.size
@@ -225,7 +293,8 @@ class MasimoAscii1Decoder(LineDecoder):
             out: list[datetime | None] = []
             last, minute = b"", None
             for i in range(start, stop):
-                raw = body[i * size + minute_at.start : i * size + minute_at.stop]
+                at = pos + i * size
+                raw = buf[at + minute_at.start : at + minute_at.stop]
                 if raw != last:
                     last, minute = raw, self._minutes.get(raw, _UNSEEN)
                     if minute is _UNSEEN:
@@ -492,9 +561,9 @@ class _Columns(NamedTuple):
     flags: Quality
 
 
-#: The numbers of a block's lines: SpO2, PR, PI, the EXC key (equal numbers, equal bytes),
-#: and the second of the device clock.
-_FIELDS = 5
+#: The numbers of a block's lines: SpO2, PR, PI (its digits), the second of the device clock.
+_FIELDS = 4
+_PI, _SECOND = 2, 3
 #: Digits of one field beyond which a number may not be exact in 64 bits (or as a double).
 _MAX_DIGITS = 15
 
@@ -505,7 +574,10 @@ class _Block:
     shape masks as they are), then one product for every number. Made from the shape's
     layout: it reads the values where the layout reads them."""
 
-    __slots__ = ("columns", "exc", "fields", "low", "minute", "pi_scale", "size", "span", "weights")
+    __slots__ = (
+        *("columns", "exc", "fields", "low", "maxima", "minute", "pi_scale", "size", "span"),
+        "weights",
+    )
 
     def __init__(self, layout: _Layout, first: bytes) -> None:
         import numpy as np
@@ -514,6 +586,8 @@ class _Block:
         digit = (row >= ord("0")) & (row <= ord("9"))
         for at, _key in layout.checks:
             digit[at] = False  # a key's digit (`SPO2=`): this byte and no other
+        if layout.exc is not None:
+            digit[layout.exc] = False  # one EXC word: these bytes
         self.size = len(first)
         self.exc, self.minute = layout.exc, layout.minute
         self.low = np.where(digit, ord("0"), row).astype(np.uint8)
@@ -524,25 +598,26 @@ class _Block:
         #: The fields the layout reads (None: dashes there, or no such key).
         self.fields: list[bool] = []
         places_after_dot = 0
-        spans = (layout.spo2, layout.pr, layout.pi, layout.exc, layout.second)
-        for field, span in enumerate(spans):
-            self.fields.append(span is not None)
+        for field, span in enumerate((layout.spo2, layout.pr, layout.pi, layout.second)):
+            if field != _SECOND:
+                self.fields.append(span is not None)
             if span is None:
                 continue
             places = [i for i in range(span.start, span.stop) if digit[i]]
             if len(places) > _MAX_DIGITS:
                 msg = "too many digits for one number"
                 raise ValueError(msg)
-            base = 16 if field == 3 else 10  # noqa: PLR2004 - EXC is hex
             for k, i in enumerate(places):
                 columns.append(i)
                 weight = [0] * _FIELDS
-                weight[field] = base ** (len(places) - 1 - k)
+                weight[field] = 10 ** (len(places) - 1 - k)
                 weights.append(weight)
-            if field == 2:  # noqa: PLR2004 - PI: its digits after the dot
+            if field == _PI:  # its digits after the dot
                 dot = first.find(b".", span.start, span.stop)
                 places_after_dot = 0 if dot < 0 else sum(1 for i in places if i > dot)
         self.pi_scale = 10.0**places_after_dot
+        #: Past these a value is impossible (`_line` counts the line as bad).
+        self.maxima = [_MAX_SPO2, _MAX_PR, _MAX_PI * self.pi_scale]
         self.columns = np.array(columns, dtype=np.intp)
         # Floats: a product in floats is BLAS's, and exact (every number is below 2**53).
         self.weights = np.array(weights, dtype=np.float64).reshape(len(columns), _FIELDS)
@@ -551,22 +626,34 @@ class _Block:
     def of(layout: _Layout, first: bytes) -> _Block | None:
         """The block of `layout`'s shape, from `first` (a line of it, CR LF included); None
         where its lines are not read by the layout alone."""
-        if layout is _LINE_BY_LINE or layout.skipped:
+        if layout is _LINE_BY_LINE or layout.skipped or len(first) - 2 > MAX_LINE:
             return None
         try:
             return _Block(layout, first)
         except ValueError:
             return None
 
-    def numbers(self, body: bytes, count: int) -> list[list[int]] | None:
-        """Each field's numbers for the `count` lines of `body`; None unless every line has
-        the shape."""
+    def numbers(self, buf: bytes, pos: int, rows: int) -> list[list[int]]:
+        """Each field's numbers for the lines of `buf` from `pos` (up to `rows` of them) that
+        have the block's bytes and possible values, up to the first that has not."""
         import numpy as np
 
-        d = np.frombuffer(body, dtype=np.uint8).reshape(count, self.size) - self.low
-        if not (d <= self.span).all():
-            return None
-        numbers: list[list[int]] = (d[:, self.columns] @ self.weights).astype(np.int64).T.tolist()
+        size = self.size
+        d = np.frombuffer(buf, dtype=np.uint8, count=rows * size, offset=pos)
+        d = d.reshape(rows, size) - self.low
+        v = d[:, self.columns] @ self.weights
+        top = v.max(axis=0).tolist()
+        maxima = self.maxima
+        count = rows
+        if (
+            top[0] > maxima[0]
+            or top[1] > maxima[1]
+            or top[_PI] > maxima[_PI]
+            or not (d <= self.span).all()
+        ):
+            good = (d <= self.span).all(axis=1) & (v[:, :_SECOND] <= maxima).all(axis=1)
+            count = int(good.argmin()) if not good.all() else rows
+        numbers: list[list[int]] = v[:count].astype(np.int64).T.tolist()
         return numbers
 
 

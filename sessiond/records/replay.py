@@ -25,12 +25,15 @@ from typing import TYPE_CHECKING, Any
 
 from sessiond.devices import make_decoder
 from sessiond.devices.decoder import AnswersCommands
-from sessiond.model import Quality, Reading, Route
+from sessiond.model import Quality, Reading, ReadingColumns, ReadingParts, Route
 from sessiond.session.monitor import Monitor
 from sessiond.wire import event_json, reading_json
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    import numpy as np
+    import numpy.typing as npt
 
     from sessiond.devices.decoder import Decoder
     from sessiond.model import Event
@@ -157,29 +160,74 @@ class _Run:
                 continue
             timed = decoder.feed_timed(pieces.data, pieces.ends, times[pieces.lines])
             lines = pieces.lines[timed.pieces].tolist() if timed.pieces else []
-            found += [(line, 0, r) for line, r in zip(lines, timed.readings, strict=True)]
             if decoder.streaming and len(timed.frames) > len(set(timed.pieces)):
                 frame_lines = pieces.lines[timed.frames]
                 self.frames[name] = _Frames(frame_lines.tolist(), times[frame_lines].tolist())
+            readings = timed.readings
+            if (
+                isinstance(readings, ReadingParts)
+                and len(block.pieces) == 1
+                and not self.frames
+                and not block.sent
+            ):
+                self._parts(readings, lines)
+                self._end_block(times)
+                return
+            found += [(line, 0, r) for line, r in zip(lines, readings, strict=True)]
         for name in block.sent.keys() - block.pieces.keys():
             if name in self.commanded:
                 found += self._commanded(block, name)
         if len(block.pieces) > 1:
             found.sort(key=lambda item: item[:2])
-        write, line_of = self.write, self.line
-        monitor = self.monitor
         for line, _, reading in found:
-            self.upto(reading.t, line)
-            if write is not None:
-                write(line_of(reading))
-            self.emit(monitor.on_reading(reading))
-            if monitor.moves != self.moves:
-                self.moves = monitor.moves
-                self.due = -_INF
+            self._one(reading, line)
+        self._end_block(times)
+
+    def _one(self, reading: Reading, line: int) -> None:
+        """A reading of block line `line`: the deadlines before it, its line, its events."""
+        self.upto(reading.t, line)
+        if self.write is not None:
+            self.write(self.line(reading))
+        monitor = self.monitor
+        self.emit(monitor.on_reading(reading))
+        if monitor.moves != self.moves:
+            self.moves = monitor.moves
+            self.due = -_INF
+
+    def _end_block(self, times: npt.NDArray[np.float64]) -> None:
         if len(times):
             self.last_t = float(times[-1])
             self.upto(self.last_t, len(times))
         self.frames = {}
+
+    def _parts(self, readings: ReadingParts, lines: list[int]) -> None:
+        """The readings of a block's only port, part by part (`ReadingParts`)."""
+        at = 0
+        for part in readings.parts:
+            count = len(part)
+            if isinstance(part, ReadingColumns):
+                self._columns(part, lines[at : at + count])
+            else:
+                for reading, line in zip(part, lines[at : at + count], strict=True):
+                    self._one(reading, line)
+            at += count
+
+    def _columns(self, readings: ReadingColumns, lines: list[int]) -> None:
+        """Readings in columns: one by one, and each stretch the monitor can take in one pass
+        (`Monitor.take_quiet`) so."""
+        write, line_of, monitor = self.write, self.line, self.monitor
+        i, count = 0, len(readings)
+        while i < count:
+            self._one(readings[i], lines[i])
+            i += 1
+            until = _INF if self.dose_at is None else self.dose_at
+            if self.dose_at is None and self.infusion_end is not None:
+                until = self.infusion_end
+            stop = monitor.take_quiet(readings, i, until)
+            if stop > i:
+                if write is not None:
+                    write(line_of.run(readings, i, stop))
+                i = stop
 
     def _commanded(self, block: CaptureBlock, name: str) -> list[tuple[int, int, Reading]]:
         """A command/response port line by line: `>` ends a partial reply (`discard_partial`)."""
@@ -291,13 +339,49 @@ class _ReadingLine:
         self._devices: dict[str, str] = {}
         self._flags: dict[Quality, str] = {}
 
+    def _device(self, device: str) -> str:
+        known = self._devices.get(device)
+        if known is None:
+            known = self._devices[device] = json.dumps(device)
+        return known
+
+    def _flag(self, flags: Quality) -> str:
+        known = self._flags.get(flags)
+        if known is None:
+            known = self._flags[flags] = json.dumps(flags.names())
+        return known
+
+    def run(self, readings: ReadingColumns, start: int, stop: int) -> str:
+        """The lines of `readings[start:stop]`, each with an SpO2 and a PR (quiet ones)."""
+        ts = readings.t[start:stop]
+        spo2s, prs, pis = (
+            readings.spo2[start:stop],
+            readings.pr[start:stop],
+            readings.pi[start:stop],
+        )
+        head = '{"t": %r, "type": "reading", "device": ' + self._device(readings.device).replace(
+            "%", "%%"
+        )
+        tail = ', "flags": ' + self._flag(readings.flags).replace("%", "%%") + "}\n"
+        if all(type(v) is int for v in spo2s) and all(type(v) is int for v in prs):
+            if all(p is None for p in pis):
+                line = head + ', "spo2": %d, "pr": %d' + tail
+                return "".join(
+                    [line % (round(t, 3), s, p) for t, s, p in zip(ts, spo2s, prs, strict=True)]
+                )
+            if all(type(p) is float and -_INF < p < _INF for p in pis):
+                line = head + ', "spo2": %d, "pr": %d, "pi": %r' + tail
+                return "".join(
+                    [
+                        line % (round(t, 3), s, p, i)
+                        for t, s, p, i in zip(ts, spo2s, prs, pis, strict=True)
+                    ]
+                )
+        return "".join([self(r) for r in readings[start:stop]])
+
     def __call__(self, r: Reading) -> str:
-        device = self._devices.get(r.device)
-        if device is None:
-            device = self._devices[r.device] = json.dumps(r.device)
-        flags = self._flags.get(r.flags)
-        if flags is None:
-            flags = self._flags[r.flags] = json.dumps(r.flags.names())
+        device = self._device(r.device)
+        flags = self._flag(r.flags)
         spo2, pr, pi = r.spo2, r.pr, r.pi
         if (
             r.sys is None

@@ -49,7 +49,7 @@ from sessiond.session.settings import BaselineConfig, NibpConfig, TechnicalAlarm
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
 
-    from sessiond.model import Event
+    from sessiond.model import Event, ReadingColumns
     from sessiond.session.settings import AlarmsConfig
 
 __all__ = ["INF", "AlarmEngine", "RestoredAlarm"]
@@ -551,6 +551,71 @@ class AlarmEngine:
         elif self._settled:
             return []
         return self._transitions(t)
+
+    def take_quiet(self, readings: ReadingColumns, start: int, until: float) -> int:
+        """Take `readings[start:]` (one streaming device's) while each is quiet, as
+        `on_reading` takes it on its short path, and comes before `until` and before its
+        device's silence would fire: the rules are as after each in turn. Returns where it
+        stopped (`start`: it took none)."""
+        if not self.may_take(readings, start):
+            return start
+        silence = self.silence[readings.device]
+        spo2_low, spo2_high, pr_low, pr_high = self._quiet_band_now()
+        lost_after, last, stop = silence.lost_after(), silence.last_frame, start
+        ts, spo2s, prs = readings.t, readings.spo2, readings.pr
+        for t, spo2, pr in zip(ts[start:], spo2s[start:], prs[start:], strict=True):
+            if (
+                t >= until
+                or t < last  # time went back: `frame` reports a change
+                or last + lost_after <= t  # the silence deadline comes first
+                or spo2 is None
+                or pr is None
+                or not spo2_low <= spo2 <= spo2_high
+                or not pr_low <= pr <= pr_high
+            ):
+                break
+            last = t
+            stop += 1
+        if stop == start:
+            return start
+        silence.frame(last)
+        for rule in self.limits:
+            rule.fresh(last)
+        self.sensor_off.device = self.signal_poor.device = readings.device
+        if not self.dosed and self.phase is _BASELINE:
+            self.baseline.add_oximetry_run(ts[start:stop], spo2s[start:stop], prs[start:stop])
+        return stop
+
+    def may_take(self, readings: ReadingColumns, start: int) -> bool:
+        """Whether `take_quiet` could take `readings[start]` (before the deadlines)."""
+        silence = self.silence.get(readings.device)
+        if silence is None or int(readings.flags) & _UNQUIET or not silence.usual:
+            return False
+        spo2, pr = readings.spo2[start], readings.pr[start]
+        spo2_low, spo2_high, pr_low, pr_high = self._quiet_band_now()
+        return (
+            spo2 is not None
+            and pr is not None
+            and spo2_low <= spo2 <= spo2_high
+            and pr_low <= pr <= pr_high
+        )
+
+    def _quiet_band_now(self) -> tuple[float, float, float, float]:
+        band = self._band
+        if band is None:
+            band = self._band = self._quiet_band()
+        return band
+
+    def due_but_silence_of(self, device: str) -> float:
+        """No deadline but `device`'s silence comes before this (a bound until the next change
+        or deadline)."""
+        if self._due_rest == -INF:
+            self.next_due()
+        due = self._due_rest
+        for rule in self._silent:
+            if rule.device != device:
+                due = min(due, rule.medium.due, rule.high.due)
+        return due
 
     def _quiet_band(self) -> tuple[float, float, float, float]:
         """The SpO2 and PR ranges in which a valid oximeter reading moves no limit or signal

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 from sessiond.model import BaselineCaptured
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from sessiond.session.settings import BaselineConfig
 
 #: Oximeter samples kept for the medians: one a second.
@@ -66,6 +68,22 @@ class Baseline:
         samples = self._samples
         samples.append((t, spo2, pr))
         while samples and samples[0][0] < t - self._window_s:
+            samples.popleft()
+
+    def add_oximetry_run(
+        self, ts: Sequence[float], spo2s: Sequence[int | None], prs: Sequence[int | None]
+    ) -> None:
+        """`add_oximetry` for each reading of a run of valid ones, in time order."""
+        samples, next_sample = self._samples, self._next_sample
+        sampled = None
+        for t, spo2, pr in zip(ts, spo2s, prs, strict=True):
+            if t >= next_sample:
+                next_sample = t + SAMPLE_EVERY_S
+                samples.append((t, spo2, pr))
+                sampled = t
+        self._next_sample = next_sample
+        # Dropped once, for the last sample: what each sample in turn would have dropped.
+        while sampled is not None and samples and samples[0][0] < sampled - self._window_s:
             samples.popleft()
 
     def capture(self, t: float) -> BaselineCaptured:

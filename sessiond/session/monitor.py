@@ -49,7 +49,7 @@ from sessiond.session.timeline import Timeline
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from sessiond.model import DeviceStatus, DoseUnit, Event, Route
+    from sessiond.model import DeviceStatus, DoseUnit, Event, ReadingColumns, Route
     from sessiond.session.settings import SessionConfig
     from sessiond.session.state import OpenSession
 
@@ -239,6 +239,34 @@ class Monitor:
             return out + self._evaluate(reading)
         out = self._evaluate_repeats(before=INF) if self._repeat else []
         return out + self._evaluate(reading)
+
+    def take_quiet(self, readings: ReadingColumns, start: int, until: float) -> int:
+        """`on_reading` for `readings[start:]` (a streaming device's, each after `advance`
+        to its time) as long as each is quiet (valid, inside every limit, every limit and
+        signal rule idle: it changes nothing but how long its values stand) and comes before
+        `until` and every deadline, in one pass. They emit nothing, as one by one; each is
+        evaluated (a repeat among them too, as the module docstring allows). Returns where
+        it stopped (`start`: it took none, the caller goes one by one)."""
+        device = readings.device
+        if (
+            device not in self._streaming
+            or self._repeat
+            or device in self._eager
+            or self.discharge.active
+            or start >= len(readings)
+            or not self.alarms.may_take(readings, start)
+        ):
+            return start
+        due = self.timeline.next_due()
+        due = min(until, INF if due is None else due, self.alarms.due_but_silence_of(device))
+        if self.schedule is not None:
+            due = min(due, self.schedule.next_due())
+        stop = self.alarms.take_quiet(readings, start, due)
+        if stop > start:
+            last = self._last[device] = readings[stop - 1]
+            self._evaluated[device] = last.t
+            self.evaluations += stop - start
+        return stop
 
     def _evaluate_repeats(self, *, before: float, reading: Reading | None = None) -> list[Event]:
         """Evaluate the repeats noted before `before`, oldest first; for `reading`'s own device

@@ -354,6 +354,16 @@ class SilenceRule(Rule):
         critical = self._critical and high.state is not LevelState.ON
         high.due = self.last_frame + high.delay if critical else INF
 
+    def lost_after(self) -> float:
+        """How long after a frame, in the usual state (no level on), a level fires if no
+        other frame comes."""
+        return min(self.medium.delay, self.high.delay if self._critical else INF)
+
+    @property
+    def usual(self) -> bool:
+        """No level on: a frame only moves the deadlines later (`frame`'s usual case)."""
+        return self.medium.state is LevelState.IDLE and self.high.state is not LevelState.ON
+
     def frame(self, t: float) -> bool:
         """A valid frame arrived: the link is alive (a latched high stays until acknowledged).
 
