@@ -12,7 +12,10 @@ of `--runs` in this one run, it times:
   parsing, decoders, timeline, alarm engine, JSON), against the peer parser of
   `bench/peers.py` run in-process on the same device bytes in 4 KiB chunks: ratio = peer time
   / sessiond time (>= 1: sessiond as a whole is at least as fast);
-- the sessiond decoder alone against the same peer, both in-process on 4 KiB chunks;
+- the sessiond decoder alone against the same peer, both in-process on 4 KiB chunks: through
+  its bulk entry (`feed_timed`, a chunk as one piece), which gives a Masimo's runs of lines
+  in columns (`ReadingColumns`: a `Reading` is made when one is looked at, as replay's
+  quiet stretches never do), and through `feed`, which makes every Reading;
 - start-up: `sessiond --help` and `sessiond replay` on an empty capture, as installed
   (compiled modules cached) and, where PYTHONDONTWRITEBYTECODE is set, compiling every module.
 
@@ -149,6 +152,25 @@ def startup(
     return rows
 
 
+def time_decoder(protocol: str, chunks: list[bytes], runs: int) -> tuple[float, float]:
+    """The decoder on `chunks` through `feed_timed` (a chunk as one piece) and `feed`."""
+
+    def bulk() -> int:
+        d = make_decoder(protocol, device="spo2")
+        ends, times = np.zeros(1, dtype=np.int64), np.zeros(1)
+        count = 0
+        for c in chunks:
+            ends[0] = len(c)
+            count += len(d.feed_timed(c, ends, times).readings)
+        return count
+
+    def objects() -> int:
+        d = make_decoder(protocol, device="spo2")
+        return sum(len(d.feed(c, 0.0)) for c in chunks)
+
+    return best(runs, bulk), best(runs, objects)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--hours", type=float, default=3.0, help="Nonin and Contec (3)")
@@ -209,12 +231,8 @@ def main() -> None:
             p = peer_cls()
             return sum(len(p.feed(c)) for c in chunks)
 
-        def decoder(protocol: str = protocol, chunks: list[bytes] = chunks) -> int:
-            d = make_decoder(protocol, device="spo2")
-            return sum(len(d.feed(c, 0.0)) for c in chunks)
-
         peer_s = best(args.runs, peer)
-        dec_s = best(args.runs, decoder)
+        dec_s, objects_s = time_decoder(protocol, chunks, args.runs)
 
         def whole(cap: Path = cap) -> None:
             run("replay", str(cap), "--readings", "--out", os.devnull)
@@ -235,6 +253,14 @@ def main() -> None:
                 f"{dec_s:.3f} s",
                 f"peer in-process {peer_s:.3f} s",
                 f"{peer_s / dec_s:.1f}x",
+            )
+        )
+        rows.append(
+            (
+                "  the same through feed (a Reading object each)",
+                f"{objects_s:.3f} s",
+                f"peer in-process {peer_s:.3f} s",
+                f"{peer_s / objects_s:.1f}x",
             )
         )
         if protocol.startswith("contec"):
