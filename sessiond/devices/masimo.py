@@ -641,20 +641,14 @@ class _Block:
         size = self.size
         d = np.frombuffer(buf, dtype=np.uint8, count=rows * size, offset=pos)
         d = d.reshape(rows, size) - self.low
-        v = d[:, self.columns] @ self.weights
-        top = v.max(axis=0).tolist()
+        v = np.dot(d[:, self.columns], self.weights)
+        numbers: list[list[int]] = v.astype(np.int64).T.tolist()
         maxima = self.maxima
-        count = rows
-        if (
-            top[0] > maxima[0]
-            or top[1] > maxima[1]
-            or top[_PI] > maxima[_PI]
-            or not (d <= self.span).all()
-        ):
-            good = (d <= self.span).all(axis=1) & (v[:, :_SECOND] <= maxima).all(axis=1)
-            count = int(good.argmin()) if not good.all() else rows
-        numbers: list[list[int]] = v[:count].astype(np.int64).T.tolist()
-        return numbers
+        if (d <= self.span).all() and all(max(numbers[f]) <= maxima[f] for f in range(_SECOND)):
+            return numbers
+        good = (d <= self.span).all(axis=1) & (v[:, :_SECOND] <= maxima).all(axis=1)
+        count = int(good.argmin())
+        return [column[:count] for column in numbers]
 
 
 #: Not worked out yet (`_blocks`): a block is made when a read of its shape may use one.
