@@ -5,13 +5,22 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 import pytest
 
 from sessiond.bus import Bus
 from sessiond.clock import VirtualClock
-from sessiond.model import AlarmState, AlarmTransition, NurseAction, Priority, Reading
+from sessiond.model import (
+    AlarmState,
+    AlarmTransition,
+    NurseAction,
+    Priority,
+    Reading,
+    Route,
+    SessionStarted,
+)
 from sessiond.records import store
 from sessiond.records.store import SCHEMA_VERSION, Recorder, RecordError, open_database
 
@@ -158,3 +167,38 @@ def test_an_unusable_record_is_one_message_naming_the_setting(tmp_path):
     (tmp_path / "junk.sqlite").write_bytes(b"not a database " * 100)
     with pytest.raises(RecordError, match=r"not a usable sessiond record.*\[records\] path"):
         open_database(tmp_path / "junk.sqlite")
+
+
+class JitteryClock(VirtualClock):
+    """A real-time clock's stamps: each read of the system time is a little later."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads = 0
+
+    def wall(self, t: float) -> datetime:
+        self.reads += 1
+        return super().wall(t) + timedelta(microseconds=self.reads)
+
+
+async def test_events_of_one_instant_have_one_wall_stamp(tmp_path):
+    """A dose and the start of its infusion: one stamp, so that a resume, which reads times
+    back from the stamps, finds them at the same time."""
+    recorder = Recorder(path=tmp_path / "r.sqlite", clock=JitteryClock(), room_id="r")
+    await recorder.open()
+    bus = Bus()
+    task = asyncio.create_task(recorder.run(bus.subscribe("recorder")))
+    await asyncio.sleep(0)  # the recorder takes its subscription
+    bus.publish(SessionStarted(t=1.0, session_id="s", route=Route.IV, user="ana"))
+    for action in ("dose", "infusion_start"):
+        bus.publish(NurseAction(t=5.0, action=action, user="ana", source="test"))
+    bus.publish(NurseAction(t=6.0, action="note", user="ana", source="test"))
+    assert await recorder.sync() is True
+    bus.close()
+    await task
+    await recorder.close()
+    db = sqlite3.connect(tmp_path / "r.sqlite")
+    walls = dict(db.execute("SELECT action, wall FROM actions"))
+    (dose_wall,) = db.execute("SELECT dose_wall FROM sessions").fetchone()
+    assert walls["dose"] == walls["infusion_start"] == dose_wall
+    assert walls["note"] != dose_wall

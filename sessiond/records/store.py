@@ -253,6 +253,8 @@ class Recorder:
         self.speed = speed
         self.on_fault = on_fault
         self._clock = clock
+        #: The last session time stamped, and its wall stamp (`_wall`).
+        self._stamped: tuple[float, str] | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="recorder")
         self._db: sqlite3.Connection | None = None
         self._session_id: str | None = None
@@ -399,7 +401,7 @@ class Recorder:
         since_t, until_t = sub.dropped_span
         self.dropped_recorded, sub.dropped_span = sub.dropped, None
         data = {"readings": count, "since_t": round(since_t, 3), "until_t": round(until_t, 3)}
-        wall = self._clock.wall(until_t).isoformat()
+        wall = self._wall(until_t)
         return [(_EVENT, (self._session_id, until_t, wall, "record_dropped", json.dumps(data)))]
 
     def _dropped_total(self) -> int:
@@ -444,9 +446,18 @@ class Recorder:
         if self.on_fault is not None:
             self.on_fault(None)
 
+    def _wall(self, t: float) -> str:
+        """The wall stamp of session time `t`. Events of one instant (a dose and the start
+        of its infusion) get one stamp: at real time the clock reads the system time for
+        each, and a resume, which reads times back from stamps, must find them equal."""
+        stamped = self._stamped
+        if stamped is None or stamped[0] != t:
+            stamped = self._stamped = (t, self._clock.wall(t).isoformat())
+        return stamped[1]
+
     def _rows(self, event: Event) -> list[Statement]:  # noqa: PLR0911  (one return per type)
         """The SQL for one event; runs on the loop so the session id follows event order."""
-        wall = self._clock.wall(event.t).isoformat()
+        wall = self._wall(event.t)
         sid = self._session_id
         match event:
             case Reading():
