@@ -14,10 +14,11 @@ import io
 import itertools
 import json
 import math
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from sessiond.config import Config
@@ -143,17 +144,35 @@ def test_replay_writes_what_the_plain_driver_writes(tmp_path, monkeypatch, segme
     assert by_replay(path, config, dose) == by_plain_driver(path, config, dose)
 
 
-# --- the monitor's quiet stretches, with a second oximeter and a BP schedule ----------------
+# --- the monitor's quiet stretches, with a second oximeter, a BP module and a dose ----------
+
+
+def _short() -> Config:
+    """Phases, discharge minimum and SpO2 window of minutes: readiness comes and goes."""
+    base = Config()
+    iv = replace(base.timeline.iv, onset_min=1.0, effect_end_min=3.0, discharge_after_min=4.0)
+    return base.model_copy(update={
+        "timeline": replace(base.timeline, iv=iv),
+        "discharge": replace(base.discharge, spo2_window_min=1.0),
+    })  # fmt: skip
+
+
+CONFIGS = [Config(), _short()]
+USER = {"user": "ana", "source": "test"}
 
 
 def drive(
-    monitor: Monitor, ours: ReadingColumns, theirs: list[Reading], *, bulk: bool
+    monitor: Monitor,
+    ours: ReadingColumns,
+    theirs: list[Reading],
+    dose: float | None,
+    *,
+    bulk: bool,
 ) -> list[dict[str, Any]]:
-    """Both devices' readings in time order (the other's first at equal times), each after
-    `advance` to its time; with `bulk`, each stretch of ours that `take_quiet` takes, as
+    """Every reading in time order (the others' first at equal times), each after `advance`
+    to its time, and the dose; with `bulk`, each stretch of ours that `take_quiet` takes, as
     replay does."""
-    out: list[Event] = monitor.start_session(0.0, session_id="s", route=Route.IV,
-                                             user="ana", source="test")  # fmt: skip
+    out: list[Event] = monitor.start_session(0.0, session_id="s", route=Route.IV, **USER)
     i = j = 0
     while i < len(ours) or j < len(theirs):
         if j < len(theirs) and (i >= len(ours) or theirs[j].t <= ours.t[i]):
@@ -162,39 +181,68 @@ def drive(
         else:
             reading = ours[i]
             i += 1
+        if dose is not None and dose <= reading.t:
+            out += monitor.advance(dose) + monitor.mark_dose(dose, reason="test", **USER)
+            dose = None
         out += monitor.advance(reading.t) + monitor.on_reading(reading)
         if bulk and reading.device == ours.device:
-            i = monitor.take_quiet(ours, i, theirs[j].t if j < len(theirs) else math.inf)
+            until = min(theirs[j].t if j < len(theirs) else math.inf, dose or math.inf)
+            i, events = monitor.take_quiet(ours, i, until)
+            out += events
     last = max([*ours.t, *(r.t for r in theirs), 0.0])
     return [event_json(e) for e in out + monitor.advance(last + 600.0)]
 
 
-@settings(max_examples=80, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(
-    steps=st.lists(
+    runs=st.lists(
         st.tuples(
+            st.integers(1, 200),
             st.sampled_from([0.5, 1.0, 1.0, 1.0, 2.0, 4.99, 5.0, 7.0]),
-            st.sampled_from(SPO2[1:]),
-            st.sampled_from(PR[1:]),
+            st.sampled_from([90, 91, 92, 93, 96, 97, 97, 98]),
+            st.sampled_from([52, 60, 70, 72, 72, 75, 90, 118]),
+            st.booleans(),
         ),
         min_size=1,
-        max_size=500,
+        max_size=8,
     ),
-    theirs=st.lists(st.floats(0.0, 900.0), max_size=6),
-    bp=st.booleans(),
+    oximeter=st.one_of(st.just([]), st.lists(st.floats(0.0, 900.0), max_size=6)),
+    bp_every=st.one_of(st.none(), st.sampled_from([30.0, 60.0, 250.0])),
+    dose=st.one_of(st.none(), st.floats(0.0, 300.0)),
+    config=st.sampled_from(range(len(CONFIGS))),
 )
-def test_quiet_stretches_are_what_one_by_one_gives(steps, theirs, bp):
-    """`take_quiet` stops before every deadline: the other oximeter's silence, the BP
-    schedule's requests, its own silence; the events and the next deadline are the same."""
+# Ready from the end of the SpO2 window; a dip to 91 % in a quiet stretch ends it there, and
+# the window that starts again within the stretch (at a half second) ends between readings.
+@example(
+    runs=[(760, 1.0, 97, 72, False), (30, 1.0, 91, 72, False), (1, 1.5, 97, 72, False),
+          (1, 0.5, 97, 72, False), (300, 1.0, 97, 72, False)],
+    oximeter=[], bp_every=250.0, dose=300.5, config=1,
+)  # fmt: skip
+def test_quiet_stretches_are_what_one_by_one_gives(runs, oximeter, bp_every, dose, config):
+    """`take_quiet` stops before every deadline (the other oximeter's silence, the BP
+    schedule's requests, the phases, readiness's own) and its own silence, and after the
+    first reading that changes readiness: the events and the next deadline are the same."""
+    # Runs of readings: how many, how often, their values (the same, or drifting by one).
+    steps = [
+        (period, spo2 + (k % 3 - 1) * drift, pr + (k % 3 - 1) * drift)
+        for count, period, spo2, pr, drift in runs
+        for k in range(count)
+    ]
     times = list(itertools.accumulate(step for step, _, _ in steps))
     ours = ReadingColumns(
         device="a", t=times, spo2=[s for _, s, _ in steps], pr=[p for _, _, p in steps],
         pi=[None] * len(steps), flags=Quality.NONE, device_time=lambda a, b: [None] * (b - a),
     )  # fmt: skip
-    other = [Reading(t=t, device="b", spo2=97, pr=70) for t in sorted(theirs)]
-    config = Config()
-    nibp = ["nibp"] if bp else []
-    one_by_one = Monitor(config=config, streaming=["a", "b"], nibp=nibp)
-    in_bulk = Monitor(config=config, streaming=["a", "b"], nibp=nibp)
-    assert drive(in_bulk, ours, other, bulk=True) == drive(one_by_one, ours, other, bulk=False)
+    bp = [] if bp_every is None else [k * bp_every for k in range(1, int(times[-1] / bp_every))]
+    theirs = sorted(
+        [Reading(t=t, device="b", spo2=97, pr=70) for t in oximeter]
+        + [Reading(t=t, device="nibp", sys=120 + t % 7, dia=80, pr=72) for t in bp],
+        key=lambda r: r.t,
+    )
+    # Without a second oximeter or a BP module, no alarm of theirs keeps readiness away.
+    streaming, nibp = ["a", "b"] if oximeter else ["a"], ["nibp"] if bp_every else []
+    one_by_one = Monitor(config=CONFIGS[config], streaming=streaming, nibp=nibp)
+    in_bulk = Monitor(config=CONFIGS[config], streaming=streaming, nibp=nibp)
+    got = drive(in_bulk, ours, theirs, dose, bulk=True)
+    assert got == drive(one_by_one, ours, theirs, dose, bulk=False)
     assert in_bulk.next_due() == one_by_one.next_due()

@@ -223,10 +223,14 @@ class _Run:
             until = _INF if self.dose_at is None else self.dose_at
             if self.dose_at is None and self.infusion_end is not None:
                 until = self.infusion_end
-            stop = monitor.take_quiet(readings, i, until)
+            stop, events = monitor.take_quiet(readings, i, until)
             if stop > i:
                 if write is not None:
                     write(line_of.run(readings, i, stop))
+                self.emit(events)  # the last one's (discharge readiness)
+                if monitor.moves != self.moves:
+                    self.moves = monitor.moves
+                    self.due = -_INF
                 i = stop
 
     def _commanded(self, block: CaptureBlock, name: str) -> list[tuple[int, int, Reading]]:

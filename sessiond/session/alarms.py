@@ -482,7 +482,7 @@ class AlarmEngine:
         return self._showing.get(alarm_id)
 
     def any_shown(self) -> bool:
-        return any(shown is not None for shown in self._showing.values())
+        return any(self._showing.values())  # what is shown is a (priority, state) pair
 
     def acknowledge(self, t: float, alarm_id: str) -> list[Event]:
         """A nurse acknowledged `alarm_id`: its audio is silenced for this occurrence.
@@ -552,11 +552,10 @@ class AlarmEngine:
             return []
         return self._transitions(t)
 
-    def take_quiet(self, readings: ReadingColumns, start: int, until: float) -> int:
-        """Take `readings[start:]` (one streaming device's) while each is quiet, as
-        `on_reading` takes it on its short path, and comes before `until` and before its
-        device's silence would fire: the rules are as after each in turn. Returns where it
-        stopped (`start`: it took none)."""
+    def quiet_run(self, readings: ReadingColumns, start: int, until: float) -> int:
+        """How far from `start` the readings (one streaming device's) are quiet, each as
+        `on_reading` would take it on its short path after the ones before it, and come
+        before `until` and before their device's silence would fire. Changes nothing."""
         if not self.may_take(readings, start):
             return start
         silence = self.silence[readings.device]
@@ -576,18 +575,23 @@ class AlarmEngine:
                 break
             last = t
             stop += 1
-        if stop == start:
-            return start
-        silence.frame(last)
-        for rule in self.limits:
-            rule.fresh(last)
-        self.sensor_off.device = self.signal_poor.device = readings.device
-        if not self.dosed and self.phase is _BASELINE:
-            self.baseline.add_oximetry_run(ts[start:stop], spo2s[start:stop], prs[start:stop])
         return stop
 
+    def take_run(self, readings: ReadingColumns, start: int, stop: int) -> None:
+        """The rules as after `readings[start:stop]` in turn, a `quiet_run`: how long its
+        values stand, its device's silence, and the baseline's samples."""
+        t = readings.t[stop - 1]
+        self.silence[readings.device].frame(t)
+        for rule in self.limits:
+            rule.fresh(t)
+        self.sensor_off.device = self.signal_poor.device = readings.device
+        if not self.dosed and self.phase is _BASELINE:
+            self.baseline.add_oximetry_run(
+                readings.t[start:stop], readings.spo2[start:stop], readings.pr[start:stop]
+            )
+
     def may_take(self, readings: ReadingColumns, start: int) -> bool:
-        """Whether `take_quiet` could take `readings[start]` (before the deadlines)."""
+        """Whether `readings[start]` is quiet (before the deadlines)."""
         silence = self.silence.get(readings.device)
         if silence is None or int(readings.flags) & _UNQUIET or not silence.usual:
             return False

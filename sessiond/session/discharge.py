@@ -42,6 +42,9 @@ class DischargeCheck:
         self._last_eval = -INF
         #: It raised once: out of service (readiness is advice; `monitor_fault` says so).
         self.broken = False
+        #: Changes when a reading may have brought `next_due` earlier (the SpO2 window
+        #: started again): a caller's bound on it holds until then.
+        self.moves = 0
 
     def reset(self) -> None:
         self.ready, self.unmet = False, ()
@@ -80,6 +83,7 @@ class DischargeCheck:
             self._spo2_ok_since = None
         elif self._spo2_ok_since is None or t - self._last_spo2 > self.hold_s:
             self._spo2_ok_since = t
+            self.moves += 1
         if spo2 is not None:
             self._last_spo2 = t
         if pr is not None:
@@ -90,18 +94,19 @@ class DischargeCheck:
 
     def due(self, t: float) -> bool:
         """Whether a reading at `t` should re-evaluate (at most once a second)."""
-        return self._earliest is not None and t >= self._next_eval
+        return self._after_dose is not None and t >= self._next_eval
 
     @property
     def next_eval_t(self) -> float:
         """A reading from this time on re-evaluates (INF before the dose)."""
-        return self._next_eval if self._earliest is not None else INF
+        return self._next_eval if self._after_dose is not None else INF
 
     def next_due(self) -> float:
         """When a criterion may next change without a reading (None of them once ready)."""
-        if self._earliest is None or self.ready or self.broken:
+        earliest = self._earliest
+        if earliest is None or self.ready or self.broken:
             return INF
-        times = [self._earliest]
+        times = [earliest]
         if self._spo2_ok_since is not None:
             times.append(self._spo2_ok_since + self.config.spo2_window_min * 60.0)
         return min((due for due in times if due > self._last_eval), default=INF)

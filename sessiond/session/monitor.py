@@ -240,33 +240,65 @@ class Monitor:
         out = self._evaluate_repeats(before=INF) if self._repeat else []
         return out + self._evaluate(reading)
 
-    def take_quiet(self, readings: ReadingColumns, start: int, until: float) -> int:
+    def take_quiet(
+        self, readings: ReadingColumns, start: int, until: float
+    ) -> tuple[int, list[Event]]:
         """`on_reading` for `readings[start:]` (a streaming device's, each after `advance`
         to its time) as long as each is quiet (valid, inside every limit, every limit and
-        signal rule idle: it changes nothing but how long its values stand) and comes before
-        `until` and every deadline, in one pass. They emit nothing, as one by one; each is
-        evaluated (a repeat among them too, as the module docstring allows). Returns where
-        it stopped (`start`: it took none, the caller goes one by one)."""
+        signal rule idle: the alarm rules only note how long its values stand) and comes
+        before `until` and every deadline, in one pass; each is evaluated (a repeat among
+        them too, as the module docstring allows). Returns where it stopped (`start`: it
+        took none, the caller goes one by one) and the events of the last one taken: only
+        discharge readiness can have any, and the run stops at the first that has."""
         device = readings.device
         if (
             device not in self._streaming
             or self._repeat
             or device in self._eager
-            or self.discharge.active
             or start >= len(readings)
             or not self.alarms.may_take(readings, start)
         ):
-            return start
+            return start, []
+        discharge = self.discharge
         due = self.timeline.next_due()
-        due = min(until, INF if due is None else due, self.alarms.due_but_silence_of(device))
+        due = min(until, INF if due is None else due, self.alarms.due_but_silence_of(device),
+                  discharge.next_due())  # fmt: skip
         if self.schedule is not None:
             due = min(due, self.schedule.next_due())
-        stop = self.alarms.take_quiet(readings, start, due)
-        if stop > start:
-            last = self._last[device] = readings[stop - 1]
-            self._evaluated[device] = last.t
-            self.evaluations += stop - start
-        return stop
+        stop = self.alarms.quiet_run(readings, start, due)
+        out: list[Event] = []
+        if stop > start and discharge.active:
+            stop, out = self._readiness_run(readings, start, stop)
+        if stop == start:
+            return start, []
+        self.alarms.take_run(readings, start, stop)
+        last = self._last[device] = readings[stop - 1]
+        self._evaluated[device] = last.t
+        self.evaluations += stop - start
+        if out:
+            self.moves += 1
+        return stop, out
+
+    def _readiness_run(
+        self, readings: ReadingColumns, start: int, stop: int
+    ) -> tuple[int, list[Event]]:
+        """Discharge readiness through quiet `readings[start:stop]` as `_evaluate_rules`
+        follows it: where it stops (before a deadline of its own, or after the first that
+        changes readiness) and that one's events."""
+        discharge = self.discharge
+        moves, due = discharge.moves, discharge.next_due()
+        ts, spo2s, prs = readings.t, readings.spo2, readings.pr
+        for k in range(start, stop):
+            t = ts[k]
+            if t >= due:
+                return k, []
+            discharge.oximetry(t, spo2s[k], prs[k])
+            if discharge.moves != moves:  # the SpO2 window started again: a new deadline
+                moves, due = discharge.moves, min(due, discharge.next_due())
+                self.moves += 1
+            if discharge.due(t) and (out := self._readiness(t)):
+                return k + 1, out
+        return stop, []
 
     def _evaluate_repeats(self, *, before: float, reading: Reading | None = None) -> list[Event]:
         """Evaluate the repeats noted before `before`, oldest first; for `reading`'s own device
@@ -306,8 +338,14 @@ class Monitor:
         self.evaluations += 1
         alarms = self.alarms
         faults, moves = len(alarms.faults), alarms.moves
+        discharged = self.discharge.moves
         out = self._evaluate_rules(reading)
-        if out or alarms.moves != moves or device in self.nibp_devices or self.discharge.active:
+        if (
+            out
+            or alarms.moves != moves
+            or device in self.nibp_devices
+            or self.discharge.moves != discharged
+        ):
             self.moves += 1
         if len(alarms.faults) != faults:
             # A rule failed on it: the next frame is evaluated in full (what a repeat finds
@@ -318,7 +356,8 @@ class Monitor:
     def _evaluate_rules(self, reading: Reading) -> list[Event]:
         t = reading.t
         bp = reading.device in self.nibp_devices and reading.sys is not None
-        if bp and reading.dia is not None and not reading.flags & INVALID_FOR_ALARMS:
+        invalid = int(reading.flags) & _INVALID  # a plain int: IntFlag's & is slow
+        if bp and reading.dia is not None and not invalid:
             assert reading.sys is not None
             self._bp_recent.append((t, reading.sys, reading.dia))
         out = self._after_alarms(self.alarms.on_reading(reading))
@@ -331,7 +370,7 @@ class Monitor:
                 if reading.dia is not None:
                     discharge.bp(reading.sys, reading.dia)
             elif reading.device not in self.nibp_devices:
-                if reading.flags & INVALID_FOR_ALARMS:
+                if invalid:
                     discharge.oximetry(t, None, None)
                 else:
                     discharge.oximetry(t, reading.spo2, reading.pr)
