@@ -11,7 +11,8 @@ of `--runs` in this one run, it times:
 - `sessiond replay FILE --readings --out /dev/null` as a subprocess (start-up, capture
   parsing, decoders, timeline, alarm engine, JSON), against the peer parser of
   `bench/peers.py` run in-process on the same device bytes in 4 KiB chunks: ratio = peer time
-  / sessiond time (>= 1: sessiond as a whole is at least as fast);
+  / sessiond time (>= 1: sessiond as a whole is at least as fast); and the same with a dose
+  15 minutes in (`--dose-at 900`: the phases, and discharge readiness from the dose on);
 - the sessiond decoder alone against the same peer, both in-process on 4 KiB chunks: through
   its bulk entry (`feed_timed`, a chunk as one piece), which gives a Masimo's runs of lines
   in columns (`ReadingColumns`: a `Reading` is made when one is looked at, as replay's
@@ -171,7 +172,7 @@ def time_decoder(protocol: str, chunks: list[bytes], runs: int) -> tuple[float, 
     return best(runs, bulk), best(runs, objects)
 
 
-def main() -> None:
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--hours", type=float, default=3.0, help="Nonin and Contec (3)")
     parser.add_argument("--masimo-hours", type=float, default=24.0, help="Masimo (24)")
@@ -188,7 +189,11 @@ def main() -> None:
         help="time the processes with this environment's bytecode settings throughout "
         "(default: as installed, compiled modules cached in a temporary folder)",
     )
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def main() -> None:
+    args = arguments()
     cmd = shlex.split(args.sessiond)
     as_is = dict(os.environ)
     as_is.setdefault("PYTHONPATH", str(ROOT))
@@ -234,10 +239,11 @@ def main() -> None:
         peer_s = best(args.runs, peer)
         dec_s, objects_s = time_decoder(protocol, chunks, args.runs)
 
-        def whole(cap: Path = cap) -> None:
-            run("replay", str(cap), "--readings", "--out", os.devnull)
+        def whole(cap: Path = cap, *dose: str) -> None:
+            run("replay", str(cap), "--readings", "--out", os.devnull, *dose)
 
         whole_s = best(args.runs, whole)
+        dosed_s = best(args.runs, functools.partial(whole, cap, "--dose-at", "900"))
         label = f"{protocol} {hours:g} h ({len(stream) / 1e6:.1f} MB, {len(reads):,} reads)"
         rows.append(
             (
@@ -245,6 +251,14 @@ def main() -> None:
                 f"{whole_s:.3f} s",
                 f"peer in-process {peer_s:.3f} s",
                 f"{peer_s / whole_s:.2f}x",
+            )
+        )
+        rows.append(
+            (
+                "  the same with a dose at 15 min",
+                f"{dosed_s:.3f} s",
+                f"peer in-process {peer_s:.3f} s",
+                f"{peer_s / dosed_s:.2f}x",
             )
         )
         rows.append(
