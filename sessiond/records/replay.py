@@ -12,7 +12,9 @@ monitor called once per reading and per deadline rather than once per line. Fram
 gave no reading (a Contec or a Nonin binary repeating its numerics) reach the monitor as
 `on_frames`, the last before each deadline or reading and each one the monitor asks for
 (`repeat_due`). The next deadline is kept as a bound (`Monitor.due_by`), worked out exactly
-only when time reaches it.
+only when time reaches it. A decoder that reads runs of lines in columns (a Masimo's,
+`ReadingColumns`) hands them over so: the monitor takes each quiet stretch of them in one
+pass (`Monitor.take_quiet`), and their JSON lines are written from the columns.
 """
 
 from __future__ import annotations
