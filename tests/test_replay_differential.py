@@ -59,8 +59,13 @@ segment = st.tuples(
 )
 
 
-def write_capture(path: Path, segments: list[tuple[int, Any, Any, int, int, bool]]) -> float:
-    writer = CaptureWriter(path, {"spo2": "masimo-ascii1"})
+def write_capture(
+    path: Path, segments: list[tuple[int, Any, Any, int, int, bool]], other: int | None = None
+) -> float:
+    """The segments' lines on port `spo2`; with `other`, a second oximeter's line every
+    `other` seconds in between (port `ox2`)."""
+    ports = {"spo2": "masimo-ascii1"} | ({} if other is None else {"ox2": "masimo-ascii1"})
+    writer = CaptureWriter(path, ports)
     second = 0
     for n, spo2, pr, exc, gap, drift in segments:
         for k in range(n):
@@ -75,6 +80,10 @@ def write_capture(path: Path, segments: list[tuple[int, Any, Any, int, int, bool
             # Two pieces, as a UART delivers them; the second ends the line.
             writer.write(second + 0.25, "spo2", "<", data[:40])
             writer.write(second + 0.26, "spo2", "<", data[40:])
+            if other is not None and second % other == 0:
+                line = masimo_line(device_time=START + timedelta(seconds=second), spo2=96,
+                                   pr=70 + second % 3, pi=2.0)  # fmt: skip
+                writer.write(second + 0.5, "ox2", "<", line)
             second += 1
         second += gap
     writer.close()
@@ -89,8 +98,10 @@ def by_replay(path: Path, config: Config, dose_at: float | None) -> list[str]:
 
 
 def by_plain_driver(path: Path, config: Config, dose_at: float | None) -> list[str]:
-    monitor = Monitor(config=config, streaming=["spo2"], start=0.0)
-    decoder = make_decoder("masimo-ascii1", device="spo2")
+    with path.open(encoding="utf-8") as f:
+        ports = list(CaptureReader(f).ports)
+    monitor = Monitor(config=config, streaming=ports, start=0.0)
+    decoders = {port: make_decoder("masimo-ascii1", device=port) for port in ports}
     lines: list[str] = []
 
     def emit(events: list[Event]) -> None:
@@ -105,14 +116,21 @@ def by_plain_driver(path: Path, config: Config, dose_at: float | None) -> list[s
         reader = CaptureReader(f)
         last = 0.0
         for block in reader.blocks():
+            # Each line's bytes, to its port's decoder, in line order.
+            by_line = {
+                line: (port, k)
+                for port, pieces in block.pieces.items()
+                for k, line in enumerate(pieces.lines.tolist())
+            }
             for i, t in enumerate(block.times.tolist()):
                 last = t
-                pieces = block.pieces.get("spo2")
-                if pieces is None or i not in pieces.lines.tolist():
+                if i not in by_line:
                     continue
-                k = pieces.lines.tolist().index(i)
+                port, k = by_line[i]
+                pieces = block.pieces[port]
                 start = 0 if k == 0 else int(pieces.ends[k - 1])
-                for reading in decoder.feed(bytes(pieces.data[start : pieces.ends[k]]), t):
+                data = bytes(pieces.data[start : pieces.ends[k]])
+                for reading in decoders[port].feed(data, t):
                     if dose_at is not None and dose_at <= reading.t:
                         emit(monitor.advance(dose_at))
                         emit(monitor.mark_dose(dose_at, user=REPLAY_USER, source="replay",
@@ -135,11 +153,13 @@ def by_plain_driver(path: Path, config: Config, dose_at: float | None) -> list[s
 @given(
     segments=st.lists(segment, min_size=1, max_size=12),
     dose=st.one_of(st.none(), st.floats(0.0, 600.0)),
+    other=st.one_of(st.none(), st.sampled_from([1, 3, 30])),
 )
-def test_replay_writes_what_the_plain_driver_writes(tmp_path, monkeypatch, segments, dose):
+def test_replay_writes_what_the_plain_driver_writes(tmp_path, monkeypatch, segments, dose, other):
+    """With a second oximeter too, whose readings come between the first's."""
     monkeypatch.setattr(replay_module, "_PUBLIC_TYPES", PUBLIC)
     path = tmp_path / "ox.cap"
-    write_capture(path, segments)
+    write_capture(path, segments, other)
     config = Config()
     assert by_replay(path, config, dose) == by_plain_driver(path, config, dose)
 

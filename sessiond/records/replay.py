@@ -154,6 +154,8 @@ class _Run:
         """Decode a block's bytes port by port, then drive the monitor in line order."""
         times = block.times
         found: list[tuple[int, int, Reading]] = []
+        #: One port's readings in parts with columns, and their lines (the others in `found`).
+        columns: tuple[ReadingParts, list[int]] | None = None
         self.frames = {}
         for name, pieces in block.pieces.items():
             decoder = self.decoders[name]
@@ -166,23 +168,25 @@ class _Run:
                 frame_lines = pieces.lines[timed.frames]
                 self.frames[name] = _Frames(frame_lines.tolist(), times[frame_lines].tolist())
             readings = timed.readings
-            if (
-                isinstance(readings, ReadingParts)
-                and len(block.pieces) == 1
-                and not self.frames
-                and not block.sent
-            ):
-                self._parts(readings, lines)
-                self._end_block(times)
-                return
+            if columns is None and isinstance(readings, ReadingParts):
+                columns = readings, lines
+                continue
             found += [(line, 0, r) for line, r in zip(lines, readings, strict=True)]
         for name in block.sent.keys() - block.pieces.keys():
             if name in self.commanded:
                 found += self._commanded(block, name)
+        if columns is not None and self.frames:
+            # Frames without readings go in line order one by one: so do these.
+            readings, lines = columns
+            found += [(line, 0, r) for line, r in zip(lines, readings, strict=True)]
+            columns = None
         if len(block.pieces) > 1:
             found.sort(key=lambda item: item[:2])
-        for line, _, reading in found:
-            self._one(reading, line)
+        if columns is not None:
+            self._parts(*columns, others=found)
+        else:
+            for line, _, reading in found:
+                self._one(reading, line)
         self._end_block(times)
 
     def _one(self, reading: Reading, line: int) -> None:
@@ -202,29 +206,52 @@ class _Run:
             self.upto(self.last_t, len(times))
         self.frames = {}
 
-    def _parts(self, readings: ReadingParts, lines: list[int]) -> None:
-        """The readings of a block's only port, part by part (`ReadingParts`)."""
-        at = 0
+    def _parts(
+        self, readings: ReadingParts, lines: list[int], others: list[tuple[int, int, Reading]]
+    ) -> None:
+        """A port's readings part by part (`ReadingParts`), and the other ports' readings
+        (`others`, in line order) each in its place."""
+        at = j = 0
         for part in readings.parts:
             count = len(part)
             if isinstance(part, ReadingColumns):
-                self._columns(part, lines[at : at + count])
+                j = self._columns(part, lines[at : at + count], others, j)
             else:
                 for reading, line in zip(part, lines[at : at + count], strict=True):
+                    j = self._others(others, j, before=line)
                     self._one(reading, line)
             at += count
+        self._others(others, j, before=None)
 
-    def _columns(self, readings: ReadingColumns, lines: list[int]) -> None:
+    def _others(self, others: list[tuple[int, int, Reading]], j: int, *, before: int | None) -> int:
+        """The readings of `others` from `j` on, up to block line `before` (None: all)."""
+        while j < len(others) and (before is None or others[j][0] < before):
+            line, _, reading = others[j]
+            self._one(reading, line)
+            j += 1
+        return j
+
+    def _columns(
+        self,
+        readings: ReadingColumns,
+        lines: list[int],
+        others: list[tuple[int, int, Reading]],
+        j: int,
+    ) -> int:
         """Readings in columns: one by one, and each stretch the monitor can take in one pass
-        (`Monitor.take_quiet`) so."""
+        (`Monitor.take_quiet`) so, up to the next of `others` (from `j`); returns where
+        `others` is then."""
         write, line_of, monitor = self.write, self.line, self.monitor
         i, count = 0, len(readings)
         while i < count:
+            j = self._others(others, j, before=lines[i])
             self._one(readings[i], lines[i])
             i += 1
             until = _INF if self.dose_at is None else self.dose_at
             if self.dose_at is None and self.infusion_end is not None:
                 until = self.infusion_end
+            if j < len(others):
+                until = min(until, others[j][2].t)  # its line comes after theirs
             stop, events = monitor.take_quiet(readings, i, until)
             if stop > i:
                 if write is not None:
@@ -234,6 +261,7 @@ class _Run:
                     self.moves = monitor.moves
                     self.due = -_INF
                 i = stop
+        return j
 
     def _commanded(self, block: CaptureBlock, name: str) -> list[tuple[int, int, Reading]]:
         """A command/response port line by line: `>` ends a partial reply (`discard_partial`)."""
