@@ -281,10 +281,16 @@ class AlarmEngine:
 
     def _bound(self) -> float:
         """A new lower bound once `_due` is reached: the silence deadlines as they are now."""
+        self._due = due = self._with_silences(but=None)
+        return due
+
+    def _with_silences(self, *, but: str | None) -> float:
+        """The bound on every deadline but the silences', and the silence deadlines of every
+        device but `but` as they are now."""
         due = self._due_rest
         for rule in self._silent:
-            due = min(due, rule.medium.due, rule.high.due)
-        self._due = due
+            if rule.device != but:
+                due = min(due, rule.medium.due, rule.high.due)
         return due
 
     def advance(self, now: float) -> list[Event]:
@@ -615,11 +621,7 @@ class AlarmEngine:
         or deadline)."""
         if self._due_rest == -INF:
             self.next_due()
-        due = self._due_rest
-        for rule in self._silent:
-            if rule.device != device:
-                due = min(due, rule.medium.due, rule.high.due)
-        return due
+        return self._with_silences(but=device)
 
     def _quiet_band(self) -> tuple[float, float, float, float]:
         """The SpO2 and PR ranges in which a valid oximeter reading moves no limit or signal

@@ -170,8 +170,13 @@ class Monitor:
         """`next_due` if it is at or before `now`; else some time after `now` that no
         deadline comes before until the next evaluation (the alarm engine then need not work
         out its exact next deadline, once per reading)."""
+        return self._due_with(self.alarms.due_by(now))
+
+    def _due_with(self, alarms_due: float) -> float:
+        """The next deadline of the timeline, the BP schedule and readiness, or `alarms_due`
+        (the alarm engine's, as the caller asked it) if earlier."""
         due = self.timeline.next_due()
-        due = min(INF if due is None else due, self.alarms.due_by(now), self.discharge.next_due())
+        due = min(INF if due is None else due, alarms_due, self.discharge.next_due())
         return due if self.schedule is None else min(due, self.schedule.next_due())
 
     def advance(self, now: float) -> list[Event]:
@@ -259,15 +264,10 @@ class Monitor:
             or not self.alarms.may_take(readings, start)
         ):
             return start, []
-        discharge = self.discharge
-        due = self.timeline.next_due()
-        due = min(until, INF if due is None else due, self.alarms.due_but_silence_of(device),
-                  discharge.next_due())  # fmt: skip
-        if self.schedule is not None:
-            due = min(due, self.schedule.next_due())
+        due = min(until, self._due_with(self.alarms.due_but_silence_of(device)))
         stop = self.alarms.quiet_run(readings, start, due)
         out: list[Event] = []
-        if stop > start and discharge.active:
+        if stop > start and self.discharge.active:
             stop, out = self._readiness_run(readings, start, stop)
         if stop == start:
             return start, []
