@@ -525,22 +525,9 @@ class AlarmEngine:
         # Each rule says whether it changed a state or brought a deadline earlier; without
         # that, the bound on the next deadline holds and no id shows anything new.
         changed = silence.frame(t)
-        band = self._band
-        if band is None:
-            band = self._band = self._quiet_band()
         spo2, pr = r.spo2, r.pr
-        if (
-            not changed
-            and not flags & _UNQUIET
-            and spo2 is not None
-            and pr is not None
-            and band[0] <= spo2 <= band[1]
-            and band[2] <= pr <= band[3]
-        ):
-            # Quiet: what the limit and signal rules would do with it, in one place.
-            for rule in self.limits:
-                rule.fresh(t)
-            self.sensor_off.device = self.signal_poor.device = r.device
+        if not changed and self._quiet(flags, spo2, pr):
+            self._values_stand(r.device, t)
             if not self.dosed and self.phase is _BASELINE:
                 self.baseline.add_oximetry(t, spo2, pr)
             return []
@@ -568,6 +555,7 @@ class AlarmEngine:
         spo2_low, spo2_high, pr_low, pr_high = self._quiet_band_now()
         lost_after, last, stop = silence.lost_after(), silence.last_frame, start
         ts, spo2s, prs = readings.t, readings.spo2, readings.pr
+        # `_quiet` row by row, inline: this loop is the whole cost of a stretch.
         for t, spo2, pr in zip(ts[start:], spo2s[start:], prs[start:], strict=True):
             if (
                 t >= until
@@ -588,9 +576,7 @@ class AlarmEngine:
         values stand, its device's silence, and the baseline's samples."""
         t = readings.t[stop - 1]
         self.silence[readings.device].frame(t)
-        for rule in self.limits:
-            rule.fresh(t)
-        self.sensor_off.device = self.signal_poor.device = readings.device
+        self._values_stand(readings.device, t)
         if not self.dosed and self.phase is _BASELINE:
             self.baseline.add_oximetry_run(
                 readings.t[start:stop], readings.spo2[start:stop], readings.pr[start:stop]
@@ -599,16 +585,23 @@ class AlarmEngine:
     def may_take(self, readings: ReadingColumns, start: int) -> bool:
         """Whether `readings[start]` is quiet (before the deadlines)."""
         silence = self.silence.get(readings.device)
-        if silence is None or int(readings.flags) & _UNQUIET or not silence.usual:
+        if silence is None or not silence.usual:
             return False
-        spo2, pr = readings.spo2[start], readings.pr[start]
+        return self._quiet(int(readings.flags), readings.spo2[start], readings.pr[start])
+
+    def _quiet(self, flags: int, spo2: int | None, pr: int | None) -> bool:
+        """A valid oximeter reading that no limit or signal rule would move (`_quiet_band`)."""
+        if flags & _UNQUIET or spo2 is None or pr is None:
+            return False
         spo2_low, spo2_high, pr_low, pr_high = self._quiet_band_now()
-        return (
-            spo2 is not None
-            and pr is not None
-            and spo2_low <= spo2 <= spo2_high
-            and pr_low <= pr <= pr_high
-        )
+        return spo2_low <= spo2 <= spo2_high and pr_low <= pr <= pr_high
+
+    def _values_stand(self, device: str, t: float) -> None:
+        """What the limit and signal rules do with a quiet reading of `device` at `t`: its
+        values stand from `t` on."""
+        for rule in self.limits:
+            rule.fresh(t)
+        self.sensor_off.device = self.signal_poor.device = device
 
     def _quiet_band_now(self) -> tuple[float, float, float, float]:
         band = self._band
