@@ -112,27 +112,30 @@ class ReadingColumns(Sequence[Reading]):
     @overload
     def __getitem__(self, i: slice) -> list[Reading]: ...
     def __getitem__(self, i: int | slice) -> Reading | list[Reading]:
+        count = len(self.t)
         if isinstance(i, slice):
-            return [self[k] for k in range(*i.indices(len(self.t)))]
+            start, stop, step = i.indices(count)
+            return self.made(start, stop)[::step] if step > 0 else self.made()[i]
         if i < 0:
-            i += len(self.t)
-        return Reading(
-            t=self.t[i],
-            device=self.device,
-            spo2=self.spo2[i],
-            pr=self.pr[i],
-            pi=self.pi[i],
-            flags=self.flags,
-            device_time=self._device_time(i, i + 1)[0],
-        )
+            i += count
+        if not 0 <= i < count:
+            raise IndexError(i)
+        return self.made(i, i + 1)[0]
 
     def __iter__(self) -> Iterator[Reading]:
         return iter(self.made())
 
-    def made(self) -> list[Reading]:
-        """Every reading, made."""
+    def made(self, start: int = 0, stop: int | None = None) -> list[Reading]:
+        """The readings `start` to `stop` (every one by default), made."""
+        stop = len(self.t) if stop is None else stop
         device, flags = self.device, self.flags
-        columns = (self.t, self.spo2, self.pr, self.pi, self._device_time(0, len(self.t)))
+        columns = (
+            self.t[start:stop],
+            self.spo2[start:stop],
+            self.pr[start:stop],
+            self.pi[start:stop],
+            self._device_time(start, stop),
+        )
         return [
             Reading(t=t, device=device, spo2=spo2, pr=pr, pi=pi, flags=flags, device_time=when)
             for t, spo2, pr, pi, when in zip(*columns, strict=True)
