@@ -62,13 +62,8 @@ class Baseline:
 
     def add_oximetry(self, t: float, spo2: int | None, pr: int | None) -> None:
         """A valid oximeter reading at `t` (sampled once a second; older ones are dropped)."""
-        if t < self._next_sample:
-            return
-        self._next_sample = t + SAMPLE_EVERY_S
-        samples = self._samples
-        samples.append((t, spo2, pr))
-        while samples and samples[0][0] < t - self._window_s:
-            samples.popleft()
+        if t >= self._next_sample:  # most readings are not sampled: nothing else to do
+            self.add_oximetry_run((t,), (spo2,), (pr,))
 
     def add_oximetry_run(
         self, ts: Sequence[float], spo2s: Sequence[int | None], prs: Sequence[int | None]
