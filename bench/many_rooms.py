@@ -60,6 +60,7 @@ async def main(rooms_wanted: int, speed: float) -> None:
     print(f"  command round trip (cmd -> recorded -> event): p50 "
           f"{statistics.median(trips_ms):.0f} ms, max {trips_ms[-1]:.0f} ms")  # fmt: skip
     print(f"  rooms whose broker view differs from their record: {lost}")
+    print(f"  alarm transitions delivered again (QoS 1, taken once): {overview.duplicates}")
     print(f"  machine: {os.cpu_count()} cores, Python {sys.version.split()[0]}")
 
 

@@ -8,6 +8,7 @@ room's record is seen on the broker, in order, and the broker keeps up.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from typing import TYPE_CHECKING
 
@@ -71,3 +72,15 @@ async def test_fifty_rooms_lose_no_alarm_on_one_broker(tmp_path: Path) -> None:
             lost[room.room_id] = (recorded, seen)
     assert lost == {}
     assert max(round_trips) < 5.0
+
+
+def test_a_transition_delivered_twice_is_taken_once() -> None:
+    """QoS 1 is at least once: a room sends an event again when the broker's acknowledgement
+    is late. The same transition again is counted, not taken; another one is taken."""
+    overview = Overview()
+    cleared = {"type": "alarm", "id": "sensor_off", "priority": "medium", "state": "cleared"}
+    first, later = ({"t": t, **cleared} for t in (12.5, 20.0))
+    for event in (first, first, later):
+        overview.take("sessiond/room-1/event", json.dumps(event).encode())
+    assert overview.alarms["room-1"] == [("sensor_off", "medium", "cleared")] * 2
+    assert overview.duplicates == 1

@@ -67,6 +67,11 @@ class Overview:
 
     messages: int = 0
     alarms: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
+    #: Events are QoS 1, at least once: a room sends one again when the broker did not
+    #: acknowledge it in time. An alarm transition's bytes again (its time, id, priority and
+    #: state: no two transitions have them all) are that transition again, taken once.
+    transitions_seen: set[tuple[str, bytes]] = field(default_factory=set)
+    duplicates: int = 0
     online: set[str] = field(default_factory=set)
     received_at: dict[str, float] = field(default_factory=dict)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -89,10 +94,15 @@ class Overview:
                 self.online.discard(room_id)
         elif leaf == "event":
             event = json.loads(payload)
-            if event.get("type") == "alarm":
-                self.alarms.setdefault(room_id, []).append(
-                    (event["id"], event["priority"], event["state"])
-                )
+            if event.get("type") != "alarm":
+                return
+            if (room_id, payload) in self.transitions_seen:
+                self.duplicates += 1
+                return
+            self.transitions_seen.add((room_id, payload))
+            self.alarms.setdefault(room_id, []).append(
+                (event["id"], event["priority"], event["state"])
+            )
 
 
 def room_config(room: Room, broker_port: int, scenario: Path) -> Path:
